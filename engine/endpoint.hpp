@@ -1,0 +1,55 @@
+// An IPv4 or IPv6 address with a port, and name resolution. Numeric
+// addresses parse at once; names are resolved with getaddrinfo on a helper
+// thread so the loop never blocks on DNS.
+#pragma once
+
+#include <cnetmod/engine/task.hpp>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cnetmod {
+
+class io_context;
+
+class ip_endpoint {
+public:
+    ip_endpoint() noexcept;
+    // Parses a numeric address: "127.0.0.1", "::1", "[::1]". Throws
+    // std::invalid_argument for anything else.
+    ip_endpoint(std::string_view address, std::uint16_t port);
+    static std::optional<ip_endpoint> parse(std::string_view address, std::uint16_t port) noexcept;
+    static ip_endpoint from_sockaddr(const sockaddr* sa, socklen_t len) noexcept;
+
+    static ip_endpoint loopback_v4(std::uint16_t port) noexcept;
+    static ip_endpoint loopback_v6(std::uint16_t port) noexcept;
+    static ip_endpoint any_v4(std::uint16_t port) noexcept;
+    static ip_endpoint any_v6(std::uint16_t port) noexcept;
+
+    int family() const noexcept { return storage_.ss_family; }
+    bool is_v6() const noexcept { return family() == AF_INET6; }
+    std::uint16_t port() const noexcept;
+    std::string address() const;
+    std::string to_string() const;  // "127.0.0.1:80", "[::1]:80"
+
+    const sockaddr* data() const noexcept { return reinterpret_cast<const sockaddr*>(&storage_); }
+    socklen_t size() const noexcept { return is_v6() ? sizeof(sockaddr_in6) : sizeof(sockaddr_in); }
+
+    friend bool operator==(const ip_endpoint& a, const ip_endpoint& b) noexcept;
+
+private:
+    sockaddr_storage storage_{};
+};
+
+// Resolves `host` ("localhost", "127.0.0.1", "::1", "example.org") to
+// endpoints for TCP, numeric forms without any lookup. Throws
+// std::system_error naming the host when it cannot be resolved.
+task<std::vector<ip_endpoint>> resolve(io_context& ctx, std::string host, std::uint16_t port);
+
+}  // namespace cnetmod

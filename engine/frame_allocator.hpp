@@ -1,0 +1,27 @@
+// Per-core recycling allocator for coroutine frames. Each thread keeps free
+// lists by size class, so a steady state of spawned and awaited tasks
+// allocates nothing from the heap. A frame freed on another thread simply
+// joins that thread's lists.
+#pragma once
+
+#include <cstddef>
+
+namespace cnetmod::detail {
+
+struct frame_allocator {
+    // Frames up to max_pooled_size bytes are pooled, in classes of class_size.
+    static constexpr std::size_t class_size = 64;
+    static constexpr std::size_t max_pooled_size = 8192;
+    // Frames kept per class before extra ones go back to the heap.
+    static constexpr std::size_t max_cached_per_class = 4096;
+
+    static void* allocate(std::size_t n);
+    static void deallocate(void* p, std::size_t n) noexcept;
+
+    // Frames currently cached by the calling thread (for tests and benchmarks).
+    static std::size_t cached_frames() noexcept;
+    // Heap allocations the calling thread has made for frames.
+    static std::size_t heap_allocations() noexcept;
+};
+
+}  // namespace cnetmod::detail

@@ -1,0 +1,108 @@
+// The awaitable behind every single-SQE operation (connect, accept, send,
+// close, …): prepares the SQE, suspends, and resumes with the CQE's result.
+// A deadline becomes a linked timeout (IORING_OP_LINK_TIMEOUT, kernel 5.5)
+// and a stop_token an IORING_OP_ASYNC_CANCEL; either way the operation
+// resumes only with its own CQE, so nothing the kernel holds is freed early.
+#pragma once
+
+#include <cnetmod/engine/completion.hpp>
+#include <cnetmod/engine/deadline.hpp>
+#include <cnetmod/engine/io_context.hpp>
+
+#include <coroutine>
+#include <optional>
+#include <stop_token>
+#include <system_error>
+
+namespace cnetmod {
+
+namespace detail {
+
+template <class Prepare>
+class io_operation : completion {
+public:
+    io_operation(io_context& ctx, Prepare prepare, deadline d, std::stop_token stop)
+        : completion(&io_operation::on_cqe), ctx_(ctx), prepare_(std::move(prepare)), deadline_(d),
+          stop_(std::move(stop)) {}
+
+    bool await_ready() const noexcept { return false; }
+
+    void await_suspend(std::coroutine_handle<> h) {
+        waiter_ = h;
+        if (stop_.stop_requested()) {
+            // Already cancelled: complete through the loop without touching the kernel.
+            result_ = -ECANCELED;
+            cancelled_ = true;
+            ctx_.schedule(h);
+            return;
+        }
+        if (deadline_.is_set()) ctx_.reserve_sqes(2);
+        io_uring_sqe* sqe = ctx_.acquire_sqe();
+        prepare_(sqe);
+        io_uring_sqe_set_data(sqe, static_cast<completion*>(this));
+        if (deadline_.is_set()) {
+            sqe->flags |= IOSQE_IO_LINK;
+            timeout_ = to_kernel_timespec(deadline_);
+            io_uring_sqe* link = ctx_.acquire_sqe();
+            io_uring_prep_link_timeout(link, &timeout_, IORING_TIMEOUT_ABS);
+            io_uring_sqe_set_data64(link, 0);
+        }
+        if (stop_.stop_possible()) stop_callback_.emplace(stop_, canceller{this});
+    }
+
+    // The CQE's result: >= 0 on success, -errno on failure; a cancellation by
+    // the deadline reads as -ETIMEDOUT, by the stop_token as -ECANCELED.
+    int await_resume() noexcept {
+        stop_callback_.reset();
+        if (result_ == -ECANCELED && !cancelled_ && deadline_.is_set()) return -ETIMEDOUT;
+        return result_;
+    }
+
+private:
+    struct canceller {
+        io_operation* op;
+        void operator()() noexcept {
+            op->cancelled_ = true;
+            io_context& ctx = op->ctx_;
+            const void* id = static_cast<completion*>(op);
+            if (ctx.running_in_this_thread())
+                ctx.cancel(id);
+            else
+                ctx.post([&ctx, id] { ctx.cancel(id); });
+        }
+    };
+
+    static void on_cqe(completion* c, int result, std::uint32_t) {
+        auto* self = static_cast<io_operation*>(c);
+        self->result_ = result;
+        self->waiter_.resume();
+    }
+
+    io_context& ctx_;
+    Prepare prepare_;
+    deadline deadline_;
+    std::stop_token stop_;
+    std::optional<std::stop_callback<canceller>> stop_callback_;
+    __kernel_timespec timeout_{};
+    std::coroutine_handle<> waiter_;
+    int result_ = 0;
+    bool cancelled_ = false;
+};
+
+}  // namespace detail
+
+// co_await submit(ctx, [&](io_uring_sqe* sqe) { io_uring_prep_...(sqe, ...); }, deadline, stop)
+// yields the CQE's result (negative errno on failure). The building block for
+// operations the engine does not wrap itself.
+template <class Prepare>
+auto submit(io_context& ctx, Prepare prepare, deadline d = {}, std::stop_token stop = {}) {
+    return detail::io_operation<Prepare>(ctx, std::move(prepare), d, std::move(stop));
+}
+
+// Throws std::system_error for a negative io_uring result, naming the operation.
+inline int check_result(int result, const char* what) {
+    if (result < 0) throw std::system_error(-result, std::system_category(), what);
+    return result;
+}
+
+}  // namespace cnetmod

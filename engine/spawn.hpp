@@ -1,0 +1,114 @@
+// spawn(ctx, task): runs a task detached on a context. The context owns the
+// coroutine until it finishes; if it is still suspended when the context is
+// destroyed, it is destroyed with it. An exception that escapes is reported
+// on stderr with where the task was spawned, never silently dropped.
+//
+// sync_wait(ctx, task): runs the context's loop on the calling thread until
+// the task finishes, and returns its value (or rethrows its exception).
+#pragma once
+
+#include <cnetmod/engine/io_context.hpp>
+#include <cnetmod/engine/task.hpp>
+
+#include <exception>
+#include <source_location>
+#include <string_view>
+
+namespace cnetmod {
+
+namespace detail {
+
+void report_escaped_exception(std::exception_ptr e, const std::source_location& where) noexcept;
+
+struct detached_task {
+    struct promise_type : detached_node {
+        io_context* ctx = nullptr;
+        std::source_location where;
+
+        static void* operator new(std::size_t n) { return frame_allocator::allocate(n); }
+        static void operator delete(void* p, std::size_t n) noexcept { frame_allocator::deallocate(p, n); }
+
+        detached_task get_return_object() noexcept {
+            frame = std::coroutine_handle<promise_type>::from_promise(*this);
+            return {std::coroutine_handle<promise_type>::from_promise(*this)};
+        }
+        std::suspend_always initial_suspend() noexcept { return {}; }
+        std::suspend_never final_suspend() noexcept { return {}; }
+        void return_void() noexcept {}
+        void unhandled_exception() noexcept { report_escaped_exception(std::current_exception(), where); }
+        ~promise_type() {
+            if (ctx) ctx->release(*this);
+        }
+    };
+    std::coroutine_handle<promise_type> handle;
+};
+
+template <class T>
+detached_task run_detached(task<T> t) {
+    co_await std::move(t);
+}
+
+}  // namespace detail
+
+// Starts `t` on `ctx`. On the context's own thread the task runs at once until
+// its first suspension; from any other thread it starts in a later loop turn.
+template <class T>
+void spawn(io_context& ctx, task<T> t, std::source_location where = std::source_location::current()) {
+    auto detached = detail::run_detached(std::move(t));
+    auto& promise = detached.handle.promise();
+    promise.where = where;
+    if (ctx.running_in_this_thread()) {
+        promise.ctx = &ctx;
+        ctx.adopt(promise);
+        detached.handle.resume();
+    } else {
+        ctx.post([h = detached.handle, c = &ctx] {
+            h.promise().ctx = c;
+            c->adopt(h.promise());
+            h.resume();
+        });
+    }
+}
+
+namespace detail {
+template <class T>
+struct sync_wait_state {
+    std::optional<T> value;
+};
+template <>
+struct sync_wait_state<void> {};
+}  // namespace detail
+
+// Runs `ctx` on this thread until `t` completes. The context must not be
+// running already; it is stopped again when `t` completes.
+template <class T>
+T sync_wait(io_context& ctx, task<T> t) {
+    std::exception_ptr error;
+    detail::sync_wait_state<T> state;
+    bool done = false;
+    auto runner = [](io_context& c, task<T> inner, detail::sync_wait_state<T>& s, std::exception_ptr& err,
+                     bool& finished) -> task<void> {
+        try {
+            if constexpr (std::is_void_v<T>)
+                co_await std::move(inner);
+            else
+                s.value.emplace(co_await std::move(inner));
+        } catch (...) {
+            err = std::current_exception();
+        }
+        finished = true;
+        c.stop();
+    };
+    // The runner's frame stays here, so it is destroyed even if run() throws.
+    struct frame_owner {
+        std::coroutine_handle<> h;
+        ~frame_owner() { h.destroy(); }
+    } owner{runner(ctx, std::move(t), state, error, done).release()};
+    ctx.post([h = owner.h] { h.resume(); });
+    ctx.run();
+    if (error) std::rethrow_exception(error);
+    if (!done) throw std::logic_error("cnetmod: sync_wait: the io_context was stopped before the task finished");
+    if constexpr (!std::is_void_v<T>) return std::move(*state.value);
+}
+
+}  // namespace cnetmod

@@ -1,0 +1,126 @@
+// task<T>: a lazy coroutine that starts when awaited and resumes its awaiter
+// by symmetric transfer, so chains of synchronous completions use no stack.
+// An exception thrown in the body propagates to the awaiter. Frames come from
+// the per-core frame_allocator.
+#pragma once
+
+#include <cnetmod/engine/frame_allocator.hpp>
+
+#include <coroutine>
+#include <exception>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+namespace cnetmod {
+
+template <class T = void>
+class task;
+
+namespace detail {
+
+struct task_promise_base {
+    std::coroutine_handle<> continuation_ = std::noop_coroutine();
+    std::exception_ptr exception_;
+
+    static void* operator new(std::size_t n) { return frame_allocator::allocate(n); }
+    static void operator delete(void* p, std::size_t n) noexcept { frame_allocator::deallocate(p, n); }
+
+    std::suspend_always initial_suspend() noexcept { return {}; }
+
+    struct final_awaiter {
+        bool await_ready() noexcept { return false; }
+        template <class Promise>
+        std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) noexcept {
+            return h.promise().continuation_;
+        }
+        void await_resume() noexcept {}
+    };
+    final_awaiter final_suspend() noexcept { return {}; }
+
+    void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+    void rethrow_if_failed() {
+        if (exception_) std::rethrow_exception(exception_);
+    }
+};
+
+template <class T>
+struct task_promise : task_promise_base {
+    std::optional<T> value_;
+
+    task<T> get_return_object() noexcept;
+    template <class U>
+    void return_value(U&& v) {
+        value_.emplace(std::forward<U>(v));
+    }
+    T take() {
+        rethrow_if_failed();
+        return std::move(*value_);
+    }
+};
+
+template <>
+struct task_promise<void> : task_promise_base {
+    task<void> get_return_object() noexcept;
+    void return_void() noexcept {}
+    void take() { rethrow_if_failed(); }
+};
+
+}  // namespace detail
+
+template <class T>
+class [[nodiscard]] task {
+public:
+    using promise_type = detail::task_promise<T>;
+    using value_type = T;
+
+    task() noexcept = default;
+    explicit task(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+    task(task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+    task& operator=(task&& other) noexcept {
+        if (this != &other) {
+            destroy();
+            handle_ = std::exchange(other.handle_, {});
+        }
+        return *this;
+    }
+    task(const task&) = delete;
+    task& operator=(const task&) = delete;
+    ~task() { destroy(); }
+
+    bool valid() const noexcept { return static_cast<bool>(handle_); }
+
+    auto operator co_await() && noexcept {
+        struct awaiter {
+            std::coroutine_handle<promise_type> h;
+            bool await_ready() const noexcept { return !h || h.done(); }
+            std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
+                h.promise().continuation_ = awaiting;
+                return h;
+            }
+            T await_resume() { return h.promise().take(); }
+        };
+        return awaiter{handle_};
+    }
+
+    // For runners (spawn, sync_wait): hands over the coroutine.
+    std::coroutine_handle<promise_type> release() noexcept { return std::exchange(handle_, {}); }
+
+private:
+    void destroy() noexcept {
+        if (handle_) handle_.destroy();
+    }
+    std::coroutine_handle<promise_type> handle_;
+};
+
+namespace detail {
+template <class T>
+task<T> task_promise<T>::get_return_object() noexcept {
+    return task<T>{std::coroutine_handle<task_promise<T>>::from_promise(*this)};
+}
+inline task<void> task_promise<void>::get_return_object() noexcept {
+    return task<void>{std::coroutine_handle<task_promise<void>>::from_promise(*this)};
+}
+}  // namespace detail
+
+}  // namespace cnetmod

@@ -1,0 +1,227 @@
+#include <cnetmod/engine/io_context.hpp>
+#include <cnetmod/engine/tcp_listener.hpp>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <deque>
+#include <system_error>
+#include <vector>
+
+namespace cnetmod::detail {
+
+class listener_state : completion {
+public:
+    listener_state(io_context& ctx, int fd, listen_options options)
+        : completion(&listener_state::on_accept), ctx_(ctx), fd_(fd), options_(options) {}
+
+    io_context& ctx() const noexcept { return ctx_; }
+    int fd() const noexcept { return fd_; }
+    const listen_options& options() const noexcept { return options_; }
+
+    void arm() {
+        if (armed_ || fd_ < 0 || ctx_.closing()) return;
+        io_uring_sqe* sqe = ctx_.acquire_sqe();
+        io_uring_prep_multishot_accept(sqe, fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        io_uring_sqe_set_data(sqe, static_cast<completion*>(this));
+        armed_ = true;
+        ++pending_;
+    }
+
+    struct accept_wait {
+        listener_state& s;
+        deadline d;
+        std::coroutine_handle<> handle;
+        wait_timer* timer = nullptr;
+        bool timed_out = false;
+
+        bool await_ready() const noexcept { return !s.accepted_.empty() || s.fd_ < 0; }
+        void await_suspend(std::coroutine_handle<> h) {
+            handle = h;
+            s.waiters_.push_back(this);
+            if (d.is_set()) timer = s.ctx_.arm_wait_timer(d, &accept_wait::on_timeout, this);
+        }
+        static void on_timeout(void* p) {
+            auto* w = static_cast<accept_wait*>(p);
+            w->timer = nullptr;
+            w->timed_out = true;
+            std::erase(w->s.waiters_, w);
+            w->handle.resume();
+        }
+        void await_resume() {
+            if (timer) {
+                s.ctx_.disarm_wait_timer(timer);
+                timer = nullptr;
+            }
+            if (timed_out) throw std::system_error(std::make_error_code(std::errc::timed_out), "cnetmod: accept");
+        }
+        ~accept_wait() {
+            if (timer) s.ctx_.disarm_wait_timer(timer);
+            std::erase(s.waiters_, this);
+        }
+    };
+
+    // Takes the oldest accepted socket, or -1 when closed.
+    int take() {
+        if (accepted_.empty()) return -1;
+        int fd = accepted_.front();
+        accepted_.pop_front();
+        if (paused_ && accepted_.size() <= options_.max_queued / 2) {
+            paused_ = false;
+            arm();
+        }
+        return fd;
+    }
+
+    void close() noexcept {
+        if (fd_ < 0) return;
+        if (armed_) ctx_.cancel(static_cast<completion*>(this));
+        if (retry_timer_) {
+            ctx_.disarm_wait_timer(retry_timer_);
+            retry_timer_ = nullptr;
+        }
+        ::close(fd_);
+        fd_ = -1;
+        for (int fd : accepted_) ::close(fd);
+        accepted_.clear();
+        auto waiters = std::move(waiters_);
+        waiters_.clear();
+        for (auto* w : waiters) ctx_.schedule(w->handle);
+    }
+
+    void release() noexcept {
+        released_ = true;
+        close();
+        if (pending_ == 0)
+            delete this;
+        else if (ctx_.closing())
+            ctx_.after_ring_exit([self = this] { delete self; });
+    }
+
+private:
+    static void on_accept(completion* c, int result, std::uint32_t flags) {
+        auto* s = static_cast<listener_state*>(c);
+        if (result >= 0) {
+            if (s->released_ || s->fd_ < 0)
+                ::close(result);
+            else
+                s->deliver(result);
+        }
+        if (!(flags & IORING_CQE_F_MORE)) {
+            s->armed_ = false;
+            if (--s->pending_ == 0 && s->released_) {
+                delete s;
+                return;
+            }
+            if (s->released_ || s->fd_ < 0) return;
+            if (result < 0 && result != -ECANCELED) {
+                // EMFILE, ENFILE, ENOMEM…: try again shortly rather than spin.
+                s->retry_timer_ = s->ctx_.arm_wait_timer(timeout(std::chrono::milliseconds(50)), &listener_state::on_retry, s);
+            } else if (!s->paused_) {
+                s->arm();
+            }
+        }
+    }
+
+    static void on_retry(void* p) {
+        auto* s = static_cast<listener_state*>(p);
+        s->retry_timer_ = nullptr;
+        s->arm();
+    }
+
+    void deliver(int fd) {
+        accepted_.push_back(fd);
+        if (!waiters_.empty()) {
+            accept_wait* w = waiters_.front();
+            waiters_.erase(waiters_.begin());
+            w->handle.resume();
+        }
+        if (armed_ && !paused_ && accepted_.size() >= options_.max_queued) {
+            paused_ = true;
+            ctx_.cancel(static_cast<completion*>(this));
+        }
+    }
+
+    friend class cnetmod::tcp_listener;
+
+    io_context& ctx_;
+    int fd_;
+    listen_options options_;
+    std::deque<int> accepted_;
+    std::vector<accept_wait*> waiters_;
+    wait_timer* retry_timer_ = nullptr;
+    int pending_ = 0;
+    bool armed_ = false;
+    bool paused_ = false;
+    bool released_ = false;
+};
+
+}  // namespace cnetmod::detail
+
+namespace cnetmod {
+
+tcp_listener tcp_listener::bind(io_context& ctx, const ip_endpoint& endpoint, listen_options options) {
+    int fd = ::socket(endpoint.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::system_error(errno, std::system_category(), "cnetmod: socket");
+    auto fail = [&](const char* what) {
+        int err = errno;
+        ::close(fd);
+        throw std::system_error(err, std::system_category(),
+                                std::string("cnetmod: ") + what + " " + endpoint.to_string());
+    };
+    int one = 1;
+    if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) fail("SO_REUSEADDR on");
+    if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+        fail("SO_REUSEPORT on");
+    if (endpoint.is_v6()) {
+        int v6only = options.v6_only ? 1 : 0;
+        ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+    }
+    if (::bind(fd, endpoint.data(), endpoint.size()) < 0) fail("cannot bind");
+    if (::listen(fd, options.backlog) < 0) fail("cannot listen on");
+    auto* state = new detail::listener_state(ctx, fd, options);
+    state->arm();
+    return tcp_listener(state);
+}
+
+tcp_listener::tcp_listener(tcp_listener&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+
+tcp_listener& tcp_listener::operator=(tcp_listener&& other) noexcept {
+    if (this != &other) {
+        if (state_) state_->release();
+        state_ = std::exchange(other.state_, nullptr);
+    }
+    return *this;
+}
+
+tcp_listener::~tcp_listener() {
+    if (state_) state_->release();
+}
+
+task<tcp_stream> tcp_listener::accept(deadline d) {
+    if (!state_ || state_->fd() < 0)
+        throw std::system_error(std::make_error_code(std::errc::operation_canceled), "cnetmod: accept on a closed listener");
+    detail::listener_state& s = *state_;
+    co_await detail::listener_state::accept_wait{s, d, {}, nullptr, false};
+    int fd = s.take();
+    if (fd < 0)
+        throw std::system_error(std::make_error_code(std::errc::operation_canceled), "cnetmod: listener closed");
+    co_return tcp_stream(s.ctx(), fd, s.options().stream);
+}
+
+ip_endpoint tcp_listener::local_endpoint() const {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getsockname(native_handle(), reinterpret_cast<sockaddr*>(&ss), &len) < 0)
+        throw std::system_error(errno, std::system_category(), "cnetmod: getsockname");
+    return ip_endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+int tcp_listener::native_handle() const noexcept { return state_ ? state_->fd() : -1; }
+bool tcp_listener::is_open() const noexcept { return state_ && state_->fd() >= 0; }
+void tcp_listener::close() noexcept {
+    if (state_) state_->close();
+}
+
+}  // namespace cnetmod

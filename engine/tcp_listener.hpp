@@ -1,0 +1,58 @@
+// tcp_listener: a listening socket with one multishot accept (kernel 5.19)
+// that queues accepted connections for accept(). SO_REUSEPORT lets every
+// core bind its own listener on the same port, the kernel spreading
+// connections between them.
+#pragma once
+
+#include <cnetmod/engine/deadline.hpp>
+#include <cnetmod/engine/endpoint.hpp>
+#include <cnetmod/engine/tcp_stream.hpp>
+
+#include <cstddef>
+
+namespace cnetmod {
+
+namespace detail {
+class listener_state;
+}
+
+struct listen_options {
+    int backlog = 4096;
+    bool reuse_port = true;
+    bool v6_only = false;
+    // Accepted connections queued before accept() takes them; past this the
+    // multishot accept pauses and the kernel's backlog holds the rest.
+    std::size_t max_queued = 1024;
+    stream_options stream{};
+};
+
+class tcp_listener {
+public:
+    tcp_listener() noexcept = default;
+    // Binds and listens on `endpoint` (port 0 picks a free port). Throws
+    // std::system_error naming the address, e.g. for EADDRINUSE.
+    static tcp_listener bind(io_context& ctx, const ip_endpoint& endpoint, listen_options options = {});
+
+    tcp_listener(tcp_listener&& other) noexcept;
+    tcp_listener& operator=(tcp_listener&& other) noexcept;
+    tcp_listener(const tcp_listener&) = delete;
+    tcp_listener& operator=(const tcp_listener&) = delete;
+    ~tcp_listener();
+
+    // The next accepted connection. Throws std::system_error with ETIMEDOUT
+    // past the deadline, or ECANCELED once the listener is closed.
+    task<tcp_stream> accept(deadline d = {});
+
+    ip_endpoint local_endpoint() const;
+    std::uint16_t port() const { return local_endpoint().port(); }
+    int native_handle() const noexcept;
+    bool is_open() const noexcept;
+    // Stops accepting and closes the socket; waiting accept()s fail with ECANCELED.
+    void close() noexcept;
+
+private:
+    explicit tcp_listener(detail::listener_state* s) noexcept : state_(s) {}
+    detail::listener_state* state_ = nullptr;
+};
+
+}  // namespace cnetmod

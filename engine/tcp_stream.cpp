@@ -1,0 +1,672 @@
+#include <cnetmod/engine/io_context.hpp>
+#include <cnetmod/engine/io_operation.hpp>
+#include <cnetmod/engine/provided_buffer_ring.hpp>
+#include <cnetmod/engine/tcp_stream.hpp>
+#include <cnetmod/engine/waiter_queue.hpp>
+
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstring>
+#include <memory>
+#include <system_error>
+#include <vector>
+
+namespace cnetmod::detail {
+
+class stream_state {
+public:
+    stream_state(io_context& ctx, int fd, stream_options options)
+        : ctx_(ctx), fd_(fd), options_(options), recv_completion_(&stream_state::on_recv),
+          fallback_completion_(&stream_state::on_fallback_recv),
+          rearm_hook_([](turn_hook* h) { static_cast<hook*>(h)->self->rearm_after_starvation(); }),
+          send_completion_(&stream_state::on_send),
+          flush_hook_([](turn_hook* h) { static_cast<hook*>(h)->self->flush(); }) {
+        recv_completion_.self = fallback_completion_.self = send_completion_.self = this;
+        flush_hook_.self = rearm_hook_.self = this;
+        if (options_.no_delay) {
+            int one = 1;
+            ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+    }
+
+    io_context& ctx() const noexcept { return ctx_; }
+    int fd() const noexcept { return fd_; }
+    bool is_open() const noexcept { return fd_ >= 0; }
+
+    // ---- receiving ----
+
+    std::size_t buffered() const noexcept { return rx_bytes_; }
+
+    // The front of the receive queue, or empty.
+    std::span<const std::byte> front() const noexcept {
+        if (rx_head_ == chunks_.size()) return {};
+        const chunk& c = chunks_[rx_head_];
+        return {c.data + rx_offset_, c.size - rx_offset_};
+    }
+
+    bool at_end() const noexcept { return rx_bytes_ == 0 && (eof_ || rx_error_ != 0 || fd_ < 0); }
+
+    void throw_if_receive_failed() const {
+        if (rx_bytes_ == 0 && rx_error_ != 0)
+            throw std::system_error(rx_error_, std::system_category(), "cnetmod: tcp_stream receive");
+    }
+
+    void consume(std::size_t n) noexcept {
+        while (n > 0 && rx_head_ < chunks_.size()) {
+            chunk& c = chunks_[rx_head_];
+            const std::size_t left = c.size - rx_offset_;
+            const std::size_t take = n < left ? n : left;
+            rx_offset_ += take;
+            rx_bytes_ -= take;
+            n -= take;
+            if (rx_offset_ == c.size) {
+                release_chunk(c);
+                ++rx_head_;
+                rx_offset_ = 0;
+            }
+        }
+        if (rx_head_ == chunks_.size()) {
+            chunks_.clear();
+            rx_head_ = 0;
+        }
+        // Resume receiving once the reader has caught up with a paused stream.
+        if (paused_ && !rx_armed_ && rx_bytes_ <= options_.receive_high_water / 2) {
+            paused_ = false;
+            arm_receive();
+        }
+    }
+
+    // Makes sure some receive is in flight for a reader about to wait.
+    void ensure_receiving() {
+        if (rx_armed_ || fallback_armed_ || eof_ || rx_error_ || fd_ < 0 || paused_) return;
+        if (ctx_.recv_buffers().available() > 0)
+            arm_multishot();
+        else
+            arm_fallback();
+    }
+
+    // Suspends the reader until data, end of stream, an error or the deadline.
+    struct read_wait {
+        stream_state& s;
+        deadline d;
+        bool await_ready() const noexcept { return false; }
+        void await_suspend(std::coroutine_handle<> h) {
+            s.reader_ = h;
+            s.reader_timed_out_ = false;
+            if (d.is_set()) s.reader_timer_ = s.ctx_.arm_wait_timer(d, &stream_state::on_reader_timeout, &s);
+        }
+        void await_resume() {
+            if (s.reader_timer_) {
+                s.ctx_.disarm_wait_timer(s.reader_timer_);
+                s.reader_timer_ = nullptr;
+            }
+            if (s.reader_timed_out_)
+                throw std::system_error(std::make_error_code(std::errc::timed_out), "cnetmod: tcp_stream receive");
+        }
+    };
+
+    // ---- sending ----
+
+    std::size_t queued_bytes() const noexcept { return tx_bytes_; }
+    std::uint64_t send_calls() const noexcept { return send_calls_; }
+
+    void throw_if_cannot_send() const {
+        if (fd_ < 0 || shut_down_)
+            throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: tcp_stream is closed");
+        if (tx_error_)
+            throw std::system_error(tx_error_, std::system_category(), "cnetmod: tcp_stream send");
+    }
+
+    void queue(std::span<const std::byte> bytes) {
+        throw_if_cannot_send();
+        if (bytes.empty()) return;
+        auto& arena = arenas_[fill_];
+        const std::size_t offset = arena.size();
+        arena.insert(arena.end(), bytes.begin(), bytes.end());
+        // Bytes copied back to back are one iovec.
+        if (!queued_.empty() && !queued_.back().buffer && queued_.back().offset + queued_.back().size == offset)
+            queued_.back().size += bytes.size();
+        else
+            queued_.push_back(segment{{}, offset, bytes.size()});
+        tx_bytes_ += bytes.size();
+        ctx_.at_turn_end(flush_hook_);
+    }
+
+    void queue(shared_buffer buffer) {
+        throw_if_cannot_send();
+        if (buffer.empty()) return;
+        const std::size_t n = buffer.size();
+        queued_.push_back(segment{std::move(buffer), 0, n});
+        tx_bytes_ += n;
+        ctx_.at_turn_end(flush_hook_);
+    }
+
+    // Suspends until queued bytes fall to `threshold`, an error, or the deadline.
+    struct drain_wait {
+        stream_state& s;
+        std::size_t threshold;
+        deadline d;
+        queued_waiter node{};
+        wait_timer* timer = nullptr;
+        bool timed_out = false;
+
+        bool await_ready() const noexcept { return s.tx_bytes_ <= threshold || s.tx_error_ || s.fd_ < 0; }
+        void await_suspend(std::coroutine_handle<> h) {
+            node.handle = h;
+            node.ctx = &s.ctx_;
+            s.writers_.push_back(this);
+            if (d.is_set()) timer = s.ctx_.arm_wait_timer(d, &drain_wait::on_timeout, this);
+        }
+        static void on_timeout(void* p) {
+            auto* self = static_cast<drain_wait*>(p);
+            self->timer = nullptr;
+            self->timed_out = true;
+            std::erase(self->s.writers_, self);
+            self->node.handle.resume();
+        }
+        void await_resume() {
+            if (timer) {
+                s.ctx_.disarm_wait_timer(timer);
+                timer = nullptr;
+            }
+            if (timed_out) throw std::system_error(std::make_error_code(std::errc::timed_out), "cnetmod: tcp_stream send");
+            if (s.tx_error_) throw std::system_error(s.tx_error_, std::system_category(), "cnetmod: tcp_stream send");
+            if (s.fd_ < 0 && s.tx_bytes_ > threshold)
+                throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: tcp_stream closed");
+        }
+        ~drain_wait() {
+            if (timer) s.ctx_.disarm_wait_timer(timer);
+            std::erase(s.writers_, this);
+        }
+    };
+
+    // ---- closing ----
+
+    task<void> shutdown_send() {
+        if (fd_ < 0 || shut_down_) co_return;
+        shut_down_ = true;
+        const int fd = fd_;
+        ++pending_;
+        int rc = co_await submit(ctx_, [fd](io_uring_sqe* sqe) { io_uring_prep_shutdown(sqe, fd, SHUT_WR); });
+        --pending_;
+        (void)rc;  // ENOTCONN when the peer already reset: nothing left to shut
+    }
+
+    // Closes the descriptor at once; pending operations are cancelled.
+    void close_now(bool reset) noexcept {
+        if (fd_ < 0) return;
+        if (reset) {
+            linger l{1, 0};
+            ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        }
+        if (rx_armed_) ctx_.cancel(static_cast<completion*>(&recv_completion_));
+        if (fallback_armed_) ctx_.cancel(static_cast<completion*>(&fallback_completion_));
+        if (send_inflight_) ctx_.cancel(static_cast<completion*>(&send_completion_));
+        ::close(fd_);
+        fd_ = -1;
+        drop_queued();
+        // Waiters resume in the loop, not inside the caller that closed.
+        if (auto h = std::exchange(reader_, {})) ctx_.schedule(h);
+        wake_writers();
+    }
+
+    // The handle is gone: close, and free this state once the kernel is done with it.
+    void release() noexcept {
+        released_ = true;
+        if (reader_timer_) {
+            ctx_.disarm_wait_timer(reader_timer_);
+            reader_timer_ = nullptr;
+        }
+        reader_ = {};
+        close_now(false);
+        drop_received();
+        if (pending_ == 0) {
+            delete this;
+        } else if (ctx_.closing()) {
+            ctx_.after_ring_exit([self = this] { delete self; });
+        }
+        // else the last CQE deletes it
+    }
+
+private:
+    struct owned_completion : completion {
+        stream_state* self = nullptr;
+        using completion::completion;
+    };
+    struct hook : turn_hook {
+        stream_state* self = nullptr;
+        using turn_hook::turn_hook;
+    };
+    struct chunk {
+        std::byte* data;
+        std::size_t size;
+        int buffer_id;  // provided-buffer id, or -1 for memory of the stream's own
+    };
+    struct segment {
+        shared_buffer buffer;  // empty: bytes live in the in-flight arena at `offset`
+        std::size_t offset;
+        std::size_t size;
+    };
+
+    // ---- receive internals ----
+
+    void release_chunk(const chunk& c) noexcept {
+        if (c.buffer_id >= 0)
+            ctx_.recv_buffers().recycle(static_cast<std::uint16_t>(c.buffer_id));
+        else
+            delete[] c.data;
+    }
+
+    void drop_received() noexcept {
+        for (std::size_t i = rx_head_; i < chunks_.size(); ++i) release_chunk(chunks_[i]);
+        chunks_.clear();
+        rx_head_ = rx_offset_ = rx_bytes_ = 0;
+    }
+
+    void arm_receive() {
+        if (fd_ < 0 || eof_ || rx_error_ || rx_armed_) return;
+        if (ctx_.recv_buffers().available() > 0)
+            arm_multishot();
+        else if (reader_)
+            arm_fallback();
+        else
+            ctx_.at_turn_end(rearm_hook_);
+    }
+
+    void arm_multishot() {
+        io_uring_sqe* sqe = ctx_.acquire_sqe();
+        io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = ctx_.recv_buffers().group_id();
+        io_uring_sqe_set_data(sqe, static_cast<completion*>(&recv_completion_));
+        rx_armed_ = true;
+        ++pending_;
+    }
+
+    // The ring is dry and a reader waits: receive into memory of our own.
+    void arm_fallback() {
+        const std::size_t size = ctx_.recv_buffers().buffer_size();
+        fallback_buffer_.reset(new std::byte[size]);
+        io_uring_sqe* sqe = ctx_.acquire_sqe();
+        io_uring_prep_recv(sqe, fd_, fallback_buffer_.get(), size, 0);
+        io_uring_sqe_set_data(sqe, static_cast<completion*>(&fallback_completion_));
+        fallback_armed_ = true;
+        ++pending_;
+    }
+
+    void rearm_after_starvation() {
+        if (released_ || rx_armed_ || fallback_armed_ || paused_) return;
+        if (ctx_.recv_buffers().available() > 0)
+            arm_multishot();
+        else if (reader_)
+            arm_fallback();
+        else
+            ctx_.at_turn_end(rearm_hook_);
+    }
+
+    void push_chunk(std::byte* data, std::size_t size, int buffer_id) {
+        chunks_.push_back(chunk{data, size, buffer_id});
+        rx_bytes_ += size;
+        if (rx_armed_ && !paused_ && rx_bytes_ > options_.receive_high_water) {
+            // The reader is behind: stop taking buffers; TCP's window holds the peer back.
+            paused_ = true;
+            ctx_.cancel(static_cast<completion*>(&recv_completion_));
+        }
+    }
+
+    static void on_recv(completion* c, int result, std::uint32_t flags) {
+        stream_state* s = static_cast<owned_completion*>(c)->self;
+        if (flags & IORING_CQE_F_BUFFER) {
+            const auto id = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+            s->ctx_.recv_buffers().taken();
+            if (result > 0 && !s->released_)
+                s->push_chunk(s->ctx_.recv_buffers().data(id), static_cast<std::size_t>(result), id);
+            else
+                s->ctx_.recv_buffers().recycle(id);
+        }
+        if (result == 0)
+            s->eof_ = true;
+        else if (result == -ENOBUFS)
+            s->starved_ = true;  // flow control, not an error: re-armed once buffers return
+        else if (result < 0 && result != -ECANCELED)
+            s->rx_error_ = -result;
+        if (!(flags & IORING_CQE_F_MORE)) {
+            s->rx_armed_ = false;
+            if (--s->pending_ == 0 && s->released_) {
+                delete s;
+                return;
+            }
+            if (s->released_) return;
+            if (s->starved_) {
+                s->starved_ = false;
+                s->arm_receive();
+            } else if (result > 0 && !s->paused_) {
+                s->arm_receive();  // the kernel ended the multishot for its own reasons
+            } else if (s->paused_ && s->rx_bytes_ <= s->options_.receive_high_water / 2) {
+                s->paused_ = false;
+                s->arm_receive();
+            }
+        }
+        if (!s->released_) s->wake_reader();
+    }
+
+    static void on_fallback_recv(completion* c, int result, std::uint32_t) {
+        stream_state* s = static_cast<owned_completion*>(c)->self;
+        s->fallback_armed_ = false;
+        std::unique_ptr<std::byte[]> buffer = std::move(s->fallback_buffer_);
+        if (--s->pending_ == 0 && s->released_) {
+            delete s;
+            return;
+        }
+        if (s->released_) return;
+        if (result > 0)
+            s->push_chunk(buffer.release(), static_cast<std::size_t>(result), -1);
+        else if (result == 0)
+            s->eof_ = true;
+        else if (result != -ECANCELED)
+            s->rx_error_ = -result;
+        if (result > 0) s->arm_receive();
+        s->wake_reader();
+    }
+
+    static void on_reader_timeout(void* p) {
+        auto* s = static_cast<stream_state*>(p);
+        s->reader_timer_ = nullptr;
+        s->reader_timed_out_ = true;
+        s->wake_reader();
+    }
+
+    void wake_reader() {
+        if (auto h = std::exchange(reader_, {})) h.resume();
+    }
+
+    // ---- send internals ----
+
+    void flush() {
+        if (send_inflight_ || queued_.empty() || fd_ < 0) return;
+        inflight_.swap(queued_);
+        inflight_arena_ = fill_;
+        fill_ ^= 1;
+        inflight_index_ = 0;
+        inflight_offset_ = 0;
+        submit_inflight();
+    }
+
+    void submit_inflight() {
+        iov_.clear();
+        const std::byte* arena = arenas_[inflight_arena_].data();
+        for (std::size_t i = inflight_index_; i < inflight_.size() && iov_.size() < IOV_MAX; ++i) {
+            const segment& seg = inflight_[i];
+            const std::byte* base = seg.buffer ? seg.buffer.bytes().data() : arena + seg.offset;
+            const std::size_t skip = i == inflight_index_ ? inflight_offset_ : 0;
+            iov_.push_back(iovec{const_cast<std::byte*>(base + skip), seg.size - skip});
+        }
+        msg_ = {};
+        msg_.msg_iov = iov_.data();
+        msg_.msg_iovlen = iov_.size();
+        io_uring_sqe* sqe = ctx_.acquire_sqe();
+        io_uring_prep_sendmsg(sqe, fd_, &msg_, MSG_NOSIGNAL);
+        io_uring_sqe_set_data(sqe, static_cast<completion*>(&send_completion_));
+        send_inflight_ = true;
+        ++pending_;
+        ++send_calls_;
+    }
+
+    static void on_send(completion* c, int result, std::uint32_t) {
+        stream_state* s = static_cast<owned_completion*>(c)->self;
+        s->send_inflight_ = false;
+        if (--s->pending_ == 0 && s->released_) {
+            delete s;
+            return;
+        }
+        if (s->released_) return;
+        if (result < 0) {
+            if (result != -ECANCELED) s->tx_error_ = -result;
+            s->drop_queued();
+            s->wake_writers();
+            return;
+        }
+        s->advance(static_cast<std::size_t>(result));
+        if (s->inflight_index_ < s->inflight_.size() && s->fd_ >= 0) {
+            s->submit_inflight();  // partial send: the rest goes before anything newer
+        } else {
+            s->inflight_.clear();
+            s->arenas_[s->inflight_arena_].clear();
+            if (!s->queued_.empty()) s->ctx_.at_turn_end(s->flush_hook_);
+        }
+        s->wake_writers();
+    }
+
+    void advance(std::size_t sent) noexcept {
+        tx_bytes_ -= sent;
+        while (sent > 0 && inflight_index_ < inflight_.size()) {
+            const std::size_t left = inflight_[inflight_index_].size - inflight_offset_;
+            if (sent < left) {
+                inflight_offset_ += sent;
+                return;
+            }
+            sent -= left;
+            inflight_[inflight_index_].buffer.reset();
+            ++inflight_index_;
+            inflight_offset_ = 0;
+        }
+    }
+
+    void drop_queued() noexcept {
+        queued_.clear();
+        arenas_[fill_].clear();
+        if (!send_inflight_) {
+            inflight_.clear();
+            arenas_[inflight_arena_].clear();
+        }
+        tx_bytes_ = 0;
+    }
+
+    void wake_writers() {
+        // Wake, in order, every writer whose threshold is met.
+        for (std::size_t i = 0; i < writers_.size();) {
+            drain_wait* w = writers_[i];
+            if (tx_bytes_ <= w->threshold || tx_error_ || fd_ < 0) {
+                writers_.erase(writers_.begin() + static_cast<std::ptrdiff_t>(i));
+                ctx_.schedule(w->node.handle);
+            } else {
+                ++i;
+            }
+        }
+    }
+
+    friend class cnetmod::tcp_stream;
+
+    io_context& ctx_;
+    int fd_;
+    stream_options options_;
+    int pending_ = 0;  // operations the kernel still holds that name this state
+    bool released_ = false;
+    bool shut_down_ = false;
+
+    // rx_*: the receive side.
+    std::vector<chunk> chunks_;  // filled buffers, oldest first from rx_head_
+    std::size_t rx_head_ = 0;
+    std::size_t rx_offset_ = 0;  // consumed bytes of chunks_[rx_head_]
+    std::size_t rx_bytes_ = 0;   // received, not consumed
+    int rx_error_ = 0;
+    bool eof_ = false;
+    bool rx_armed_ = false;        // multishot recv in flight
+    bool fallback_armed_ = false;  // plain recv into fallback_buffer_ in flight
+    bool paused_ = false;          // recv cancelled while the reader catches up
+    bool starved_ = false;         // the multishot ended with -ENOBUFS
+    std::unique_ptr<std::byte[]> fallback_buffer_;
+    std::coroutine_handle<> reader_;
+    wait_timer* reader_timer_ = nullptr;
+    bool reader_timed_out_ = false;
+    owned_completion recv_completion_;
+    owned_completion fallback_completion_;
+    hook rearm_hook_;
+
+    // tx_*: the send side. Two arenas: one being sent, one being filled.
+    std::vector<std::byte> arenas_[2];
+    int fill_ = 0;
+    int inflight_arena_ = 1;
+    std::vector<segment> queued_;
+    std::vector<segment> inflight_;
+    std::size_t inflight_index_ = 0;
+    std::size_t inflight_offset_ = 0;
+    std::vector<iovec> iov_;
+    msghdr msg_{};
+    std::size_t tx_bytes_ = 0;
+    int tx_error_ = 0;
+    bool send_inflight_ = false;
+    std::uint64_t send_calls_ = 0;
+    std::vector<drain_wait*> writers_;
+    owned_completion send_completion_;
+    hook flush_hook_;
+};
+
+}  // namespace cnetmod::detail
+
+namespace cnetmod {
+
+tcp_stream::tcp_stream(io_context& ctx, int fd, stream_options options)
+    : state_(new detail::stream_state(ctx, fd, options)) {}
+
+tcp_stream::tcp_stream(tcp_stream&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+
+tcp_stream& tcp_stream::operator=(tcp_stream&& other) noexcept {
+    if (this != &other) {
+        if (state_) state_->release();
+        state_ = std::exchange(other.state_, nullptr);
+    }
+    return *this;
+}
+
+tcp_stream::~tcp_stream() {
+    if (state_) state_->release();
+}
+
+bool tcp_stream::is_open() const noexcept { return state_ && state_->is_open(); }
+int tcp_stream::native_handle() const noexcept { return state_ ? state_->fd() : -1; }
+io_context& tcp_stream::context() const noexcept { return state_->ctx(); }
+
+static ip_endpoint socket_name(int fd, bool peer) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    int rc = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len)
+                  : ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    if (rc < 0) throw std::system_error(errno, std::system_category(), peer ? "cnetmod: getpeername" : "cnetmod: getsockname");
+    return ip_endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+ip_endpoint tcp_stream::local_endpoint() const { return socket_name(native_handle(), false); }
+ip_endpoint tcp_stream::remote_endpoint() const { return socket_name(native_handle(), true); }
+
+task<std::span<const std::byte>> tcp_stream::recv_view(deadline d) {
+    detail::stream_state& s = *state_;
+    for (;;) {
+        if (auto view = s.front(); !view.empty()) co_return view;
+        s.throw_if_receive_failed();
+        if (s.at_end()) co_return std::span<const std::byte>{};
+        s.ensure_receiving();
+        co_await detail::stream_state::read_wait{s, d};
+    }
+}
+
+void tcp_stream::consume(std::size_t n) noexcept { state_->consume(n); }
+
+task<std::size_t> tcp_stream::recv(std::span<std::byte> out, deadline d) {
+    auto view = co_await recv_view(d);
+    std::size_t copied = 0;
+    // Take everything already buffered that fits, across chunks.
+    while (!view.empty() && copied < out.size()) {
+        const std::size_t n = std::min(view.size(), out.size() - copied);
+        std::memcpy(out.data() + copied, view.data(), n);
+        copied += n;
+        state_->consume(n);
+        view = state_->front();
+    }
+    co_return copied;
+}
+
+std::size_t tcp_stream::buffered() const noexcept { return state_ ? state_->buffered() : 0; }
+
+void tcp_stream::queue(std::span<const std::byte> bytes) {
+    if (!state_) throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: empty tcp_stream");
+    state_->queue(bytes);
+}
+
+void tcp_stream::queue(shared_buffer buffer) {
+    if (!state_) throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: empty tcp_stream");
+    state_->queue(std::move(buffer));
+}
+
+task<void> tcp_stream::send(std::span<const std::byte> bytes, deadline d) {
+    queue(bytes);
+    detail::stream_state& s = *state_;
+    if (s.queued_bytes() > s.options_.send_high_water)
+        co_await detail::stream_state::drain_wait{s, s.options_.send_high_water / 2, d};
+}
+
+task<void> tcp_stream::drain(deadline d) {
+    if (!state_) co_return;
+    co_await detail::stream_state::drain_wait{*state_, 0, d};
+}
+
+std::size_t tcp_stream::queued_bytes() const noexcept { return state_ ? state_->queued_bytes() : 0; }
+std::uint64_t tcp_stream::send_calls() const noexcept { return state_ ? state_->send_calls() : 0; }
+
+task<void> tcp_stream::close(deadline d) {
+    if (!state_ || !state_->is_open()) co_return;
+    detail::stream_state& s = *state_;
+    try {
+        co_await drain(d);
+        co_await s.shutdown_send();
+        // Read until the peer closes its side too, so the close is not turned
+        // into a reset by unread data.
+        for (;;) {
+            auto view = co_await recv_view(d);
+            if (view.empty()) break;
+            s.consume(view.size());
+        }
+    } catch (const std::system_error&) {
+        // Deadline or a reset: close regardless.
+    }
+    s.close_now(false);
+}
+
+void tcp_stream::abort() noexcept {
+    if (state_) state_->close_now(true);
+}
+
+task<tcp_stream> tcp_connect(io_context& ctx, ip_endpoint endpoint, deadline d, std::stop_token stop,
+                             stream_options options) {
+    int fd = ::socket(endpoint.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::system_error(errno, std::system_category(), "cnetmod: socket");
+    const sockaddr* addr = endpoint.data();
+    const socklen_t len = endpoint.size();
+    const int rc = co_await submit(
+        ctx, [fd, addr, len](io_uring_sqe* sqe) { io_uring_prep_connect(sqe, fd, addr, len); }, d, stop);
+    if (rc < 0) {
+        ::close(fd);
+        throw std::system_error(-rc, std::system_category(), "cnetmod: connect to " + endpoint.to_string());
+    }
+    co_return tcp_stream(ctx, fd, options);
+}
+
+task<tcp_stream> tcp_connect(io_context& ctx, std::string host, std::uint16_t port, deadline d, std::stop_token stop,
+                             stream_options options) {
+    auto endpoints = co_await resolve(ctx, host, port);
+    std::exception_ptr last;
+    for (const auto& ep : endpoints) {
+        try {
+            co_return co_await tcp_connect(ctx, ep, d, stop, options);
+        } catch (const std::system_error&) {
+            last = std::current_exception();
+        }
+    }
+    std::rethrow_exception(last);
+}
+
+}  // namespace cnetmod

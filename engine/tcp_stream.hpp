@@ -1,0 +1,122 @@
+// tcp_stream: a connected TCP socket on one io_context.
+//
+// Receiving: one multishot recv (kernel 6.0) fills buffers from the core's
+// provided-buffer ring as data arrives; the stream keeps the filled buffers
+// in order and hands out views of them. Each buffer goes back to the ring as
+// soon as its bytes are consumed, so an idle connection holds no receive
+// buffer. When more than `receive_high_water` bytes wait unconsumed, the
+// recv is cancelled (TCP flow control then holds the peer back) and armed
+// again once the reader catches up. When the ring runs dry (-ENOBUFS) the
+// stream re-arms once buffers come back, and a reader that is waiting
+// meanwhile is served by a plain recv into memory of its own, so no
+// connection can starve the others and no byte is lost.
+//
+// Sending: bytes are copied into the stream's send queue (or a
+// shared_buffer is referenced) and the whole queue goes out at the end of
+// the loop turn as one sendmsg with gathered iovecs, so many small sends in
+// one turn cost one system call. While a sendmsg is in flight, new bytes
+// fill a second buffer.
+#pragma once
+
+#include <cnetmod/engine/deadline.hpp>
+#include <cnetmod/engine/endpoint.hpp>
+#include <cnetmod/engine/shared_buffer.hpp>
+#include <cnetmod/engine/task.hpp>
+
+#include <cstddef>
+#include <span>
+#include <stop_token>
+#include <string>
+#include <string_view>
+
+namespace cnetmod {
+
+class io_context;
+
+namespace detail {
+class stream_state;
+}
+
+struct stream_options {
+    // Unconsumed received bytes above which receiving pauses.
+    std::size_t receive_high_water = 1024 * 1024;
+    // Queued unsent bytes above which send() suspends until they fall to half.
+    std::size_t send_high_water = 1024 * 1024;
+    // TCP_NODELAY: the send queue already batches, so Nagle only adds latency.
+    bool no_delay = true;
+};
+
+class tcp_stream {
+public:
+    tcp_stream() noexcept = default;
+    // Adopts a connected socket.
+    tcp_stream(io_context& ctx, int fd, stream_options options = {});
+    tcp_stream(tcp_stream&& other) noexcept;
+    tcp_stream& operator=(tcp_stream&& other) noexcept;
+    tcp_stream(const tcp_stream&) = delete;
+    tcp_stream& operator=(const tcp_stream&) = delete;
+    // Closes the socket at once (pending operations are cancelled, unsent
+    // bytes dropped). Use close() for a graceful end.
+    ~tcp_stream();
+
+    bool is_open() const noexcept;
+    int native_handle() const noexcept;
+    io_context& context() const noexcept;
+    ip_endpoint local_endpoint() const;
+    ip_endpoint remote_endpoint() const;
+
+    // ---- receiving ----
+
+    // Waits for received bytes and returns a view of the oldest unconsumed
+    // ones (one buffer's worth at most). The view stays valid until the next
+    // consume(), recv*() or close on this stream. Empty at end of stream.
+    // Throws std::system_error on a socket error, ETIMEDOUT past the deadline.
+    task<std::span<const std::byte>> recv_view(deadline d = {});
+    // Marks `n` bytes of the current view consumed; whole buffers go back to the ring.
+    void consume(std::size_t n) noexcept;
+    // Copies up to out.size() received bytes; 0 at end of stream.
+    task<std::size_t> recv(std::span<std::byte> out, deadline d = {});
+    // Bytes received and not yet consumed.
+    std::size_t buffered() const noexcept;
+
+    // ---- sending ----
+
+    // Queues a copy of `bytes` for the end-of-turn flush; never suspends.
+    void queue(std::span<const std::byte> bytes);
+    void queue(std::string_view text) { queue(std::as_bytes(std::span(text.data(), text.size()))); }
+    // Queues a reference to a shared buffer (no copy).
+    void queue(shared_buffer buffer);
+    // Queues `bytes`; completes at once while the queue is under the
+    // high-water mark, else suspends until it drains to half of it.
+    task<void> send(std::span<const std::byte> bytes, deadline d = {});
+    task<void> send(std::string_view text, deadline d = {}) {
+        return send(std::as_bytes(std::span(text.data(), text.size())), d);
+    }
+    // Waits until every queued byte has been accepted by the kernel.
+    task<void> drain(deadline d = {});
+    // Bytes queued or in flight, not yet accepted by the kernel.
+    std::size_t queued_bytes() const noexcept;
+    // System calls that sent data, for tests and benchmarks.
+    std::uint64_t send_calls() const noexcept;
+
+    // ---- closing ----
+
+    // Graceful close: sends what is queued, shuts down the sending side, waits
+    // (until the deadline) for the peer to finish, then closes the socket.
+    task<void> close(deadline d = timeout(std::chrono::seconds(5)));
+    // Abortive close: drops what is queued and resets the connection (RST).
+    void abort() noexcept;
+
+private:
+    detail::stream_state* state_ = nullptr;
+};
+
+// Connects to `endpoint`. Throws std::system_error (ECONNREFUSED,
+// ETIMEDOUT past the deadline, ECANCELED on stop).
+task<tcp_stream> tcp_connect(io_context& ctx, ip_endpoint endpoint, deadline d = {}, std::stop_token stop = {},
+                             stream_options options = {});
+// Resolves `host` and tries each address in turn until one connects.
+task<tcp_stream> tcp_connect(io_context& ctx, std::string host, std::uint16_t port, deadline d = {},
+                             std::stop_token stop = {}, stream_options options = {});
+
+}  // namespace cnetmod
