@@ -70,6 +70,15 @@ void spawn(io_context& ctx, task<T> t, std::source_location where = std::source_
     }
 }
 
+// Calls a coroutine lambda and keeps the lambda (its captures) alive in the
+// coroutine's frame until it finishes. `spawn(ctx, [&, i]() -> task<void> {...}())`
+// would leave the captures dangling once the temporary lambda is destroyed;
+// `spawn(ctx, co_invoke([&, i]() -> task<void> {...}))` does not.
+template <class F>
+auto co_invoke(F f) -> std::invoke_result_t<F&> {
+    co_return co_await f();
+}
+
 namespace detail {
 template <class T>
 struct sync_wait_state {

@@ -1,1 +1,157 @@
+#include <cnetmod/engine/engine.hpp>
+
 #include <gtest/gtest.h>
+
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstddef>
+#include <thread>
+#include <vector>
+
+using namespace cnetmod;
+using namespace std::chrono_literals;
+
+TEST(io_context, uses_single_issuer_and_deferred_task_running_where_available) {
+    io_context ctx;
+    // The kernel this project targets (6.1+) accepts both; older ones fall back.
+    EXPECT_TRUE(ctx.features().single_issuer);
+    EXPECT_TRUE(ctx.features().defer_taskrun);
+}
+
+TEST(io_context, post_is_safe_from_many_threads_and_runs_each_exactly_once) {
+    io_context ctx;
+    constexpr int threads = 4, per_thread = 10'000;
+    std::vector<int> seen(threads * per_thread, 0);
+    std::atomic<int> done{0};
+    std::vector<std::thread> posters;
+    for (int t = 0; t < threads; ++t)
+        posters.emplace_back([&, t] {
+            for (int i = 0; i < per_thread; ++i)
+                ctx.post([&, index = t * per_thread + i] {
+                    ++seen[static_cast<std::size_t>(index)];
+                    if (done.fetch_add(1) + 1 == threads * per_thread) ctx.stop();
+                });
+        });
+    ctx.run();
+    for (auto& p : posters) p.join();
+    EXPECT_EQ(done.load(), threads * per_thread);
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), threads * per_thread);
+}
+
+TEST(io_context, posts_from_one_thread_run_in_order) {
+    io_context ctx;
+    std::vector<int> order;
+    std::thread poster([&] {
+        for (int i = 0; i < 1000; ++i) ctx.post([&, i] { order.push_back(i); });
+        ctx.post([&] { ctx.stop(); });
+    });
+    ctx.run();
+    poster.join();
+    ASSERT_EQ(order.size(), 1000u);
+    EXPECT_TRUE(std::is_sorted(order.begin(), order.end()));
+}
+
+TEST(io_context, stop_from_another_thread_wakes_a_blocked_loop) {
+    io_context ctx;
+    std::thread stopper([&] {
+        std::this_thread::sleep_for(30ms);
+        ctx.stop();
+    });
+    auto t0 = std::chrono::steady_clock::now();
+    ctx.run();  // nothing to do: blocks in io_uring_enter until woken
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+    stopper.join();
+}
+
+TEST(io_context, can_be_built_on_one_thread_and_run_on_another) {
+    io_context ctx;
+    int value = 0;
+    std::thread runner([&] {
+        auto work = [&]() -> task<void> {
+            co_await async_sleep(ctx, 1ms);
+            value = 42;
+        };
+        sync_wait(ctx, work());
+    });
+    runner.join();
+    EXPECT_EQ(value, 42);
+}
+
+TEST(io_context, one_enter_per_turn_reaps_many_completions) {
+    io_context ctx;
+    auto main_task = [&]() -> task<void> {
+        for (int i = 0; i < 1000; ++i)
+            spawn(ctx, co_invoke([&]() -> task<void> { co_await async_sleep(ctx, 5ms); }));
+        co_await async_sleep(ctx, 50ms);
+    };
+    sync_wait(ctx, main_task());
+    EXPECT_GE(ctx.completions(), 1000u);
+    EXPECT_LT(ctx.enter_calls(), 100u) << "1000 timers submitted and reaped in a few batched enters";
+}
+
+namespace {
+// Runs `body` in a child process under a seccomp filter that makes
+// io_uring_setup fail with `err`; returns what the child printed.
+std::string run_with_io_uring_denied(int err) {
+    int pipefd[2];
+    if (::pipe(pipefd) != 0) return "pipe failed";
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::close(pipefd[0]);
+        sock_filter filter[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (static_cast<unsigned>(err) & SECCOMP_RET_DATA)),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+        ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) _exit(2);
+        std::string msg = "no error";
+        try {
+            io_context ctx;
+        } catch (const std::system_error& e) {
+            msg = e.what();
+        }
+        [[maybe_unused]] auto n = ::write(pipefd[1], msg.data(), msg.size());
+        _exit(0);
+    }
+    ::close(pipefd[1]);
+    std::string out;
+    char buf[512];
+    ssize_t n;
+    while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+    ::close(pipefd[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return out;
+}
+}  // namespace
+
+TEST(io_context, setup_failure_under_seccomp_says_which_and_what_to_do) {
+    const std::string eperm = run_with_io_uring_denied(EPERM);
+    EXPECT_NE(eperm.find("seccomp"), std::string::npos) << eperm;
+    EXPECT_NE(eperm.find("io_uring_setup"), std::string::npos) << eperm;
+    const std::string enosys = run_with_io_uring_denied(ENOSYS);
+    EXPECT_NE(enosys.find("no io_uring"), std::string::npos) << enosys;
+    const std::string enomem = run_with_io_uring_denied(ENOMEM);
+    EXPECT_NE(enomem.find("ulimit -l"), std::string::npos) << enomem;
+    EXPECT_NE(enomem.find("RLIMIT_MEMLOCK"), std::string::npos) << enomem;
+}
+
+TEST(net_init, ignores_sigpipe) {
+    net_init guard;
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    ::close(fds[1]);
+    // Without net_init this write would kill the test with SIGPIPE.
+    EXPECT_EQ(::write(fds[0], "x", 1), -1);
+    EXPECT_EQ(errno, EPIPE);
+    ::close(fds[0]);
+}

@@ -1,1 +1,376 @@
+#include "test_support.hpp"
+
 #include <gtest/gtest.h>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+using namespace cnetmod;
+using namespace std::chrono_literals;
+using testing_support::echo_server;
+using testing_support::pattern;
+using testing_support::read_exactly;
+
+namespace {
+
+net_init sigpipe_guard;
+
+task<bool> echo_client(io_context& ctx, std::uint16_t port, std::uint32_t seed, std::size_t size) {
+    auto s = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(port));
+    const auto sent = pattern(size, seed);
+    co_await s.send(sent);
+    const auto got = co_await read_exactly(s, size, timeout(30s));
+    co_await s.close();
+    co_return got == sent;
+}
+
+}  // namespace
+
+TEST(tcp, echo_with_1000_concurrent_connections_byte_for_byte) {
+    io_context ctx;
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    constexpr int connections = 1000;
+    int matched = 0, finished = 0;
+    auto main_task = [&]() -> task<void> {
+        spawn(ctx, echo_server(ctx, listener));
+        for (int i = 0; i < connections; ++i) {
+            spawn(ctx, co_invoke([&, i]() -> task<void> {
+                if (co_await echo_client(ctx, listener.port(), static_cast<std::uint32_t>(i), 4096 + i)) ++matched;
+                ++finished;
+            }));
+        }
+        while (finished < connections) co_await async_sleep(ctx, 5ms);
+        listener.close();
+    };
+    sync_wait(ctx, main_task());
+    EXPECT_EQ(finished, connections);
+    EXPECT_EQ(matched, connections);
+}
+
+TEST(tcp, large_transfer_survives_partial_sends_and_backpressure) {
+    io_context ctx;
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    auto main_task = [&]() -> task<void> {
+        spawn(ctx, echo_server(ctx, listener));
+        bool ok = co_await echo_client(ctx, listener.port(), 99, 16 * 1024 * 1024);
+        EXPECT_TRUE(ok);
+        listener.close();
+    };
+    sync_wait(ctx, main_task());
+}
+
+TEST(tcp, many_small_sends_in_one_turn_are_one_system_call) {
+    io_context ctx;
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    auto main_task = [&]() -> task<void> {
+        auto client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()));
+        auto server = co_await listener.accept();
+        std::string expected;
+        for (int i = 0; i < 100; ++i) {
+            std::string msg = "message " + std::to_string(i) + ";";
+            expected += msg;
+            client.queue(msg);
+        }
+        co_await client.drain();
+        EXPECT_EQ(client.send_calls(), 1u);
+        auto got = co_await read_exactly(server, expected.size(), timeout(5s));
+        EXPECT_EQ(std::string(reinterpret_cast<const char*>(got.data()), got.size()), expected);
+    };
+    sync_wait(ctx, main_task());
+}
+
+TEST(tcp, shared_buffers_are_sent_without_copy_in_order_with_copied_bytes) {
+    io_context ctx;
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    auto main_task = [&]() -> task<void> {
+        auto client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()));
+        auto server = co_await listener.accept();
+        auto shared = shared_buffer::copy_of(std::as_bytes(std::span("<shared>", 8)));
+        client.queue(std::string_view("a"));
+        client.queue(shared);
+        client.queue(std::string_view("b"));
+        client.queue(shared);
+        EXPECT_EQ(shared.use_count(), 3);
+        co_await client.drain();
+        EXPECT_EQ(shared.use_count(), 1) << "sent buffers are released";
+        auto got = co_await read_exactly(server, 18, timeout(5s));
+        EXPECT_EQ(std::string(reinterpret_cast<const char*>(got.data()), got.size()), "a<shared>b<shared>");
+    };
+    sync_wait(ctx, main_task());
+}
+
+TEST(tcp, receive_under_provided_buffer_exhaustion_loses_nothing) {
+    // Four 256-byte buffers for the whole core: one connection that is never
+    // read takes them all, and every other connection must still be served.
+    io_context ctx({.recv_buffer_count = 4, .recv_buffer_size = 256});
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    auto main_task = [&]() -> task<void> {
+        auto hog_client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()));
+        auto hog_server = co_await listener.accept();
+        const auto hog_bytes = pattern(64 * 1024, 7);
+        hog_client.queue(hog_bytes);
+        // Start the hog's receive without consuming: it fills the ring.
+        auto first = co_await hog_server.recv_view(timeout(5s));
+        EXPECT_FALSE(first.empty());
+        co_await async_sleep(ctx, 50ms);
+        EXPECT_EQ(ctx.recv_buffers().available(), 0u) << "the hog holds every buffer";
+
+        spawn(ctx, echo_server(ctx, listener));
+        int matched = 0;
+        for (int i = 0; i < 20; ++i)
+            if (co_await echo_client(ctx, listener.port(), 100 + i, 8 * 1024)) ++matched;
+        EXPECT_EQ(matched, 20);
+
+        // The hog's data is intact too once it reads.
+        auto got = co_await read_exactly(hog_server, hog_bytes.size(), timeout(10s));
+        EXPECT_TRUE(got == hog_bytes);
+        listener.close();
+    };
+    sync_wait(ctx, main_task());
+    EXPECT_EQ(ctx.recv_buffers().available(), 4u) << "every buffer went back to the ring";
+}
+
+TEST(tcp, idle_connections_hold_no_receive_buffer) {
+    io_context ctx({.recv_buffer_count = 64, .recv_buffer_size = 1024});
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    auto main_task = [&]() -> task<void> {
+        std::vector<tcp_stream> clients, servers;
+        for (int i = 0; i < 200; ++i) {
+            clients.push_back(co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port())));
+            servers.push_back(co_await listener.accept());
+        }
+        // Each server side waits in recv once, then idles.
+        for (auto& s : servers) spawn(ctx, [](tcp_stream& st) -> task<void> {
+            auto v = co_await st.recv_view();
+            st.consume(v.size());
+            try {
+                co_await st.recv_view();
+            } catch (const std::system_error&) {
+                // the client's abort below resets the connection
+            }
+        }(s));
+        for (auto& c : clients) c.queue(std::string_view("x"));
+        co_await async_sleep(ctx, 100ms);
+        EXPECT_EQ(ctx.recv_buffers().available(), 64u);
+        for (auto& c : clients) c.abort();
+        co_await async_sleep(ctx, 20ms);
+    };
+    sync_wait(ctx, main_task());
+}
+
+TEST(tcp, reading_pauses_above_the_high_water_mark) {
+    io_context ctx;
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0),
+                                       {.stream = {.receive_high_water = 64 * 1024}});
+    auto main_task = [&]() -> task<void> {
+        auto client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()));
+        auto server = co_await listener.accept();
+        const auto bytes = pattern(8 * 1024 * 1024, 3);
+        client.queue(bytes);
+        co_await server.recv_view();  // arms receiving
+        co_await async_sleep(ctx, 200ms);
+        // The high-water mark plus what arrived before the cancel took effect.
+        EXPECT_LE(server.buffered(), 64u * 1024 + 64u * ctx.options().recv_buffer_size);
+        EXPECT_GT(client.queued_bytes(), 0u) << "the sender is held back by TCP";
+        auto got = co_await read_exactly(server, bytes.size(), timeout(30s));
+        EXPECT_TRUE(got == bytes);
+    };
+    sync_wait(ctx, main_task());
+}
+
+TEST(tcp, send_suspends_above_the_high_water_mark_until_drained) {
+    io_context ctx;
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    auto main_task = [&]() -> task<void> {
+        auto client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()),
+                                           {}, {}, {.send_high_water = 256 * 1024});
+        auto server = co_await listener.accept();
+        const auto chunk = pattern(64 * 1024, 5);
+        std::size_t max_queued = 0;
+        bool reader_done = false;
+        std::size_t received = 0;
+        spawn(ctx, co_invoke([&]() -> task<void> {
+            co_await async_sleep(ctx, 100ms);  // let the sender hit the mark first
+            for (;;) {
+                auto v = co_await server.recv_view();
+                if (v.empty()) break;
+                received += v.size();
+                server.consume(v.size());
+            }
+            co_await server.close();
+            reader_done = true;
+        }));
+        for (int i = 0; i < 256; ++i) {
+            co_await client.send(chunk);
+            max_queued = std::max(max_queued, client.queued_bytes());
+        }
+        co_await client.close();
+        while (!reader_done) co_await async_sleep(ctx, 5ms);
+        EXPECT_EQ(received, 256u * chunk.size());
+        EXPECT_LE(max_queued, 256u * 1024 + chunk.size()) << "send() held the queue near its mark";
+    };
+    sync_wait(ctx, main_task());
+}
+
+TEST(tcp, graceful_close_delivers_everything_then_end_of_stream) {
+    io_context ctx;
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    auto main_task = [&]() -> task<void> {
+        auto client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()));
+        auto server = co_await listener.accept();
+        const auto bytes = pattern(1024 * 1024, 11);
+        spawn(ctx, co_invoke([&]() -> task<void> {
+            server.queue(bytes);
+            co_await server.close(timeout(5s));
+        }));
+        auto got = co_await read_exactly(client, bytes.size() + 1, timeout(5s));
+        EXPECT_TRUE(got == bytes) << "all bytes, then end of stream";
+        auto tail = co_await client.recv_view(timeout(5s));
+        EXPECT_TRUE(tail.empty());
+        co_await client.close();
+        EXPECT_FALSE(client.is_open());
+    };
+    sync_wait(ctx, main_task());
+}
+
+TEST(tcp, abort_resets_the_connection) {
+    io_context ctx;
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    auto main_task = [&]() -> task<void> {
+        auto client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()));
+        auto server = co_await listener.accept();
+        server.queue(std::string_view("unread"));
+        co_await server.drain();
+        server.abort();
+        EXPECT_FALSE(server.is_open());
+        try {
+            for (;;) {
+                auto v = co_await client.recv_view(timeout(5s));
+                if (v.empty()) break;
+                client.consume(v.size());
+            }
+            ADD_FAILURE() << "expected a reset";
+        } catch (const std::system_error& e) {
+            EXPECT_EQ(e.code().value(), ECONNRESET) << e.what();
+        }
+    };
+    sync_wait(ctx, main_task());
+}
+
+TEST(tcp, connects_over_ipv6_and_by_resolved_name) {
+    io_context ctx;
+    auto v6 = tcp_listener::bind(ctx, ip_endpoint::loopback_v6(0));
+    auto v4 = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    auto main_task = [&]() -> task<void> {
+        spawn(ctx, echo_server(ctx, v6));
+        spawn(ctx, echo_server(ctx, v4));
+        auto a = co_await tcp_connect(ctx, "::1", v6.port());
+        EXPECT_TRUE(a.remote_endpoint().is_v6());
+        EXPECT_EQ(a.remote_endpoint().address(), "::1");
+        // "localhost" may resolve to ::1 first, where nothing listens on this
+        // port: connect falls through to 127.0.0.1.
+        auto b = co_await tcp_connect(ctx, "localhost", v4.port(), timeout(5s));
+        EXPECT_EQ(b.remote_endpoint().address(), "127.0.0.1");
+        co_await b.send(std::string_view("hi"));
+        auto got = co_await read_exactly(b, 2, timeout(5s));
+        EXPECT_EQ(got.size(), 2u);
+        v4.close();
+        v6.close();
+    };
+    sync_wait(ctx, main_task());
+}
+
+TEST(tcp, errors_name_what_failed) {
+    io_context ctx;
+    std::uint16_t unused_port;
+    {
+        auto probe = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+        unused_port = probe.port();
+    }
+    auto main_task = [&]() -> task<void> {
+        try {
+            co_await tcp_connect(ctx, ip_endpoint::loopback_v4(unused_port));
+            ADD_FAILURE() << "connect to a closed port succeeded";
+        } catch (const std::system_error& e) {
+            EXPECT_EQ(e.code().value(), ECONNREFUSED);
+            EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(unused_port)), std::string::npos)
+                << e.what();
+        }
+        try {
+            co_await tcp_connect(ctx, "no-such-host.invalid", 80, timeout(10s));
+            ADD_FAILURE() << "resolved an .invalid name";
+        } catch (const std::system_error& e) {
+            EXPECT_NE(std::string(e.what()).find("no-such-host.invalid"), std::string::npos) << e.what();
+        }
+    };
+    sync_wait(ctx, main_task());
+    auto held = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0), {.reuse_port = false});
+    try {
+        tcp_listener::bind(ctx, ip_endpoint::loopback_v4(held.port()), {.reuse_port = false});
+        ADD_FAILURE() << "bound a port twice";
+    } catch (const std::system_error& e) {
+        EXPECT_EQ(e.code().value(), EADDRINUSE);
+    }
+}
+
+TEST(tcp, deadlines_on_receive_and_accept) {
+    io_context ctx;
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    auto main_task = [&]() -> task<void> {
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            co_await listener.accept(timeout(50ms));
+            ADD_FAILURE() << "accepted nothing";
+        } catch (const std::system_error& e) {
+            EXPECT_EQ(e.code(), std::errc::timed_out);
+        }
+        EXPECT_GE(std::chrono::steady_clock::now() - t0, 50ms);
+        auto client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()));
+        auto server = co_await listener.accept(timeout(5s));
+        try {
+            co_await server.recv_view(timeout(50ms));
+            ADD_FAILURE() << "received from a silent peer";
+        } catch (const std::system_error& e) {
+            EXPECT_EQ(e.code(), std::errc::timed_out);
+        }
+        // The stream still works after a timed-out receive.
+        client.queue(std::string_view("late"));
+        auto got = co_await read_exactly(server, 4, timeout(5s));
+        EXPECT_EQ(got.size(), 4u);
+    };
+    sync_wait(ctx, main_task());
+}
+
+TEST(tcp, any_operation_takes_a_deadline_and_a_stop_token) {
+    io_context ctx;
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    auto main_task = [&]() -> task<void> {
+        char buf[16];
+        // A linked timeout cancels a recv that never completes.
+        int rc = co_await submit(ctx, [&](io_uring_sqe* sqe) { io_uring_prep_recv(sqe, fds[0], buf, sizeof buf, 0); },
+                                 timeout(30ms));
+        EXPECT_EQ(rc, -ETIMEDOUT);
+        // A stop request cancels one too.
+        std::stop_source stop;
+        spawn(ctx, co_invoke([&]() -> task<void> {
+            co_await async_sleep(ctx, 20ms);
+            stop.request_stop();
+        }));
+        rc = co_await submit(ctx, [&](io_uring_sqe* sqe) { io_uring_prep_recv(sqe, fds[0], buf, sizeof buf, 0); },
+                             {}, stop.get_token());
+        EXPECT_EQ(rc, -ECANCELED);
+        // And a recv that completes in time is untouched by its deadline.
+        ::write(fds[1], "ok", 2);
+        rc = co_await submit(ctx, [&](io_uring_sqe* sqe) { io_uring_prep_recv(sqe, fds[0], buf, sizeof buf, 0); },
+                             timeout(5s));
+        EXPECT_EQ(rc, 2);
+    };
+    sync_wait(ctx, main_task());
+    ::close(fds[0]);
+    ::close(fds[1]);
+}
