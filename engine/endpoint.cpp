@@ -89,6 +89,9 @@ struct resolution {
 };
 
 struct resolve_awaiter {
+    // A constructor, not aggregate initialisation: g++ 12 miscompiles an
+    // aggregate temporary awaited in place (its members are not copied).
+    resolve_awaiter(io_context& c, std::shared_ptr<resolution> j) : ctx(c), job(std::move(j)) {}
     io_context& ctx;
     std::shared_ptr<resolution> job;
     bool await_ready() const noexcept { return false; }

@@ -70,6 +70,7 @@ io_context::io_context(io_context_options options)
     wake_completion_.ctx = this;
     message_hook_.ctx = this;
     detached_.prev = detached_.next = &detached_;
+    orphans_.prev = orphans_.next = &orphans_;
     setup_ring();
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd_ < 0) {
@@ -135,8 +136,11 @@ io_context::~io_context() {
     for (auto* batch : outgoing_) delete batch;
     recv_buffers_->unregister();
     io_uring_queue_exit(&ring_);
-    for (auto& fn : after_exit_) fn();
-    after_exit_.clear();
+    while (orphans_.next != &orphans_) {
+        detail::orphan_node* node = orphans_.next;
+        remove_orphan(*node);
+        node->destroy(node);
+    }
     recv_buffers_.reset();
     ::close(wake_fd_);
 }
@@ -379,6 +383,20 @@ void io_context::adopt(detail::detached_node& node) noexcept {
 }
 
 void io_context::release(detail::detached_node& node) noexcept {
+    if (!node.next) return;
+    node.prev->next = node.next;
+    node.next->prev = node.prev;
+    node.prev = node.next = nullptr;
+}
+
+void io_context::add_orphan(detail::orphan_node& node) noexcept {
+    node.next = &orphans_;
+    node.prev = orphans_.prev;
+    orphans_.prev->next = &node;
+    orphans_.prev = &node;
+}
+
+void io_context::remove_orphan(detail::orphan_node& node) noexcept {
     if (!node.next) return;
     node.prev->next = node.next;
     node.next->prev = node.prev;

@@ -48,6 +48,16 @@ struct context_hook : turn_hook {
     using turn_hook::turn_hook;
 };
 
+// State released by its owner while the kernel still holds operations that
+// name it (a closed socket's cancelled recv). It frees itself when its last
+// CQE arrives; whatever is left when the context is destroyed is freed after
+// the ring is gone.
+struct orphan_node {
+    orphan_node* prev = nullptr;
+    orphan_node* next = nullptr;
+    void (*destroy)(orphan_node*) = nullptr;
+};
+
 // A node of the intrusive list of detached coroutines (spawn) an io_context owns.
 struct detached_node {
     detached_node* prev = nullptr;
@@ -131,8 +141,9 @@ public:
     void cancel(const void* user_data);
     // True while the context is being torn down: nothing new may be submitted.
     bool closing() const noexcept { return closing_; }
-    // Runs `fn` after the ring is gone (frees state the kernel might still name).
-    void after_ring_exit(detail::unique_function fn) { after_exit_.push_back(std::move(fn)); }
+    // Keeps released state until its last CQE (see orphan_node).
+    void add_orphan(detail::orphan_node& node) noexcept;
+    void remove_orphan(detail::orphan_node& node) noexcept;
 
     detail::wait_timer* arm_wait_timer(deadline d, void (*on_expire)(void*), void* owner);
     void disarm_wait_timer(detail::wait_timer* t) noexcept;
@@ -202,7 +213,7 @@ private:
     std::vector<std::unique_ptr<detail::wait_timer>> wait_timers_;
     std::vector<std::uint32_t> free_wait_timers_;
 
-    std::vector<detail::unique_function> after_exit_;
+    detail::orphan_node orphans_{};  // sentinel of a circular list
 
     // Runtime membership and outgoing MSG_RING batches, one slot per core.
     runtime* runtime_ = nullptr;

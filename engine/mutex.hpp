@@ -48,6 +48,7 @@ public:
     // Awaits the lock and returns a guard that releases it.
     auto scoped_lock() noexcept {
         struct awaiter {
+            explicit awaiter(mutex& owner) noexcept : m(owner) {}
             mutex& m;
             detail::queued_waiter node;
             bool await_ready() noexcept { return m.try_lock(); }
@@ -59,7 +60,7 @@ public:
             guard await_resume() noexcept { return guard(m); }
             ~awaiter() { m.waiters_.unlink(node); }
         };
-        return awaiter{*this, {}};
+        return awaiter(*this);
     }
 
     void unlock() noexcept {

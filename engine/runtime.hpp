@@ -105,6 +105,9 @@ template <class F>
 auto runtime::invoke_on(std::size_t target, F fn) -> task<std::invoke_result_t<F&>> {
     using R = std::invoke_result_t<F&>;
     struct awaiter {
+        // A constructor, not aggregate initialisation: g++ 12 miscompiles an
+        // aggregate temporary awaited in place (its members are not copied).
+        awaiter(runtime& r, std::size_t t, F f) : rt(r), target(t), fn(std::move(f)) {}
         runtime& rt;
         std::size_t target;
         F fn;
@@ -130,7 +133,7 @@ auto runtime::invoke_on(std::size_t target, F fn) -> task<std::invoke_result_t<F
             return slot.take();
         }
     };
-    co_return co_await awaiter{*this, target, std::move(fn), {}, {}};
+    co_return co_await awaiter(*this, target, std::move(fn));
 }
 
 }  // namespace cnetmod

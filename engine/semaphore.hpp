@@ -48,6 +48,7 @@ public:
 
     auto scoped_acquire() noexcept {
         struct awaiter {
+            explicit awaiter(semaphore& owner) noexcept : s(owner) {}
             semaphore& s;
             detail::queued_waiter node;
             bool await_ready() noexcept { return s.try_acquire(); }
@@ -59,7 +60,7 @@ public:
             guard await_resume() noexcept { return guard(s); }
             ~awaiter() { s.waiters_.unlink(node); }
         };
-        return awaiter{*this, {}};
+        return awaiter(*this);
     }
 
     void release() noexcept {

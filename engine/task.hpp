@@ -1,7 +1,13 @@
-// task<T>: a lazy coroutine that starts when awaited and resumes its awaiter
-// by symmetric transfer, so chains of synchronous completions use no stack.
-// An exception thrown in the body propagates to the awaiter. Frames come from
-// the per-core frame_allocator.
+// task<T>: a lazy coroutine that starts when awaited. An exception thrown
+// in the body propagates to the awaiter. Frames come from the per-core
+// frame_allocator.
+//
+// Awaiting runs the task inline from await_suspend: if it finishes there,
+// await_suspend returns false and the awaiter simply continues, so a million
+// synchronous completions in a row use no stack at all, whether or not the
+// compiler turns symmetric transfer into tail calls (g++ does not at -O0 or
+// under AddressSanitizer). A task that suspends resumes its awaiter later by
+// symmetric transfer from final_suspend.
 #pragma once
 
 #include <cnetmod/engine/frame_allocator.hpp>
@@ -20,8 +26,11 @@ class task;
 namespace detail {
 
 struct task_promise_base {
+    enum class run_state : unsigned char { idle, inline_running, inline_finished };
+
     std::coroutine_handle<> continuation_ = std::noop_coroutine();
     std::exception_ptr exception_;
+    run_state state_ = run_state::idle;
 
     static void* operator new(std::size_t n) { return frame_allocator::allocate(n); }
     static void operator delete(void* p, std::size_t n) noexcept { frame_allocator::deallocate(p, n); }
@@ -32,7 +41,13 @@ struct task_promise_base {
         bool await_ready() noexcept { return false; }
         template <class Promise>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) noexcept {
-            return h.promise().continuation_;
+            auto& p = h.promise();
+            if (p.state_ == run_state::inline_running) {
+                // Finished inside the awaiter's await_suspend: it continues from there.
+                p.state_ = run_state::inline_finished;
+                return std::noop_coroutine();
+            }
+            return p.continuation_;
         }
         void await_resume() noexcept {}
     };
@@ -92,15 +107,21 @@ public:
 
     auto operator co_await() && noexcept {
         struct awaiter {
+            explicit awaiter(std::coroutine_handle<promise_type> handle) noexcept : h(handle) {}
             std::coroutine_handle<promise_type> h;
             bool await_ready() const noexcept { return !h || h.done(); }
-            std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
-                h.promise().continuation_ = awaiting;
-                return h;
+            bool await_suspend(std::coroutine_handle<> awaiting) noexcept {
+                auto& p = h.promise();
+                p.continuation_ = awaiting;
+                p.state_ = detail::task_promise_base::run_state::inline_running;
+                h.resume();
+                if (p.state_ == detail::task_promise_base::run_state::inline_finished) return false;
+                p.state_ = detail::task_promise_base::run_state::idle;  // suspended: it resumes us when done
+                return true;
             }
             T await_resume() { return h.promise().take(); }
         };
-        return awaiter{handle_};
+        return awaiter(handle_);
     }
 
     // For runners (spawn, sync_wait): hands over the coroutine.

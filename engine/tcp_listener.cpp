@@ -11,7 +11,7 @@
 
 namespace cnetmod::detail {
 
-class listener_state : completion {
+class listener_state : completion, orphan_node {
 public:
     listener_state(io_context& ctx, int fd, listen_options options)
         : completion(&listener_state::on_accept), ctx_(ctx), fd_(fd), options_(options) {}
@@ -30,6 +30,9 @@ public:
     }
 
     struct accept_wait {
+        // A constructor, not aggregate initialisation: g++ 12 miscompiles an
+        // aggregate temporary awaited in place (its members are not copied).
+        accept_wait(listener_state& state, deadline at) : s(state), d(at) {}
         listener_state& s;
         deadline d;
         std::coroutine_handle<> handle;
@@ -93,10 +96,12 @@ public:
     void release() noexcept {
         released_ = true;
         close();
-        if (pending_ == 0)
+        if (pending_ == 0) {
             delete this;
-        else if (ctx_.closing())
-            ctx_.after_ring_exit([self = this] { delete self; });
+        } else {
+            destroy = [](orphan_node* n) { delete static_cast<listener_state*>(n); };
+            ctx_.add_orphan(*this);  // the last CQE deletes it, or the context does
+        }
     }
 
 private:
@@ -111,6 +116,7 @@ private:
         if (!(flags & IORING_CQE_F_MORE)) {
             s->armed_ = false;
             if (--s->pending_ == 0 && s->released_) {
+                s->ctx_.remove_orphan(*s);
                 delete s;
                 return;
             }
@@ -203,7 +209,7 @@ task<tcp_stream> tcp_listener::accept(deadline d) {
     if (!state_ || state_->fd() < 0)
         throw std::system_error(std::make_error_code(std::errc::operation_canceled), "cnetmod: accept on a closed listener");
     detail::listener_state& s = *state_;
-    co_await detail::listener_state::accept_wait{s, d, {}, nullptr, false};
+    co_await detail::listener_state::accept_wait{s, d};
     int fd = s.take();
     if (fd < 0)
         throw std::system_error(std::make_error_code(std::errc::operation_canceled), "cnetmod: listener closed");

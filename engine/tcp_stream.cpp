@@ -17,7 +17,7 @@
 
 namespace cnetmod::detail {
 
-class stream_state {
+class stream_state : orphan_node {
 public:
     stream_state(io_context& ctx, int fd, stream_options options)
         : ctx_(ctx), fd_(fd), options_(options), recv_completion_(&stream_state::on_recv),
@@ -91,6 +91,9 @@ public:
 
     // Suspends the reader until data, end of stream, an error or the deadline.
     struct read_wait {
+        // A constructor, not aggregate initialisation: g++ 12 miscompiles an
+        // aggregate temporary awaited in place (its members are not copied).
+        read_wait(stream_state& state, deadline at) : s(state), d(at) {}
         stream_state& s;
         deadline d;
         bool await_ready() const noexcept { return false; }
@@ -147,6 +150,9 @@ public:
 
     // Suspends until queued bytes fall to `threshold`, an error, or the deadline.
     struct drain_wait {
+        // A constructor, not aggregate initialisation: g++ 12 miscompiles an
+        // aggregate temporary awaited in place (its members are not copied).
+        drain_wait(stream_state& state, std::size_t limit, deadline at) : s(state), threshold(limit), d(at) {}
         stream_state& s;
         std::size_t threshold;
         deadline d;
@@ -190,9 +196,7 @@ public:
         if (fd_ < 0 || shut_down_) co_return;
         shut_down_ = true;
         const int fd = fd_;
-        ++pending_;
         int rc = co_await submit(ctx_, [fd](io_uring_sqe* sqe) { io_uring_prep_shutdown(sqe, fd, SHUT_WR); });
-        --pending_;
         (void)rc;  // ENOTCONN when the peer already reset: nothing left to shut
     }
 
@@ -226,10 +230,20 @@ public:
         drop_received();
         if (pending_ == 0) {
             delete this;
-        } else if (ctx_.closing()) {
-            ctx_.after_ring_exit([self = this] { delete self; });
+        } else {
+            destroy = [](orphan_node* n) { delete static_cast<stream_state*>(n); };
+            ctx_.add_orphan(*this);  // the last CQE deletes it, or the context does
         }
-        // else the last CQE deletes it
+    }
+
+    // Called by each CQE handler: true when this state was freed.
+    bool finish_operation() noexcept {
+        if (--pending_ == 0 && released_) {
+            ctx_.remove_orphan(*this);
+            delete this;
+            return true;
+        }
+        return false;
     }
 
 private:
@@ -336,10 +350,7 @@ private:
             s->rx_error_ = -result;
         if (!(flags & IORING_CQE_F_MORE)) {
             s->rx_armed_ = false;
-            if (--s->pending_ == 0 && s->released_) {
-                delete s;
-                return;
-            }
+            if (s->finish_operation()) return;
             if (s->released_) return;
             if (s->starved_) {
                 s->starved_ = false;
@@ -358,10 +369,7 @@ private:
         stream_state* s = static_cast<owned_completion*>(c)->self;
         s->fallback_armed_ = false;
         std::unique_ptr<std::byte[]> buffer = std::move(s->fallback_buffer_);
-        if (--s->pending_ == 0 && s->released_) {
-            delete s;
-            return;
-        }
+        if (s->finish_operation()) return;
         if (s->released_) return;
         if (result > 0)
             s->push_chunk(buffer.release(), static_cast<std::size_t>(result), -1);
@@ -419,10 +427,7 @@ private:
     static void on_send(completion* c, int result, std::uint32_t) {
         stream_state* s = static_cast<owned_completion*>(c)->self;
         s->send_inflight_ = false;
-        if (--s->pending_ == 0 && s->released_) {
-            delete s;
-            return;
-        }
+        if (s->finish_operation()) return;
         if (s->released_) return;
         if (result < 0) {
             if (result != -ECANCELED) s->tx_error_ = -result;

@@ -93,41 +93,48 @@ TEST(runtime, invoke_on_returns_the_result_on_the_calling_core) {
     EXPECT_TRUE(caught.load());
 }
 
+namespace {
+// Accepts on one core's listener until it is closed, echoing each connection.
+task<void> accept_on_core(io_context& ctx, tcp_listener listener, std::atomic<tcp_listener*>& published,
+                          std::mutex& m, std::set<int>& accepting_cores, int core) {
+    published = &listener;
+    for (;;) {
+        tcp_stream s;
+        try {
+            s = co_await listener.accept();
+        } catch (const std::system_error&) {
+            co_return;
+        }
+        {
+            std::lock_guard lock(m);
+            accepting_cores.insert(core);
+        }
+        spawn(ctx, testing_support::echo_session(std::move(s)));
+    }
+}
+}  // namespace
+
 TEST(runtime, one_listener_per_core_on_the_same_port) {
     constexpr std::size_t cores = 2;
     runtime rt({.cores = cores});
     std::atomic<std::uint16_t> port{0};
     std::mutex m;
     std::set<int> accepting_cores;
-    std::vector<tcp_listener> listeners(cores);
-    std::atomic<int> ready{0};
+    std::vector<std::atomic<tcp_listener*>> listeners(cores);
     rt.start([&](io_context& ctx, std::size_t core) {
         // Core 0 picks the port; the others join it through SO_REUSEPORT.
+        tcp_listener listener;
         if (core == 0) {
-            listeners[0] = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
-            port = listeners[0].port();
+            listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+            port = listener.port();
         } else {
             while (port.load() == 0) std::this_thread::yield();
-            listeners[core] = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(port.load()));
+            listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(port.load()));
         }
-        ++ready;
-        spawn(ctx, co_invoke([&, core]() -> task<void> {
-            for (;;) {
-                tcp_stream s;
-                try {
-                    s = co_await listeners[core].accept();
-                } catch (const std::system_error&) {
-                    co_return;
-                }
-                {
-                    std::lock_guard lock(m);
-                    accepting_cores.insert(static_cast<int>(core));
-                }
-                spawn(rt.core(core), testing_support::echo_session(std::move(s)));
-            }
-        }));
+        spawn(ctx, accept_on_core(ctx, std::move(listener), listeners[core], m, accepting_cores, static_cast<int>(core)));
     });
-    while (ready.load() < static_cast<int>(cores)) std::this_thread::sleep_for(1ms);
+    for (auto& l : listeners)
+        while (!l.load()) std::this_thread::sleep_for(1ms);
 
     // Clients on a context of their own, on this thread.
     io_context client_ctx;
@@ -143,7 +150,6 @@ TEST(runtime, one_listener_per_core_on_the_same_port) {
         co_return ok;
     };
     EXPECT_EQ(sync_wait(client_ctx, clients()), 200);
-    for (std::size_t c = 0; c < cores; ++c) rt.submit_to(c, [&, c] { listeners[c].close(); });
     rt.stop();
     rt.wait();
     EXPECT_EQ(accepting_cores.size(), cores) << "the kernel spread connections over every core's listener";
