@@ -7,6 +7,7 @@
 #include <cnetmod/engine/io_operation.hpp>
 #include <cnetmod/engine/mutex.hpp>
 #include <cnetmod/engine/net_init.hpp>
+#include <cnetmod/engine/registered_buffer.hpp>
 #include <cnetmod/engine/runtime.hpp>
 #include <cnetmod/engine/semaphore.hpp>
 #include <cnetmod/engine/shared_buffer.hpp>

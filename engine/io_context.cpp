@@ -80,6 +80,9 @@ io_context::io_context(io_context_options options)
     try {
         recv_buffers_ = std::make_unique<detail::provided_buffer_ring>(ring_, 0, options_.recv_buffer_count,
                                                                        options_.recv_buffer_size);
+        if (options_.registered_buffer_count > 0)
+            send_buffers_ = std::make_unique<detail::registered_buffer_pool>(ring_, options_.registered_buffer_count,
+                                                                             options_.registered_buffer_size);
     } catch (...) {
         ::close(wake_fd_);
         io_uring_queue_exit(&ring_);
@@ -135,6 +138,9 @@ io_context::~io_context() {
     }
     for (auto* batch : outgoing_) delete batch;
     recv_buffers_->unregister();
+    // The pool's memory stays until the orphans holding its buffers are gone.
+    std::unique_ptr<detail::registered_buffer_pool> send_buffers = std::move(send_buffers_);
+    if (send_buffers) io_uring_unregister_buffers(&ring_);
     io_uring_queue_exit(&ring_);
     while (orphans_.next != &orphans_) {
         detail::orphan_node* node = orphans_.next;
@@ -142,6 +148,7 @@ io_context::~io_context() {
         node->destroy(node);
     }
     recv_buffers_.reset();
+    send_buffers.reset();
     ::close(wake_fd_);
 }
 

@@ -6,6 +6,7 @@
 
 #include <cnetmod/engine/completion.hpp>
 #include <cnetmod/engine/deadline.hpp>
+#include <cnetmod/engine/registered_buffer.hpp>
 #include <cnetmod/engine/unique_function.hpp>
 
 #include <liburing.h>
@@ -89,6 +90,14 @@ struct io_context_options {
     // creating thread (IORING_SETUP_R_DISABLED), so a context may be built on
     // one thread and run on another.
     bool bind_to_running_thread = true;
+    // Registered send buffers for zero-copy sends (0: none). Registration
+    // pins the memory, which counts against RLIMIT_MEMLOCK for non-root users.
+    unsigned registered_buffer_count = 0;
+    std::size_t registered_buffer_size = 256 * 1024;
+    // Registered buffers of at least this many bytes go out with SEND_ZC;
+    // smaller ones are copied into the send queue. See bench/RESULTS.md for
+    // the measured crossover.
+    std::size_t send_zc_threshold = 64 * 1024;
 };
 
 // The ring set-up flags that the kernel accepted, after fallbacks.
@@ -134,6 +143,10 @@ public:
     // Makes room for `n` adjacent SQEs (a linked pair must not be split by a submit).
     void reserve_sqes(unsigned n);
     detail::provided_buffer_ring& recv_buffers() noexcept { return *recv_buffers_; }
+    // A free registered send buffer, or nullopt (none free, or none configured).
+    std::optional<registered_buffer> acquire_registered_buffer() noexcept {
+        return send_buffers_ ? send_buffers_->acquire() : std::nullopt;
+    }
     // Resumes `h` in this turn's ready queue.
     void schedule(std::coroutine_handle<> h) { ready_.push_back(h); }
     void at_turn_end(detail::turn_hook& hook) noexcept;
@@ -187,6 +200,7 @@ private:
     bool closing_ = false;
     std::thread::id owner_thread_{};
     std::unique_ptr<detail::provided_buffer_ring> recv_buffers_;
+    std::unique_ptr<detail::registered_buffer_pool> send_buffers_;
 
     std::atomic<bool> stop_requested_{false};
 

@@ -131,10 +131,10 @@ public:
         const std::size_t offset = arena.size();
         arena.insert(arena.end(), bytes.begin(), bytes.end());
         // Bytes copied back to back are one iovec.
-        if (!queued_.empty() && !queued_.back().buffer && queued_.back().offset + queued_.back().size == offset)
+        if (!queued_.empty() && queued_.back().in_arena() && queued_.back().offset + queued_.back().size == offset)
             queued_.back().size += bytes.size();
         else
-            queued_.push_back(segment{{}, offset, bytes.size()});
+            queued_.push_back(segment{{}, {}, offset, bytes.size()});
         tx_bytes_ += bytes.size();
         ctx_.at_turn_end(flush_hook_);
     }
@@ -143,10 +143,26 @@ public:
         throw_if_cannot_send();
         if (buffer.empty()) return;
         const std::size_t n = buffer.size();
-        queued_.push_back(segment{std::move(buffer), 0, n});
+        queued_.push_back(segment{std::move(buffer), {}, 0, n});
         tx_bytes_ += n;
         ctx_.at_turn_end(flush_hook_);
     }
+
+    void queue(registered_buffer buffer) {
+        throw_if_cannot_send();
+        if (buffer.size() == 0) return;
+        if (buffer.size() < ctx_.options().send_zc_threshold) {
+            // Below the crossover a copy is cheaper than pinning pages.
+            queue(buffer.bytes());
+            return;
+        }
+        const std::size_t n = buffer.size();
+        queued_.push_back(segment{{}, std::move(buffer), 0, n});
+        tx_bytes_ += n;
+        ctx_.at_turn_end(flush_hook_);
+    }
+
+    std::uint64_t zero_copy_sends() const noexcept { return zero_copy_sends_; }
 
     // Suspends until queued bytes fall to `threshold`, an error, or the deadline.
     struct drain_wait {
@@ -261,9 +277,15 @@ private:
         int buffer_id;  // provided-buffer id, or -1 for memory of the stream's own
     };
     struct segment {
-        shared_buffer buffer;  // empty: bytes live in the in-flight arena at `offset`
-        std::size_t offset;
+        shared_buffer buffer;     // bytes referenced, not copied
+        registered_buffer fixed;  // bytes sent with SEND_ZC from a registered buffer
+        std::size_t offset;       // neither: bytes live in the arena at `offset`
         std::size_t size;
+
+        bool in_arena() const noexcept { return !buffer && !fixed; }
+        const std::byte* base(const std::byte* arena) const noexcept {
+            return buffer ? buffer.bytes().data() : fixed ? fixed.bytes().data() : arena + offset;
+        }
     };
 
     // ---- receive internals ----
@@ -405,13 +427,27 @@ private:
     }
 
     void submit_inflight() {
-        iov_.clear();
         const std::byte* arena = arenas_[inflight_arena_].data();
+        const segment& first = inflight_[inflight_index_];
+        send_is_zero_copy_ = static_cast<bool>(first.fixed);
+        if (send_is_zero_copy_) {
+            // A registered buffer goes alone, from its own pages.
+            io_uring_sqe* sqe = ctx_.acquire_sqe();
+            io_uring_prep_send_zc_fixed(sqe, fd_, first.base(arena) + inflight_offset_, first.size - inflight_offset_,
+                                        MSG_NOSIGNAL, 0, first.fixed.index());
+            io_uring_sqe_set_data(sqe, static_cast<completion*>(&send_completion_));
+            send_inflight_ = true;
+            ++pending_;
+            ++send_calls_;
+            ++zero_copy_sends_;
+            return;
+        }
+        iov_.clear();
         for (std::size_t i = inflight_index_; i < inflight_.size() && iov_.size() < IOV_MAX; ++i) {
             const segment& seg = inflight_[i];
-            const std::byte* base = seg.buffer ? seg.buffer.bytes().data() : arena + seg.offset;
+            if (seg.fixed) break;  // it follows in a send of its own
             const std::size_t skip = i == inflight_index_ ? inflight_offset_ : 0;
-            iov_.push_back(iovec{const_cast<std::byte*>(base + skip), seg.size - skip});
+            iov_.push_back(iovec{const_cast<std::byte*>(seg.base(arena) + skip), seg.size - skip});
         }
         msg_ = {};
         msg_.msg_iov = iov_.data();
@@ -424,9 +460,22 @@ private:
         ++send_calls_;
     }
 
-    static void on_send(completion* c, int result, std::uint32_t) {
+    static void on_send(completion* c, int result, std::uint32_t flags) {
         stream_state* s = static_cast<owned_completion*>(c)->self;
+        if (flags & IORING_CQE_F_NOTIF) {
+            // The kernel let go of a zero-copy send's pages (in order per socket).
+            s->zc_holds_.erase(s->zc_holds_.begin());
+            s->finish_operation();
+            return;
+        }
         s->send_inflight_ = false;
+        if (s->send_is_zero_copy_ && (flags & IORING_CQE_F_MORE)) {
+            // A notification follows: the buffer stays held until then.
+            ++s->pending_;
+            segment& seg = s->inflight_[s->inflight_index_];
+            const bool completes = result >= 0 && static_cast<std::size_t>(result) == seg.size - s->inflight_offset_;
+            s->zc_holds_.push_back(completes ? std::move(seg.fixed) : registered_buffer{});
+        }
         if (s->finish_operation()) return;
         if (s->released_) return;
         if (result < 0) {
@@ -525,7 +574,11 @@ private:
     std::size_t tx_bytes_ = 0;
     int tx_error_ = 0;
     bool send_inflight_ = false;
+    bool send_is_zero_copy_ = false;
     std::uint64_t send_calls_ = 0;
+    std::uint64_t zero_copy_sends_ = 0;
+    // Registered buffers of finished zero-copy sends, until their notifications.
+    std::vector<registered_buffer> zc_holds_;
     std::vector<drain_wait*> writers_;
     owned_completion send_completion_;
     hook flush_hook_;
@@ -621,6 +674,12 @@ task<void> tcp_stream::drain(deadline d) {
 
 std::size_t tcp_stream::queued_bytes() const noexcept { return state_ ? state_->queued_bytes() : 0; }
 std::uint64_t tcp_stream::send_calls() const noexcept { return state_ ? state_->send_calls() : 0; }
+std::uint64_t tcp_stream::zero_copy_sends() const noexcept { return state_ ? state_->zero_copy_sends() : 0; }
+
+void tcp_stream::queue(registered_buffer buffer) {
+    if (!state_) throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: empty tcp_stream");
+    state_->queue(std::move(buffer));
+}
 
 task<void> tcp_stream::close(deadline d) {
     if (!state_ || !state_->is_open()) co_return;

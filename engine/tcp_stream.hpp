@@ -20,6 +20,7 @@
 
 #include <cnetmod/engine/deadline.hpp>
 #include <cnetmod/engine/endpoint.hpp>
+#include <cnetmod/engine/registered_buffer.hpp>
 #include <cnetmod/engine/shared_buffer.hpp>
 #include <cnetmod/engine/task.hpp>
 
@@ -86,6 +87,10 @@ public:
     void queue(std::string_view text) { queue(std::as_bytes(std::span(text.data(), text.size()))); }
     // Queues a reference to a shared buffer (no copy).
     void queue(shared_buffer buffer);
+    // Queues a registered buffer: at or above the context's send_zc_threshold
+    // it is sent with SEND_ZC straight from its pages, and returns to its pool
+    // once the kernel is done with it; below, its bytes are copied.
+    void queue(registered_buffer buffer);
     // Queues `bytes`; completes at once while the queue is under the
     // high-water mark, else suspends until it drains to half of it.
     task<void> send(std::span<const std::byte> bytes, deadline d = {});
@@ -98,6 +103,8 @@ public:
     std::size_t queued_bytes() const noexcept;
     // System calls that sent data, for tests and benchmarks.
     std::uint64_t send_calls() const noexcept;
+    // Of those, the zero-copy ones (SEND_ZC).
+    std::uint64_t zero_copy_sends() const noexcept;
 
     // ---- closing ----
 
