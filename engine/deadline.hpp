@@ -3,8 +3,9 @@
 // with std::errc::timed_out.
 #pragma once
 
-#include <chrono>
 #include <linux/time_types.h>
+
+#include <chrono>
 
 namespace cnetmod {
 

@@ -3,21 +3,24 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <system_error>
 
 #include <coroutine>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
-#include <system_error>
 #include <thread>
 
 namespace cnetmod {
 
-ip_endpoint::ip_endpoint() noexcept { storage_.ss_family = AF_INET; }
+ip_endpoint::ip_endpoint() noexcept {
+    storage_.ss_family = AF_INET;
+}
 
 ip_endpoint::ip_endpoint(std::string_view address, std::uint16_t port) {
     auto parsed = parse(address, port);
-    if (!parsed) throw std::invalid_argument("cnetmod: not a numeric IPv4 or IPv6 address: '" + std::string(address) + "'");
+    if (!parsed)
+        throw std::invalid_argument("cnetmod: not a numeric IPv4 or IPv6 address: '" + std::string(address) + "'");
     *this = *parsed;
 }
 
@@ -50,10 +53,18 @@ ip_endpoint ip_endpoint::from_sockaddr(const sockaddr* sa, socklen_t len) noexce
     return ep;
 }
 
-ip_endpoint ip_endpoint::loopback_v4(std::uint16_t port) noexcept { return *parse("127.0.0.1", port); }
-ip_endpoint ip_endpoint::loopback_v6(std::uint16_t port) noexcept { return *parse("::1", port); }
-ip_endpoint ip_endpoint::any_v4(std::uint16_t port) noexcept { return *parse("0.0.0.0", port); }
-ip_endpoint ip_endpoint::any_v6(std::uint16_t port) noexcept { return *parse("::", port); }
+ip_endpoint ip_endpoint::loopback_v4(std::uint16_t port) noexcept {
+    return *parse("127.0.0.1", port);
+}
+ip_endpoint ip_endpoint::loopback_v6(std::uint16_t port) noexcept {
+    return *parse("::1", port);
+}
+ip_endpoint ip_endpoint::any_v4(std::uint16_t port) noexcept {
+    return *parse("0.0.0.0", port);
+}
+ip_endpoint ip_endpoint::any_v6(std::uint16_t port) noexcept {
+    return *parse("::", port);
+}
 
 std::uint16_t ip_endpoint::port() const noexcept {
     return is_v6() ? ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port)

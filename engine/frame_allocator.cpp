@@ -78,7 +78,11 @@ void frame_allocator::deallocate(void* p, std::size_t n) noexcept {
     ++cache.cached;
 }
 
-std::size_t frame_allocator::cached_frames() noexcept { return cache.cached; }
-std::size_t frame_allocator::heap_allocations() noexcept { return cache.heap_allocations; }
+std::size_t frame_allocator::cached_frames() noexcept {
+    return cache.cached;
+}
+std::size_t frame_allocator::heap_allocations() noexcept {
+    return cache.heap_allocations;
+}
 
 }  // namespace cnetmod::detail

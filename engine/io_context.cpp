@@ -5,13 +5,13 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <system_error>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
-#include <system_error>
 
 namespace cnetmod {
 namespace {
@@ -32,27 +32,31 @@ int read_sysctl(const char* path) {
     const int disabled = read_sysctl("/proc/sys/kernel/io_uring_disabled");
     if (err == EPERM || err == EACCES) {
         if (disabled == 2)
-            msg += "io_uring is disabled system-wide (sysctl kernel.io_uring_disabled=2); "
-                   "enable it with `sysctl -w kernel.io_uring_disabled=0`";
+            msg +=
+                "io_uring is disabled system-wide (sysctl kernel.io_uring_disabled=2); "
+                "enable it with `sysctl -w kernel.io_uring_disabled=0`";
         else if (disabled == 1)
-            msg += "io_uring is restricted to the group named in kernel.io_uring_group "
-                   "(sysctl kernel.io_uring_disabled=1); run as root or in that group, or set "
-                   "kernel.io_uring_disabled=0";
+            msg +=
+                "io_uring is restricted to the group named in kernel.io_uring_group "
+                "(sysctl kernel.io_uring_disabled=1); run as root or in that group, or set "
+                "kernel.io_uring_disabled=0";
         else
-            msg += "a seccomp filter denies io_uring (container runtimes such as Docker's default "
-                   "profile block it); run with a seccomp profile that allows io_uring_setup, "
-                   "io_uring_enter and io_uring_register";
+            msg +=
+                "a seccomp filter denies io_uring (container runtimes such as Docker's default "
+                "profile block it); run with a seccomp profile that allows io_uring_setup, "
+                "io_uring_enter and io_uring_register";
     } else if (err == ENOSYS) {
-        msg += "this kernel has no io_uring, or a seccomp filter hides it (container runtimes do); "
-               "cnetmod needs Linux 6.1 or later with io_uring allowed";
+        msg +=
+            "this kernel has no io_uring, or a seccomp filter hides it (container runtimes do); "
+            "cnetmod needs Linux 6.1 or later with io_uring allowed";
     } else if (err == ENOMEM) {
         rlimit lim{};
         ::getrlimit(RLIMIT_MEMLOCK, &lim);
-        msg += "not enough locked memory for a ring of " + std::to_string(entries) +
-               " entries (RLIMIT_MEMLOCK is " +
-               (lim.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(lim.rlim_cur / 1024) + " KiB") +
-               "); raise it with `ulimit -l unlimited` or in /etc/security/limits.conf, "
-               "or lower io_context_options::sq_entries";
+        msg +=
+            "not enough locked memory for a ring of " + std::to_string(entries) + " entries (RLIMIT_MEMLOCK is " +
+            (lim.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(lim.rlim_cur / 1024) + " KiB") +
+            "); raise it with `ulimit -l unlimited` or in /etc/security/limits.conf, "
+            "or lower io_context_options::sq_entries";
     } else {
         msg += "unexpected error";
     }
@@ -61,7 +65,9 @@ int read_sysctl(const char* path) {
 
 }  // namespace
 
-io_context* io_context::current() noexcept { return current_context; }
+io_context* io_context::current() noexcept {
+    return current_context;
+}
 
 io_context::io_context(io_context_options options)
     : options_(options),

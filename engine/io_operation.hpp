@@ -9,10 +9,11 @@
 #include <cnetmod/engine/deadline.hpp>
 #include <cnetmod/engine/io_context.hpp>
 
+#include <system_error>
+
 #include <coroutine>
 #include <optional>
 #include <stop_token>
-#include <system_error>
 
 namespace cnetmod {
 
@@ -22,7 +23,10 @@ template <class Prepare>
 class io_operation : completion {
 public:
     io_operation(io_context& ctx, Prepare prepare, deadline d, std::stop_token stop)
-        : completion(&io_operation::on_cqe), ctx_(ctx), prepare_(std::move(prepare)), deadline_(d),
+        : completion(&io_operation::on_cqe),
+          ctx_(ctx),
+          prepare_(std::move(prepare)),
+          deadline_(d),
           stop_(std::move(stop)) {}
 
     bool await_ready() const noexcept { return false; }

@@ -4,7 +4,9 @@
 
 namespace cnetmod {
 
-net_init::net_init() { std::signal(SIGPIPE, SIG_IGN); }
+net_init::net_init() {
+    std::signal(SIGPIPE, SIG_IGN);
+}
 net_init::~net_init() = default;
 
 }  // namespace cnetmod

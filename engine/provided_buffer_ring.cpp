@@ -2,15 +2,14 @@
 
 #include <liburing.h>
 #include <sys/mman.h>
+#include <system_error>
 
 #include <cstdlib>
 #include <string>
-#include <system_error>
 
 namespace cnetmod::detail {
 
-provided_buffer_ring::provided_buffer_ring(io_uring& ring, std::uint16_t group_id, unsigned count,
-                                           unsigned buffer_size)
+provided_buffer_ring::provided_buffer_ring(io_uring& ring, std::uint16_t group_id, unsigned count, unsigned buffer_size)
     : ring_(ring), group_id_(group_id), count_(count), buffer_size_(buffer_size) {
     if (count == 0 || count > 32768 || (count & (count - 1)) != 0)
         throw std::invalid_argument("cnetmod: recv_buffer_count must be a power of two in 1..32768, got " +
@@ -24,7 +23,8 @@ provided_buffer_ring::provided_buffer_ring(io_uring& ring, std::uint16_t group_i
         throw std::system_error(errno, std::system_category(), "cnetmod: mmap of the provided-buffer ring");
     entries_ = static_cast<io_uring_buf_ring*>(entries);
 
-    memory_ = static_cast<std::byte*>(std::aligned_alloc(4096, ((std::size_t{count} * buffer_size + 4095) / 4096) * 4096));
+    memory_ =
+        static_cast<std::byte*>(std::aligned_alloc(4096, ((std::size_t{count} * buffer_size + 4095) / 4096) * 4096));
     if (!memory_) {
         ::munmap(entries_, entries_bytes_);
         throw std::bad_alloc();

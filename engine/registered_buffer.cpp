@@ -2,10 +2,10 @@
 
 #include <liburing.h>
 #include <sys/uio.h>
+#include <system_error>
 
 #include <cstdlib>
 #include <string>
-#include <system_error>
 
 namespace cnetmod::detail {
 
@@ -30,7 +30,9 @@ registered_buffer_pool::registered_buffer_pool(io_uring& ring, unsigned count, s
 
 // The io_context unregisters the buffers before it exits the ring; the
 // memory outlives that, until the last buffer the kernel held is released.
-registered_buffer_pool::~registered_buffer_pool() { std::free(memory_); }
+registered_buffer_pool::~registered_buffer_pool() {
+    std::free(memory_);
+}
 
 std::optional<registered_buffer> registered_buffer_pool::acquire() noexcept {
     if (free_.empty()) return std::nullopt;

@@ -28,8 +28,11 @@ class registered_buffer {
 public:
     registered_buffer() noexcept = default;
     registered_buffer(registered_buffer&& other) noexcept
-        : pool_(std::exchange(other.pool_, nullptr)), data_(other.data_), capacity_(other.capacity_),
-          size_(other.size_), index_(other.index_) {}
+        : pool_(std::exchange(other.pool_, nullptr)),
+          data_(other.data_),
+          capacity_(other.capacity_),
+          size_(other.size_),
+          index_(other.index_) {}
     registered_buffer& operator=(registered_buffer&& other) noexcept {
         if (this != &other) {
             reset();
@@ -60,7 +63,8 @@ public:
 
 private:
     friend class detail::registered_buffer_pool;
-    registered_buffer(detail::registered_buffer_pool* pool, std::byte* data, std::size_t capacity, unsigned index) noexcept
+    registered_buffer(detail::registered_buffer_pool* pool, std::byte* data, std::size_t capacity,
+                      unsigned index) noexcept
         : pool_(pool), data_(data), capacity_(capacity), size_(capacity), index_(index) {}
 
     detail::registered_buffer_pool* pool_ = nullptr;

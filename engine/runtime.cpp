@@ -16,7 +16,8 @@ thread_local runtime* this_runtime = nullptr;
 }  // namespace
 
 struct runtime::rendezvous {
-    explicit rendezvous(std::size_t n) : created(static_cast<std::ptrdiff_t>(n) + 1), stopped(static_cast<std::ptrdiff_t>(n)) {}
+    explicit rendezvous(std::size_t n)
+        : created(static_cast<std::ptrdiff_t>(n) + 1), stopped(static_cast<std::ptrdiff_t>(n)) {}
     // Every core has built its ring (peers need each other's ring fds) — the
     // starting thread joins this one too.
     std::barrier<> created;
@@ -37,7 +38,8 @@ std::vector<int> runtime::allowed_cpus() {
             if (CPU_ISSET(i, &set)) cpus.push_back(i);
     }
     if (cpus.empty())
-        for (unsigned i = 0; i < std::max(1u, std::thread::hardware_concurrency()); ++i) cpus.push_back(static_cast<int>(i));
+        for (unsigned i = 0; i < std::max(1u, std::thread::hardware_concurrency()); ++i)
+            cpus.push_back(static_cast<int>(i));
     return cpus;
 }
 
@@ -52,7 +54,9 @@ runtime::~runtime() {
     wait();
 }
 
-int runtime::current_core() noexcept { return this_core; }
+int runtime::current_core() noexcept {
+    return this_core;
+}
 
 void runtime::start(init_function init) {
     if (!threads_.empty()) throw std::logic_error("cnetmod: runtime already started");

@@ -14,8 +14,8 @@ void report_escaped_exception(std::exception_ptr e, const std::source_location& 
     } catch (const std::exception& ex) {
         what = ex.what();
         type = typeid(ex).name();
-        std::fprintf(stderr, "cnetmod: exception escaped a task spawned at %s:%u (%s): %s [%s]\n",
-                     where.file_name(), static_cast<unsigned>(where.line()), where.function_name(), what, type);
+        std::fprintf(stderr, "cnetmod: exception escaped a task spawned at %s:%u (%s): %s [%s]\n", where.file_name(),
+                     static_cast<unsigned>(where.line()), where.function_name(), what, type);
         return;
     } catch (...) {
     }

@@ -2,11 +2,11 @@
 #include <cnetmod/engine/tcp_listener.hpp>
 
 #include <sys/socket.h>
+#include <system_error>
 #include <unistd.h>
 
 #include <algorithm>
 #include <deque>
-#include <system_error>
 #include <vector>
 
 namespace cnetmod::detail {
@@ -123,7 +123,8 @@ private:
             if (s->released_ || s->fd_ < 0) return;
             if (result < 0 && result != -ECANCELED) {
                 // EMFILE, ENFILE, ENOMEM…: try again shortly rather than spin.
-                s->retry_timer_ = s->ctx_.arm_wait_timer(timeout(std::chrono::milliseconds(50)), &listener_state::on_retry, s);
+                s->retry_timer_ =
+                    s->ctx_.arm_wait_timer(timeout(std::chrono::milliseconds(50)), &listener_state::on_retry, s);
             } else if (!s->paused_) {
                 s->arm();
             }
@@ -178,8 +179,7 @@ tcp_listener tcp_listener::bind(io_context& ctx, const ip_endpoint& endpoint, li
     };
     int one = 1;
     if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) fail("SO_REUSEADDR on");
-    if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
-        fail("SO_REUSEPORT on");
+    if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) fail("SO_REUSEPORT on");
     if (endpoint.is_v6()) {
         int v6only = options.v6_only ? 1 : 0;
         ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
@@ -207,7 +207,8 @@ tcp_listener::~tcp_listener() {
 
 task<tcp_stream> tcp_listener::accept(deadline d) {
     if (!state_ || state_->fd() < 0)
-        throw std::system_error(std::make_error_code(std::errc::operation_canceled), "cnetmod: accept on a closed listener");
+        throw std::system_error(std::make_error_code(std::errc::operation_canceled),
+                                "cnetmod: accept on a closed listener");
     detail::listener_state& s = *state_;
     co_await detail::listener_state::accept_wait{s, d};
     int fd = s.take();
@@ -224,8 +225,12 @@ ip_endpoint tcp_listener::local_endpoint() const {
     return ip_endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
-int tcp_listener::native_handle() const noexcept { return state_ ? state_->fd() : -1; }
-bool tcp_listener::is_open() const noexcept { return state_ && state_->fd() >= 0; }
+int tcp_listener::native_handle() const noexcept {
+    return state_ ? state_->fd() : -1;
+}
+bool tcp_listener::is_open() const noexcept {
+    return state_ && state_->fd() >= 0;
+}
 void tcp_listener::close() noexcept {
     if (state_) state_->close();
 }

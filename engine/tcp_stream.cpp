@@ -7,12 +7,12 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <system_error>
 #include <unistd.h>
 
 #include <climits>
 #include <cstring>
 #include <memory>
-#include <system_error>
 #include <vector>
 
 namespace cnetmod::detail {
@@ -20,7 +20,10 @@ namespace cnetmod::detail {
 class stream_state : orphan_node {
 public:
     stream_state(io_context& ctx, int fd, stream_options options)
-        : ctx_(ctx), fd_(fd), options_(options), recv_completion_(&stream_state::on_recv),
+        : ctx_(ctx),
+          fd_(fd),
+          options_(options),
+          recv_completion_(&stream_state::on_recv),
           fallback_completion_(&stream_state::on_fallback_recv),
           rearm_hook_([](turn_hook* h) { static_cast<hook*>(h)->self->rearm_after_starvation(); }),
           send_completion_(&stream_state::on_send),
@@ -120,8 +123,7 @@ public:
     void throw_if_cannot_send() const {
         if (fd_ < 0 || shut_down_)
             throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: tcp_stream is closed");
-        if (tx_error_)
-            throw std::system_error(tx_error_, std::system_category(), "cnetmod: tcp_stream send");
+        if (tx_error_) throw std::system_error(tx_error_, std::system_category(), "cnetmod: tcp_stream send");
     }
 
     void queue(std::span<const std::byte> bytes) {
@@ -195,7 +197,8 @@ public:
                 s.ctx_.disarm_wait_timer(timer);
                 timer = nullptr;
             }
-            if (timed_out) throw std::system_error(std::make_error_code(std::errc::timed_out), "cnetmod: tcp_stream send");
+            if (timed_out)
+                throw std::system_error(std::make_error_code(std::errc::timed_out), "cnetmod: tcp_stream send");
             if (s.tx_error_) throw std::system_error(s.tx_error_, std::system_category(), "cnetmod: tcp_stream send");
             if (s.fd_ < 0 && s.tx_bytes_ > threshold)
                 throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: tcp_stream closed");
@@ -605,21 +608,32 @@ tcp_stream::~tcp_stream() {
     if (state_) state_->release();
 }
 
-bool tcp_stream::is_open() const noexcept { return state_ && state_->is_open(); }
-int tcp_stream::native_handle() const noexcept { return state_ ? state_->fd() : -1; }
-io_context& tcp_stream::context() const noexcept { return state_->ctx(); }
+bool tcp_stream::is_open() const noexcept {
+    return state_ && state_->is_open();
+}
+int tcp_stream::native_handle() const noexcept {
+    return state_ ? state_->fd() : -1;
+}
+io_context& tcp_stream::context() const noexcept {
+    return state_->ctx();
+}
 
 static ip_endpoint socket_name(int fd, bool peer) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     int rc = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len)
                   : ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-    if (rc < 0) throw std::system_error(errno, std::system_category(), peer ? "cnetmod: getpeername" : "cnetmod: getsockname");
+    if (rc < 0)
+        throw std::system_error(errno, std::system_category(), peer ? "cnetmod: getpeername" : "cnetmod: getsockname");
     return ip_endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
-ip_endpoint tcp_stream::local_endpoint() const { return socket_name(native_handle(), false); }
-ip_endpoint tcp_stream::remote_endpoint() const { return socket_name(native_handle(), true); }
+ip_endpoint tcp_stream::local_endpoint() const {
+    return socket_name(native_handle(), false);
+}
+ip_endpoint tcp_stream::remote_endpoint() const {
+    return socket_name(native_handle(), true);
+}
 
 task<std::span<const std::byte>> tcp_stream::recv_view(deadline d) {
     detail::stream_state& s = *state_;
@@ -632,7 +646,9 @@ task<std::span<const std::byte>> tcp_stream::recv_view(deadline d) {
     }
 }
 
-void tcp_stream::consume(std::size_t n) noexcept { state_->consume(n); }
+void tcp_stream::consume(std::size_t n) noexcept {
+    state_->consume(n);
+}
 
 task<std::size_t> tcp_stream::recv(std::span<std::byte> out, deadline d) {
     auto view = co_await recv_view(d);
@@ -648,7 +664,9 @@ task<std::size_t> tcp_stream::recv(std::span<std::byte> out, deadline d) {
     co_return copied;
 }
 
-std::size_t tcp_stream::buffered() const noexcept { return state_ ? state_->buffered() : 0; }
+std::size_t tcp_stream::buffered() const noexcept {
+    return state_ ? state_->buffered() : 0;
+}
 
 void tcp_stream::queue(std::span<const std::byte> bytes) {
     if (!state_) throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: empty tcp_stream");
@@ -672,9 +690,15 @@ task<void> tcp_stream::drain(deadline d) {
     co_await detail::stream_state::drain_wait{*state_, 0, d};
 }
 
-std::size_t tcp_stream::queued_bytes() const noexcept { return state_ ? state_->queued_bytes() : 0; }
-std::uint64_t tcp_stream::send_calls() const noexcept { return state_ ? state_->send_calls() : 0; }
-std::uint64_t tcp_stream::zero_copy_sends() const noexcept { return state_ ? state_->zero_copy_sends() : 0; }
+std::size_t tcp_stream::queued_bytes() const noexcept {
+    return state_ ? state_->queued_bytes() : 0;
+}
+std::uint64_t tcp_stream::send_calls() const noexcept {
+    return state_ ? state_->send_calls() : 0;
+}
+std::uint64_t tcp_stream::zero_copy_sends() const noexcept {
+    return state_ ? state_->zero_copy_sends() : 0;
+}
 
 void tcp_stream::queue(registered_buffer buffer) {
     if (!state_) throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: empty tcp_stream");

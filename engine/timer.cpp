@@ -42,8 +42,10 @@ void sleep_operation::on_cqe(completion* c, int result, std::uint32_t) {
 void sleep_operation::await_resume() {
     stop_callback_.reset();
     // -ETIME is a timeout that expired: the normal end of a sleep.
-    if (result_ == -ECANCELED) throw std::system_error(ECANCELED, std::system_category(), "cnetmod: async_sleep cancelled");
-    if (result_ < 0 && result_ != -ETIME) throw std::system_error(-result_, std::system_category(), "cnetmod: async_sleep");
+    if (result_ == -ECANCELED)
+        throw std::system_error(ECANCELED, std::system_category(), "cnetmod: async_sleep cancelled");
+    if (result_ < 0 && result_ != -ETIME)
+        throw std::system_error(-result_, std::system_category(), "cnetmod: async_sleep");
 }
 
 }  // namespace cnetmod::detail

@@ -22,7 +22,8 @@ class sleep_operation : completion {
 public:
     sleep_operation(io_context& ctx, std::chrono::nanoseconds d, std::stop_token stop)
         : completion(&sleep_operation::on_cqe), ctx_(ctx), stop_(std::move(stop)) {
-        when_ = to_kernel_timespec(deadline{deadline::clock::now() + std::chrono::duration_cast<deadline::clock::duration>(d)});
+        when_ = to_kernel_timespec(
+            deadline{deadline::clock::now() + std::chrono::duration_cast<deadline::clock::duration>(d)});
     }
     sleep_operation(io_context& ctx, deadline at, std::stop_token stop)
         : completion(&sleep_operation::on_cqe), ctx_(ctx), stop_(std::move(stop)), when_(to_kernel_timespec(at)) {}

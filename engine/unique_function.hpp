@@ -14,8 +14,7 @@ class unique_function {
 public:
     unique_function() noexcept = default;
 
-    template <class F, class D = std::decay_t<F>,
-              class = std::enable_if_t<!std::is_same_v<D, unique_function>>>
+    template <class F, class D = std::decay_t<F>, class = std::enable_if_t<!std::is_same_v<D, unique_function>>>
     unique_function(F&& f) {  // NOLINT: implicit by design, like std::function
         if constexpr (sizeof(D) <= inline_size && alignof(D) <= alignof(std::max_align_t) &&
                       std::is_nothrow_move_constructible_v<D>) {
@@ -59,13 +58,12 @@ private:
     };
 
     template <class D>
-    static constexpr operations inline_ops{
-        [](void* s) { (*static_cast<D*>(s))(); },
-        [](void* from, void* to) noexcept {
-            ::new (to) D(std::move(*static_cast<D*>(from)));
-            static_cast<D*>(from)->~D();
-        },
-        [](void* s) noexcept { static_cast<D*>(s)->~D(); }};
+    static constexpr operations inline_ops{[](void* s) { (*static_cast<D*>(s))(); },
+                                           [](void* from, void* to) noexcept {
+                                               ::new (to) D(std::move(*static_cast<D*>(from)));
+                                               static_cast<D*>(from)->~D();
+                                           },
+                                           [](void* s) noexcept { static_cast<D*>(s)->~D(); }};
 
     template <class D>
     static constexpr operations heap_ops{

@@ -1,7 +1,6 @@
 #include <cnetmod/engine/engine.hpp>
 
 #include <gtest/gtest.h>
-
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
@@ -86,8 +85,7 @@ TEST(io_context, can_be_built_on_one_thread_and_run_on_another) {
 TEST(io_context, one_enter_per_turn_reaps_many_completions) {
     io_context ctx;
     auto main_task = [&]() -> task<void> {
-        for (int i = 0; i < 1000; ++i)
-            spawn(ctx, co_invoke([&]() -> task<void> { co_await async_sleep(ctx, 5ms); }));
+        for (int i = 0; i < 1000; ++i) spawn(ctx, co_invoke([&]() -> task<void> { co_await async_sleep(ctx, 5ms); }));
         co_await async_sleep(ctx, 50ms);
     };
     sync_wait(ctx, main_task());

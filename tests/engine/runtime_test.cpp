@@ -39,17 +39,17 @@ TEST(runtime, cross_core_messages_arrive_exactly_once_and_in_order_per_sender) {
     const std::uint64_t total = cores * cores * per_sender;
     rt.start([&](io_context& ctx, std::size_t core) {
         spawn(ctx, co_invoke([&, core]() -> task<void> {
-            for (std::uint64_t seq = 0; seq < per_sender; ++seq) {
-                for (std::size_t target = 0; target < cores; ++target)
-                    rt.submit_to(target, [&, core, target, seq] {
-                        if (next[target][core] != seq) ++out_of_order;
-                        next[target][core] = seq + 1;
-                        if (received.fetch_add(1) + 1 == total) rt.stop();
-                    });
-                // Yield now and then so batches of many sizes are exercised.
-                if (seq % 1000 == 999) co_await async_sleep(rt.core(core), 0ms);
-            }
-        }));
+                  for (std::uint64_t seq = 0; seq < per_sender; ++seq) {
+                      for (std::size_t target = 0; target < cores; ++target)
+                          rt.submit_to(target, [&, core, target, seq] {
+                              if (next[target][core] != seq) ++out_of_order;
+                              next[target][core] = seq + 1;
+                              if (received.fetch_add(1) + 1 == total) rt.stop();
+                          });
+                      // Yield now and then so batches of many sizes are exercised.
+                      if (seq % 1000 == 999) co_await async_sleep(rt.core(core), 0ms);
+                  }
+              }));
     });
     rt.wait();
     EXPECT_EQ(received.load(), total);
@@ -77,15 +77,15 @@ TEST(runtime, invoke_on_returns_the_result_on_the_calling_core) {
     rt.start([&](io_context& ctx, std::size_t core) {
         if (core != 0) return;
         spawn(ctx, co_invoke([&]() -> task<void> {
-            result = co_await rt.invoke_on(1, [] { return runtime::current_core() * 100 + 7; });
-            resumed_on = runtime::current_core();
-            try {
-                co_await rt.invoke_on(1, []() -> int { throw std::runtime_error("remote failure"); });
-            } catch (const std::runtime_error&) {
-                caught = true;
-            }
-            rt.stop();
-        }));
+                  result = co_await rt.invoke_on(1, [] { return runtime::current_core() * 100 + 7; });
+                  resumed_on = runtime::current_core();
+                  try {
+                      co_await rt.invoke_on(1, []() -> int { throw std::runtime_error("remote failure"); });
+                  } catch (const std::runtime_error&) {
+                      caught = true;
+                  }
+                  rt.stop();
+              }));
     });
     rt.wait();
     EXPECT_EQ(result.load(), 107);
@@ -95,8 +95,8 @@ TEST(runtime, invoke_on_returns_the_result_on_the_calling_core) {
 
 namespace {
 // Accepts on one core's listener until it is closed, echoing each connection.
-task<void> accept_on_core(io_context& ctx, tcp_listener listener, std::atomic<tcp_listener*>& published,
-                          std::mutex& m, std::set<int>& accepting_cores, int core) {
+task<void> accept_on_core(io_context& ctx, tcp_listener listener, std::atomic<tcp_listener*>& published, std::mutex& m,
+                          std::set<int>& accepting_cores, int core) {
     published = &listener;
     for (;;) {
         tcp_stream s;
@@ -131,7 +131,8 @@ TEST(runtime, one_listener_per_core_on_the_same_port) {
             while (port.load() == 0) std::this_thread::yield();
             listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(port.load()));
         }
-        spawn(ctx, accept_on_core(ctx, std::move(listener), listeners[core], m, accepting_cores, static_cast<int>(core)));
+        spawn(ctx,
+              accept_on_core(ctx, std::move(listener), listeners[core], m, accepting_cores, static_cast<int>(core)));
     });
     for (auto& l : listeners)
         while (!l.load()) std::this_thread::sleep_for(1ms);
@@ -163,12 +164,12 @@ TEST(runtime, stop_with_work_in_flight_frees_everything) {
         rt.start([&](io_context& ctx, std::size_t core) {
             // Endless ping-pong of messages carrying tracked objects…
             spawn(ctx, co_invoke([&, core]() -> task<void> {
-                for (;;) {
-                    for (int i = 0; i < 100; ++i)
-                        rt.submit_to((core + 1) % cores, [&, t = tracked{}] { ++delivered; });
-                    co_await async_sleep(rt.core(core), 0ms);
-                }
-            }));
+                      for (;;) {
+                          for (int i = 0; i < 100; ++i)
+                              rt.submit_to((core + 1) % cores, [&, t = tracked{}] { ++delivered; });
+                          co_await async_sleep(rt.core(core), 0ms);
+                      }
+                  }));
             // …sleepers that never wake, holding tracked objects…
             for (int i = 0; i < 100; ++i)
                 spawn(ctx, [](io_context& c, tracked t) -> task<void> {
@@ -177,13 +178,13 @@ TEST(runtime, stop_with_work_in_flight_frees_everything) {
                 }(ctx, tracked{}));
             // …and connections with unread data in their receive queues.
             spawn(ctx, co_invoke([&ctx]() -> task<void> {
-                auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
-                auto client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()));
-                auto server = co_await listener.accept();
-                client.queue(testing_support::pattern(256 * 1024, 1));
-                co_await server.recv_view();
-                co_await async_sleep(ctx, 1h);
-            }));
+                      auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+                      auto client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()));
+                      auto server = co_await listener.accept();
+                      client.queue(testing_support::pattern(256 * 1024, 1));
+                      co_await server.recv_view();
+                      co_await async_sleep(ctx, 1h);
+                  }));
         });
         std::this_thread::sleep_for(100ms);
         EXPECT_GT(delivered.load(), 0u);

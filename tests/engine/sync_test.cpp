@@ -41,9 +41,9 @@ TEST(mutex, a_newcomer_cannot_overtake_a_waiter) {
     auto main_task = [&]() -> task<void> {
         auto guard = co_await m.scoped_lock();
         spawn(ctx, co_invoke([&]() -> task<void> {
-            auto g = co_await m.scoped_lock();
-            order.push_back("waiter");
-        }));
+                  auto g = co_await m.scoped_lock();
+                  order.push_back("waiter");
+              }));
         guard.unlock();  // ownership passes to the waiter, which has not run yet
         EXPECT_FALSE(m.try_lock()) << "the lock was handed over, not freed";
         auto g2 = co_await m.scoped_lock();
@@ -85,10 +85,10 @@ TEST(semaphore, release_hands_the_unit_to_the_oldest_waiter) {
         auto held = co_await sem.scoped_acquire();
         for (int i = 0; i < 3; ++i)
             spawn(ctx, co_invoke([&, i]() -> task<void> {
-                auto g = co_await sem.scoped_acquire();
-                order.push_back(i);
-                co_await async_sleep(ctx, 1ms);
-            }));
+                      auto g = co_await sem.scoped_acquire();
+                      order.push_back(i);
+                      co_await async_sleep(ctx, 1ms);
+                  }));
         EXPECT_FALSE(sem.try_acquire());
         held.release();
         EXPECT_FALSE(sem.try_acquire()) << "a queued waiter keeps its turn";

@@ -9,11 +9,17 @@ using namespace cnetmod;
 
 namespace {
 
-task<int> value(int v) { co_return v; }
+task<int> value(int v) {
+    co_return v;
+}
 
-task<int> add(int a, int b) { co_return co_await value(a) + co_await value(b); }
+task<int> add(int a, int b) {
+    co_return co_await value(a) + co_await value(b);
+}
 
-task<std::string> concat(std::string a, std::string b) { co_return a + b; }
+task<std::string> concat(std::string a, std::string b) {
+    co_return a + b;
+}
 
 task<void> thrower() {
     throw std::runtime_error("boom");
@@ -34,7 +40,9 @@ task<long> chain_of_synchronous_completions(long n) {
 struct move_only {
     std::unique_ptr<int> p;
 };
-task<move_only> make_move_only(int v) { co_return move_only{std::make_unique<int>(v)}; }
+task<move_only> make_move_only(int v) {
+    co_return move_only{std::make_unique<int>(v)};
+}
 
 }  // namespace
 

@@ -1,7 +1,6 @@
 #include "test_support.hpp"
 
 #include <gtest/gtest.h>
-
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -40,9 +39,10 @@ TEST(tcp, echo_with_1000_concurrent_connections_byte_for_byte) {
         spawn(ctx, echo_server(ctx, listener));
         for (int i = 0; i < connections; ++i) {
             spawn(ctx, co_invoke([&, i]() -> task<void> {
-                if (co_await echo_client(ctx, listener.port(), static_cast<std::uint32_t>(i), 4096 + i)) ++matched;
-                ++finished;
-            }));
+                      if (co_await echo_client(ctx, listener.port(), static_cast<std::uint32_t>(i), 4096 + i))
+                          ++matched;
+                      ++finished;
+                  }));
         }
         while (finished < connections) co_await async_sleep(ctx, 5ms);
         listener.close();
@@ -145,15 +145,16 @@ TEST(tcp, idle_connections_hold_no_receive_buffer) {
             servers.push_back(co_await listener.accept());
         }
         // Each server side waits in recv once, then idles.
-        for (auto& s : servers) spawn(ctx, [](tcp_stream& st) -> task<void> {
-            auto v = co_await st.recv_view();
-            st.consume(v.size());
-            try {
-                co_await st.recv_view();
-            } catch (const std::system_error&) {
-                // the client's abort below resets the connection
-            }
-        }(s));
+        for (auto& s : servers)
+            spawn(ctx, [](tcp_stream& st) -> task<void> {
+                auto v = co_await st.recv_view();
+                st.consume(v.size());
+                try {
+                    co_await st.recv_view();
+                } catch (const std::system_error&) {
+                    // the client's abort below resets the connection
+                }
+            }(s));
         for (auto& c : clients) c.queue(std::string_view("x"));
         co_await async_sleep(ctx, 100ms);
         EXPECT_EQ(ctx.recv_buffers().available(), 64u);
@@ -165,8 +166,7 @@ TEST(tcp, idle_connections_hold_no_receive_buffer) {
 
 TEST(tcp, reading_pauses_above_the_high_water_mark) {
     io_context ctx;
-    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0),
-                                       {.stream = {.receive_high_water = 64 * 1024}});
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0), {.stream = {.receive_high_water = 64 * 1024}});
     auto main_task = [&]() -> task<void> {
         auto client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()));
         auto server = co_await listener.accept();
@@ -187,24 +187,24 @@ TEST(tcp, send_suspends_above_the_high_water_mark_until_drained) {
     io_context ctx;
     auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
     auto main_task = [&]() -> task<void> {
-        auto client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()),
-                                           {}, {}, {.send_high_water = 256 * 1024});
+        auto client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()), {}, {},
+                                           {.send_high_water = 256 * 1024});
         auto server = co_await listener.accept();
         const auto chunk = pattern(64 * 1024, 5);
         std::size_t max_queued = 0;
         bool reader_done = false;
         std::size_t received = 0;
         spawn(ctx, co_invoke([&]() -> task<void> {
-            co_await async_sleep(ctx, 100ms);  // let the sender hit the mark first
-            for (;;) {
-                auto v = co_await server.recv_view();
-                if (v.empty()) break;
-                received += v.size();
-                server.consume(v.size());
-            }
-            co_await server.close();
-            reader_done = true;
-        }));
+                  co_await async_sleep(ctx, 100ms);  // let the sender hit the mark first
+                  for (;;) {
+                      auto v = co_await server.recv_view();
+                      if (v.empty()) break;
+                      received += v.size();
+                      server.consume(v.size());
+                  }
+                  co_await server.close();
+                  reader_done = true;
+              }));
         for (int i = 0; i < 256; ++i) {
             co_await client.send(chunk);
             max_queued = std::max(max_queued, client.queued_bytes());
@@ -225,9 +225,9 @@ TEST(tcp, graceful_close_delivers_everything_then_end_of_stream) {
         auto server = co_await listener.accept();
         const auto bytes = pattern(1024 * 1024, 11);
         spawn(ctx, co_invoke([&]() -> task<void> {
-            server.queue(bytes);
-            co_await server.close(timeout(5s));
-        }));
+                  server.queue(bytes);
+                  co_await server.close(timeout(5s));
+              }));
         auto got = co_await read_exactly(client, bytes.size() + 1, timeout(5s));
         EXPECT_TRUE(got == bytes) << "all bytes, then end of stream";
         auto tail = co_await client.recv_view(timeout(5s));
@@ -353,22 +353,22 @@ TEST(tcp, any_operation_takes_a_deadline_and_a_stop_token) {
     auto main_task = [&]() -> task<void> {
         char buf[16];
         // A linked timeout cancels a recv that never completes.
-        int rc = co_await submit(ctx, [&](io_uring_sqe* sqe) { io_uring_prep_recv(sqe, fds[0], buf, sizeof buf, 0); },
-                                 timeout(30ms));
+        int rc = co_await submit(
+            ctx, [&](io_uring_sqe* sqe) { io_uring_prep_recv(sqe, fds[0], buf, sizeof buf, 0); }, timeout(30ms));
         EXPECT_EQ(rc, -ETIMEDOUT);
         // A stop request cancels one too.
         std::stop_source stop;
         spawn(ctx, co_invoke([&]() -> task<void> {
-            co_await async_sleep(ctx, 20ms);
-            stop.request_stop();
-        }));
-        rc = co_await submit(ctx, [&](io_uring_sqe* sqe) { io_uring_prep_recv(sqe, fds[0], buf, sizeof buf, 0); },
-                             {}, stop.get_token());
+                  co_await async_sleep(ctx, 20ms);
+                  stop.request_stop();
+              }));
+        rc = co_await submit(
+            ctx, [&](io_uring_sqe* sqe) { io_uring_prep_recv(sqe, fds[0], buf, sizeof buf, 0); }, {}, stop.get_token());
         EXPECT_EQ(rc, -ECANCELED);
         // And a recv that completes in time is untouched by its deadline.
         ::write(fds[1], "ok", 2);
-        rc = co_await submit(ctx, [&](io_uring_sqe* sqe) { io_uring_prep_recv(sqe, fds[0], buf, sizeof buf, 0); },
-                             timeout(5s));
+        rc = co_await submit(
+            ctx, [&](io_uring_sqe* sqe) { io_uring_prep_recv(sqe, fds[0], buf, sizeof buf, 0); }, timeout(5s));
         EXPECT_EQ(rc, 2);
     };
     sync_wait(ctx, main_task());
@@ -377,7 +377,8 @@ TEST(tcp, any_operation_takes_a_deadline_and_a_stop_token) {
 }
 
 TEST(tcp, registered_buffers_go_out_zero_copy_and_return_to_their_pool) {
-    io_context ctx({.registered_buffer_count = 4, .registered_buffer_size = 256 * 1024, .send_zc_threshold = 64 * 1024});
+    io_context ctx(
+        {.registered_buffer_count = 4, .registered_buffer_size = 256 * 1024, .send_zc_threshold = 64 * 1024});
     auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
     auto main_task = [&]() -> task<void> {
         auto client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()));

@@ -48,16 +48,16 @@ TEST(timer, cancelled_sleep_throws_operation_canceled_and_others_continue) {
     bool cancelled = false, other_finished = false;
     auto main_task = [&]() -> task<void> {
         spawn(ctx, co_invoke([&]() -> task<void> {
-            try {
-                co_await async_sleep(ctx, 1h, stop.get_token());
-            } catch (const std::system_error& e) {
-                cancelled = e.code().value() == ECANCELED;
-            }
-        }));
+                  try {
+                      co_await async_sleep(ctx, 1h, stop.get_token());
+                  } catch (const std::system_error& e) {
+                      cancelled = e.code().value() == ECANCELED;
+                  }
+              }));
         spawn(ctx, co_invoke([&]() -> task<void> {
-            co_await async_sleep(ctx, 30ms);
-            other_finished = true;
-        }));
+                  co_await async_sleep(ctx, 30ms);
+                  other_finished = true;
+              }));
         co_await async_sleep(ctx, 10ms);
         auto t0 = std::chrono::steady_clock::now();
         stop.request_stop();
