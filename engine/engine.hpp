@@ -16,3 +16,4 @@
 #include <cnetmod/engine/tcp_listener.hpp>
 #include <cnetmod/engine/tcp_stream.hpp>
 #include <cnetmod/engine/timer.hpp>
+#include <cnetmod/engine/yield.hpp>
