@@ -481,16 +481,24 @@ void io_context::flush_messages() {
 
 void io_context::discard_pending_messages() noexcept {
     const bool was_closing = std::exchange(closing_, true);
-    io_uring_get_events(&ring_);
     io_uring_cqe* cqes[256];
+    // A DEFER_TASKRUN ring runs a bounded amount of deferred work per enter
+    // (20 items on recent kernels), so enter until an enter yields nothing.
     for (;;) {
-        const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, 256);
-        if (n == 0) break;
-        for (unsigned i = 0; i < n; ++i) {
-            auto* c = reinterpret_cast<detail::completion*>(cqes[i]->user_data);
-            if (c && c->kind == detail::completion_kind::message_batch) delete static_cast<detail::message_batch*>(c);
+        io_uring_get_events(&ring_);
+        unsigned reaped = 0;
+        for (;;) {
+            const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, 256);
+            if (n == 0) break;
+            for (unsigned i = 0; i < n; ++i) {
+                auto* c = reinterpret_cast<detail::completion*>(cqes[i]->user_data);
+                if (c && c->kind == detail::completion_kind::message_batch)
+                    delete static_cast<detail::message_batch*>(c);
+            }
+            io_uring_cq_advance(&ring_, n);
+            reaped += n;
         }
-        io_uring_cq_advance(&ring_, n);
+        if (reaped == 0) break;
     }
     closing_ = was_closing;
 }

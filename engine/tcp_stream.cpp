@@ -452,11 +452,16 @@ private:
             const std::size_t skip = i == inflight_index_ ? inflight_offset_ : 0;
             iov_.push_back(iovec{const_cast<std::byte*>(seg.base(arena) + skip), seg.size - skip});
         }
-        msg_ = {};
-        msg_.msg_iov = iov_.data();
-        msg_.msg_iovlen = iov_.size();
         io_uring_sqe* sqe = ctx_.acquire_sqe();
-        io_uring_prep_sendmsg(sqe, fd_, &msg_, MSG_NOSIGNAL);
+        if (iov_.size() == 1) {
+            // One contiguous run: a plain send skips sendmsg's header and iovec import.
+            io_uring_prep_send(sqe, fd_, iov_[0].iov_base, iov_[0].iov_len, MSG_NOSIGNAL);
+        } else {
+            msg_ = {};
+            msg_.msg_iov = iov_.data();
+            msg_.msg_iovlen = iov_.size();
+            io_uring_prep_sendmsg(sqe, fd_, &msg_, MSG_NOSIGNAL);
+        }
         io_uring_sqe_set_data(sqe, static_cast<completion*>(&send_completion_));
         send_inflight_ = true;
         ++pending_;

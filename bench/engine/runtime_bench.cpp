@@ -21,17 +21,17 @@ void BM_cross_core_round_trip(benchmark::State& state) {
         std::promise<void> done;
         rt.submit_to(0, [&] {
             spawn(rt.core(0), co_invoke([&]() -> task<void> {
-                for (std::int64_t i = 0; i < batch; ++i) benchmark::DoNotOptimize(co_await rt.invoke_on(1, [] { return 1; }));
-                done.set_value();
-            }));
+                      for (std::int64_t i = 0; i < batch; ++i)
+                          benchmark::DoNotOptimize(co_await rt.invoke_on(1, [] { return 1; }));
+                      done.set_value();
+                  }));
         });
         done.get_future().wait();
     }
     rt.stop();
     rt.wait();
-    state.counters["round_trip_ns"] =
-        benchmark::Counter(static_cast<double>(state.iterations() * batch) / 1e9,
-                           benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+    state.counters["round_trip_ns"] = benchmark::Counter(static_cast<double>(state.iterations() * batch) / 1e9,
+                                                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
     state.SetItemsProcessed(state.iterations() * batch);
 }
 BENCHMARK(BM_cross_core_round_trip)->UseRealTime()->Unit(benchmark::kMillisecond);
@@ -46,14 +46,14 @@ void BM_cross_core_one_way(benchmark::State& state) {
         const std::int64_t target = received.load() + batch * 100;
         rt.submit_to(0, [&] {
             spawn(rt.core(0), co_invoke([&]() -> task<void> {
-                for (std::int64_t i = 0; i < batch * 100; i += per_turn) {
-                    for (std::int64_t k = 0; k < per_turn; ++k)
-                        rt.submit_to(1, [&] {
-                            if (received.fetch_add(1, std::memory_order_relaxed) + 1 == target) done.set_value();
-                        });
-                    co_await yield(rt.core(0));  // end the turn: the batch goes out
-                }
-            }));
+                      for (std::int64_t i = 0; i < batch * 100; i += per_turn) {
+                          for (std::int64_t k = 0; k < per_turn; ++k)
+                              rt.submit_to(1, [&] {
+                                  if (received.fetch_add(1, std::memory_order_relaxed) + 1 == target) done.set_value();
+                              });
+                          co_await yield(rt.core(0));  // end the turn: the batch goes out
+                      }
+                  }));
         });
         done.get_future().wait();
     }

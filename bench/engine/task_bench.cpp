@@ -8,11 +8,17 @@ using namespace cnetmod;
 
 namespace {
 
-task<int> ready_value(int v) { co_return v; }
+task<int> ready_value(int v) {
+    co_return v;
+}
 
-task<void> noop() { co_return; }
+task<void> noop() {
+    co_return;
+}
 
-task<void> yielding(io_context& ctx) { co_await yield(ctx); }
+task<void> yielding(io_context& ctx) {
+    co_await yield(ctx);
+}
 
 void BM_await_task(benchmark::State& state) {
     io_context ctx;
