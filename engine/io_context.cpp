@@ -103,8 +103,9 @@ void io_context::setup_ring() {
     const unsigned r_disabled = options_.bind_to_running_thread ? IORING_SETUP_R_DISABLED : 0u;
     // Most capable first. SINGLE_ISSUER needs 6.0, DEFER_TASKRUN 6.1,
     // COOP_TASKRUN and TASKRUN_FLAG 5.19; EINVAL means "not this kernel".
+    const unsigned defer = options_.defer_taskrun ? IORING_SETUP_DEFER_TASKRUN : IORING_SETUP_COOP_TASKRUN;
     const unsigned attempts[] = {
-        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | r_disabled,
+        IORING_SETUP_SINGLE_ISSUER | defer | r_disabled,
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | r_disabled,
         IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
         0u,

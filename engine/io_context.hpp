@@ -90,6 +90,9 @@ struct io_context_options {
     // creating thread (IORING_SETUP_R_DISABLED), so a context may be built on
     // one thread and run on another.
     bool bind_to_running_thread = true;
+    // Ask for IORING_SETUP_DEFER_TASKRUN (completions run only when the loop
+    // enters the kernel); false starts from COOP_TASKRUN instead.
+    bool defer_taskrun = true;
     // Registered send buffers for zero-copy sends (0: none). Registration
     // pins the memory, which counts against RLIMIT_MEMLOCK for non-root users.
     unsigned registered_buffer_count = 0;

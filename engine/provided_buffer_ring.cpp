@@ -49,6 +49,7 @@ provided_buffer_ring::provided_buffer_ring(io_uring& ring, std::uint16_t group_i
                               static_cast<unsigned short>(i), mask, static_cast<int>(i));
     io_uring_buf_ring_advance(entries_, static_cast<int>(count));
     available_ = count;
+    references_.assign(count, 0);
 }
 
 provided_buffer_ring::~provided_buffer_ring() {

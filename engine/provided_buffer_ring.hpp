@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 struct io_uring;
 struct io_uring_buf_ring;
@@ -29,15 +30,24 @@ public:
 
     std::byte* data(std::uint16_t id) noexcept { return memory_ + std::size_t{id} * buffer_size_; }
 
-    // The kernel filled buffer `id` (a CQE named it).
-    void taken() noexcept { --available_; }
-    // Gives buffer `id` back to the kernel.
-    void recycle(std::uint16_t id) noexcept;
+    // The kernel filled buffer `id` (a CQE named it): one reference, the reader's.
+    void taken(std::uint16_t id) noexcept {
+        --available_;
+        references_[id] = 1;
+    }
+    // Another reference (a send of the received bytes, without copying them).
+    void hold(std::uint16_t id) noexcept { ++references_[id]; }
+    // Drops a reference; the last one gives the buffer back to the kernel.
+    void release(std::uint16_t id) noexcept {
+        if (--references_[id] == 0) recycle(id);
+    }
 
     // Unregisters the ring from the kernel; the memory stays until destruction.
     void unregister() noexcept;
 
 private:
+    void recycle(std::uint16_t id) noexcept;
+
     io_uring& ring_;
     io_uring_buf_ring* entries_ = nullptr;
     std::size_t entries_bytes_ = 0;
@@ -47,6 +57,7 @@ private:
     unsigned buffer_size_;
     unsigned available_ = 0;
     bool registered_ = false;
+    std::vector<std::uint16_t> references_;
 };
 
 }  // namespace cnetmod::detail

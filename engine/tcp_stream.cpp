@@ -36,6 +36,11 @@ public:
         }
     }
 
+    ~stream_state() {
+        release_segments(queued_, 0);
+        release_segments(inflight_, inflight_index_);
+    }
+
     io_context& ctx() const noexcept { return ctx_; }
     int fd() const noexcept { return fd_; }
     bool is_open() const noexcept { return fd_ >= 0; }
@@ -136,7 +141,7 @@ public:
         if (!queued_.empty() && queued_.back().in_arena() && queued_.back().offset + queued_.back().size == offset)
             queued_.back().size += bytes.size();
         else
-            queued_.push_back(segment{{}, {}, offset, bytes.size()});
+            queued_.push_back(segment{{}, {}, nullptr, -1, offset, bytes.size()});
         tx_bytes_ += bytes.size();
         ctx_.at_turn_end(flush_hook_);
     }
@@ -145,7 +150,7 @@ public:
         throw_if_cannot_send();
         if (buffer.empty()) return;
         const std::size_t n = buffer.size();
-        queued_.push_back(segment{std::move(buffer), {}, 0, n});
+        queued_.push_back(segment{std::move(buffer), {}, nullptr, -1, 0, n});
         tx_bytes_ += n;
         ctx_.at_turn_end(flush_hook_);
     }
@@ -159,12 +164,32 @@ public:
             return;
         }
         const std::size_t n = buffer.size();
-        queued_.push_back(segment{{}, std::move(buffer), 0, n});
+        queued_.push_back(segment{{}, std::move(buffer), nullptr, -1, 0, n});
         tx_bytes_ += n;
         ctx_.at_turn_end(flush_hook_);
     }
 
     std::uint64_t zero_copy_sends() const noexcept { return zero_copy_sends_; }
+
+    // Moves the next `n` received bytes into the send queue by reference: the
+    // provided buffer goes back to the ring once the send is done with it.
+    void queue_received(std::size_t n) {
+        throw_if_cannot_send();
+        while (n > 0 && rx_head_ < chunks_.size()) {
+            chunk& c = chunks_[rx_head_];
+            const std::size_t take = std::min(n, c.size - rx_offset_);
+            if (c.buffer_id >= 0) {
+                ctx_.recv_buffers().hold(static_cast<std::uint16_t>(c.buffer_id));
+                queued_.push_back(segment{{}, {}, c.data + rx_offset_, c.buffer_id, 0, take});
+                tx_bytes_ += take;
+                ctx_.at_turn_end(flush_hook_);
+            } else {
+                queue(std::span<const std::byte>(c.data + rx_offset_, take));  // a fallback buffer of our own
+            }
+            n -= take;
+            consume(take);
+        }
+    }
 
     // Suspends until queued bytes fall to `threshold`, an error, or the deadline.
     struct drain_wait {
@@ -280,22 +305,38 @@ private:
         int buffer_id;  // provided-buffer id, or -1 for memory of the stream's own
     };
     struct segment {
-        shared_buffer buffer;     // bytes referenced, not copied
-        registered_buffer fixed;  // bytes sent with SEND_ZC from a registered buffer
-        std::size_t offset;       // neither: bytes live in the arena at `offset`
-        std::size_t size;
+        shared_buffer buffer;                 // bytes referenced, not copied
+        registered_buffer fixed;              // bytes sent with SEND_ZC from a registered buffer
+        const std::byte* received = nullptr;  // bytes still in provided buffer `received_id`
+        int received_id = -1;
+        std::size_t offset = 0;  // none of these: bytes live in the arena at `offset`
+        std::size_t size = 0;
 
-        bool in_arena() const noexcept { return !buffer && !fixed; }
+        bool in_arena() const noexcept { return !buffer && !fixed && !received; }
         const std::byte* base(const std::byte* arena) const noexcept {
-            return buffer ? buffer.bytes().data() : fixed ? fixed.bytes().data() : arena + offset;
+            return buffer ? buffer.bytes().data() : fixed ? fixed.bytes().data() : received ? received : arena + offset;
         }
     };
+
+    // Lets go of what a sent or dropped segment references.
+    void release_segment(segment& seg) noexcept {
+        seg.buffer.reset();
+        if (seg.received_id >= 0) {
+            ctx_.recv_buffers().release(static_cast<std::uint16_t>(seg.received_id));
+            seg.received_id = -1;
+        }
+    }
+
+    void release_segments(std::vector<segment>& segments, std::size_t from) noexcept {
+        for (std::size_t i = from; i < segments.size(); ++i) release_segment(segments[i]);
+        segments.clear();
+    }
 
     // ---- receive internals ----
 
     void release_chunk(const chunk& c) noexcept {
         if (c.buffer_id >= 0)
-            ctx_.recv_buffers().recycle(static_cast<std::uint16_t>(c.buffer_id));
+            ctx_.recv_buffers().release(static_cast<std::uint16_t>(c.buffer_id));
         else
             delete[] c.data;
     }
@@ -361,11 +402,11 @@ private:
         stream_state* s = static_cast<owned_completion*>(c)->self;
         if (flags & IORING_CQE_F_BUFFER) {
             const auto id = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
-            s->ctx_.recv_buffers().taken();
+            s->ctx_.recv_buffers().taken(id);
             if (result > 0 && !s->released_)
                 s->push_chunk(s->ctx_.recv_buffers().data(id), static_cast<std::size_t>(result), id);
             else
-                s->ctx_.recv_buffers().recycle(id);
+                s->ctx_.recv_buffers().release(id);
         }
         if (result == 0)
             s->eof_ = true;
@@ -512,17 +553,17 @@ private:
                 return;
             }
             sent -= left;
-            inflight_[inflight_index_].buffer.reset();
+            release_segment(inflight_[inflight_index_]);
             ++inflight_index_;
             inflight_offset_ = 0;
         }
     }
 
     void drop_queued() noexcept {
-        queued_.clear();
+        release_segments(queued_, 0);
         arenas_[fill_].clear();
         if (!send_inflight_) {
-            inflight_.clear();
+            release_segments(inflight_, inflight_index_);
             arenas_[inflight_arena_].clear();
         }
         tx_bytes_ = 0;
@@ -703,6 +744,11 @@ std::uint64_t tcp_stream::send_calls() const noexcept {
 }
 std::uint64_t tcp_stream::zero_copy_sends() const noexcept {
     return state_ ? state_->zero_copy_sends() : 0;
+}
+
+void tcp_stream::queue_received(std::size_t n) {
+    if (!state_) throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: empty tcp_stream");
+    state_->queue_received(n);
 }
 
 void tcp_stream::queue(registered_buffer buffer) {

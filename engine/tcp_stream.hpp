@@ -87,6 +87,11 @@ public:
     void queue(std::string_view text) { queue(std::as_bytes(std::span(text.data(), text.size()))); }
     // Queues a reference to a shared buffer (no copy).
     void queue(shared_buffer buffer);
+    // Queues the next `n` received bytes (from the current recv_view) for
+    // sending without copying them, and consumes them: the receive buffer
+    // returns to the ring once the send is done. An echo or a proxy forwards
+    // data this way.
+    void queue_received(std::size_t n);
     // Queues a registered buffer: at or above the context's send_zc_threshold
     // it is sent with SEND_ZC straight from its pages, and returns to its pool
     // once the kernel is done with it; below, its bytes are copied.

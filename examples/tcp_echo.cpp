@@ -17,8 +17,7 @@ task<void> echo(tcp_stream s) {
         for (;;) {
             auto view = co_await s.recv_view();
             if (view.empty()) break;
-            s.queue(view);  // copied into the send queue, flushed at the end of the turn
-            s.consume(view.size());
+            s.queue_received(view.size());  // the receive buffer itself is sent: no copy
             if (s.queued_bytes() > 1024 * 1024) co_await s.drain();
         }
         co_await s.close();

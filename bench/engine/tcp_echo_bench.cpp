@@ -7,7 +7,10 @@
 //   engine_tcp_echo_bench --benchmark_filter='echo/.*' --benchmark_repetitions=5
 //
 // Arguments: server (0 = cnetmod io_uring, 1 = epoll), message size,
-// messages in flight per connection, connections.
+// messages in flight per connection, connections, and a fixed total rate in
+// messages per second (0: closed loop, as fast as the pair goes). At a fixed
+// rate neither process is saturated, so the server's CPU time per message is
+// the fair comparison on a two-core machine.
 #include <cnetmod/engine/engine.hpp>
 
 #include <benchmark/benchmark.h>
@@ -51,8 +54,7 @@ task<void> uring_echo_session(tcp_stream s) {
         for (;;) {
             auto view = co_await s.recv_view();
             if (view.empty()) break;
-            s.queue(view);
-            s.consume(view.size());
+            s.queue_received(view.size());  // sends the receive buffer itself
         }
     } catch (const std::system_error&) {
     }
@@ -63,7 +65,7 @@ task<void> uring_accept_loop(io_context& ctx, tcp_listener& listener) {
 }
 
 [[noreturn]] void run_uring_server(int listen_fd_ready_pipe) {
-    io_context ctx;
+    io_context ctx({.defer_taskrun = std::getenv("CNETMOD_NO_DEFER") == nullptr});
     auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
     const std::uint16_t port = listener.port();
     [[maybe_unused]] auto n = ::write(listen_fd_ready_pipe, &port, sizeof port);
@@ -207,6 +209,7 @@ double own_cpu_seconds() {
 
 struct load_counters {
     std::uint64_t messages = 0;
+    std::uint64_t skipped = 0;  // fixed rate: a tick found the previous message unanswered
     bool stop = false;
 };
 
@@ -228,11 +231,66 @@ task<void> load_connection(io_context& ctx, std::uint16_t port, std::size_t size
     }
 }
 
+// Fixed rate: a connection sends when the pacer tells it to, if its last
+// message was answered; it counts answers.
+struct paced_connection {
+    tcp_stream stream;
+    bool outstanding = false;
+};
+
+task<void> paced_reader(paced_connection& pc, std::size_t size, load_counters& c) {
+    std::size_t partial = 0;
+    while (!c.stop) {
+        auto view = co_await pc.stream.recv_view();
+        if (view.empty()) break;
+        partial += view.size();
+        pc.stream.consume(view.size());
+        if (partial >= size) {
+            partial -= size;
+            ++c.messages;
+            pc.outstanding = false;
+        }
+    }
+}
+
+// One pacer for all connections, ticking every millisecond and sending the
+// messages due since the last tick, round robin: a timer per message would
+// cost the load side more than the server's whole work.
+task<void> pacer(io_context& ctx, std::uint16_t port, std::size_t size, int connections, double rate, load_counters& c,
+                 const std::vector<std::byte>& message) {
+    std::vector<std::unique_ptr<paced_connection>> conns;
+    for (int i = 0; i < connections; ++i) {
+        auto pc = std::make_unique<paced_connection>();
+        pc->stream = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(port));
+        spawn(ctx, paced_reader(*pc, size, c));
+        conns.push_back(std::move(pc));
+    }
+    const auto start = std::chrono::steady_clock::now();
+    std::uint64_t sent = 0;
+    std::size_t next = 0;
+    while (!c.stop) {
+        co_await async_sleep(ctx, 1ms);
+        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        const auto due = static_cast<std::uint64_t>(elapsed * rate);
+        for (; sent < due; ++sent) {
+            auto& pc = *conns[next];
+            next = (next + 1) % conns.size();
+            if (pc.outstanding) {
+                ++c.skipped;
+                continue;
+            }
+            pc.outstanding = true;
+            pc.stream.queue(message);
+        }
+    }
+}
+
 void BM_echo(benchmark::State& state) {
     const int kind = static_cast<int>(state.range(0));
     const auto size = static_cast<std::size_t>(state.range(1));
     const int inflight = static_cast<int>(state.range(2));
     const int connections = static_cast<int>(state.range(3));
+    const double rate = static_cast<double>(state.range(4));
     state.SetLabel(kind == 0 ? "cnetmod-io_uring" : "epoll");
 
     server_process server(kind);
@@ -243,8 +301,11 @@ void BM_echo(benchmark::State& state) {
         load_counters counters;
         double messages = 0, seconds = 0, server_cpu = 0, client_cpu = 0;
         auto run = [&]() -> task<void> {
-            for (int i = 0; i < connections; ++i)
-                spawn(ctx, load_connection(ctx, server.port, size, inflight, counters, message));
+            if (rate > 0)
+                spawn(ctx, pacer(ctx, server.port, size, connections, rate, counters, message));
+            else
+                for (int i = 0; i < connections; ++i)
+                    spawn(ctx, load_connection(ctx, server.port, size, inflight, counters, message));
             co_await async_sleep(ctx, 300ms);  // warm up
             const auto m0 = counters.messages;
             const double s0 = server.cpu_seconds(), c0 = own_cpu_seconds();
@@ -262,13 +323,17 @@ void BM_echo(benchmark::State& state) {
         state.counters["server_cpu_pct"] = 100.0 * server_cpu / seconds;
         state.counters["load_cpu_pct"] = 100.0 * client_cpu / seconds;
         state.counters["server_us_per_msg"] = 1e6 * server_cpu / messages;
+        state.counters["skipped"] = static_cast<double>(counters.skipped);
     }
 }
 
 void echo_arguments(benchmark::internal::Benchmark* b) {
     for (int kind : {0, 1})
         for (int size : {64, 4096})
-            for (int inflight : {1, 16}) b->Args({kind, size, inflight, 100});
+            for (int inflight : {1, 16}) b->Args({kind, size, inflight, 100, 0});
+    // Fixed rates every peer sustains, for CPU time per message.
+    for (int kind : {0, 1})
+        for (int size : {64, 4096}) b->Args({kind, size, 1, 100, 50'000});
 }
 BENCHMARK(BM_echo)->Apply(echo_arguments)->Iterations(1)->UseManualTime()->Unit(benchmark::kSecond);
 

@@ -412,3 +412,40 @@ TEST(tcp, registered_buffers_go_out_zero_copy_and_return_to_their_pool) {
     while (auto b = ctx.acquire_registered_buffer()) all.push_back(std::move(*b));
     EXPECT_EQ(all.size(), 4u) << "every buffer came back after its notification";
 }
+
+namespace {
+task<void> forwarding_echo_session(tcp_stream s) {
+    for (;;) {
+        auto view = co_await s.recv_view();
+        if (view.empty()) break;
+        s.queue_received(view.size());  // no copy: the receive buffer itself is sent
+    }
+    co_await s.close();
+}
+}  // namespace
+
+TEST(tcp, received_bytes_are_forwarded_without_copy_and_buffers_return) {
+    io_context ctx({.recv_buffer_count = 64, .recv_buffer_size = 4096});
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    int matched = 0;
+    auto main_task = [&]() -> task<void> {
+        spawn(ctx, co_invoke([&]() -> task<void> {
+                  for (;;) {
+                      tcp_stream s;
+                      try {
+                          s = co_await listener.accept();
+                      } catch (const std::system_error&) {
+                          co_return;
+                      }
+                      spawn(ctx, forwarding_echo_session(std::move(s)));
+                  }
+              }));
+        for (int i = 0; i < 50; ++i)
+            if (co_await echo_client(ctx, listener.port(), 500 + i, 100 * 1024 + i)) ++matched;
+        listener.close();
+        co_await async_sleep(ctx, 20ms);
+    };
+    sync_wait(ctx, main_task());
+    EXPECT_EQ(matched, 50);
+    EXPECT_EQ(ctx.recv_buffers().available(), 64u) << "every forwarded buffer went back to the ring";
+}
