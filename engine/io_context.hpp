@@ -100,7 +100,7 @@ struct io_context_options {
     // Registered buffers of at least this many bytes go out with SEND_ZC;
     // smaller ones are copied into the send queue. See bench/RESULTS.md for
     // the measured crossover.
-    std::size_t send_zc_threshold = 64 * 1024;
+    std::size_t send_zc_threshold = 256 * 1024;
 };
 
 // The ring set-up flags that the kernel accepted, after fallbacks.

@@ -169,6 +169,16 @@ private:
 namespace cnetmod {
 
 tcp_listener tcp_listener::bind(io_context& ctx, const ip_endpoint& endpoint, listen_options options) {
+    return adopt(ctx, open_socket(endpoint, options), options);
+}
+
+tcp_listener tcp_listener::adopt(io_context& ctx, int fd, listen_options options) {
+    auto* state = new detail::listener_state(ctx, fd, options);
+    state->arm();
+    return tcp_listener(state);
+}
+
+int tcp_listener::open_socket(const ip_endpoint& endpoint, const listen_options& options) {
     int fd = ::socket(endpoint.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) throw std::system_error(errno, std::system_category(), "cnetmod: socket");
     auto fail = [&](const char* what) {
@@ -186,9 +196,7 @@ tcp_listener tcp_listener::bind(io_context& ctx, const ip_endpoint& endpoint, li
     }
     if (::bind(fd, endpoint.data(), endpoint.size()) < 0) fail("cannot bind");
     if (::listen(fd, options.backlog) < 0) fail("cannot listen on");
-    auto* state = new detail::listener_state(ctx, fd, options);
-    state->arm();
-    return tcp_listener(state);
+    return fd;
 }
 
 tcp_listener::tcp_listener(tcp_listener&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}

@@ -32,6 +32,11 @@ public:
     // Binds and listens on `endpoint` (port 0 picks a free port). Throws
     // std::system_error naming the address, e.g. for EADDRINUSE.
     static tcp_listener bind(io_context& ctx, const ip_endpoint& endpoint, listen_options options = {});
+    // Opens a listening socket (SO_REUSEADDR, SO_REUSEPORT as asked) without
+    // a context: plain system calls, safe from any thread. Throws like bind.
+    static int open_socket(const ip_endpoint& endpoint, const listen_options& options);
+    // Takes over a listening socket and starts accepting on `ctx` (call on ctx's thread).
+    static tcp_listener adopt(io_context& ctx, int fd, listen_options options = {});
 
     tcp_listener(tcp_listener&& other) noexcept;
     tcp_listener& operator=(tcp_listener&& other) noexcept;

@@ -1,0 +1,62 @@
+// An HTTP/1.1 request as parsed: method, target, version, header fields and
+// body. The method, target and header views point into the request's own
+// copy of the request head, so a request is self-contained and movable.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cnetmod::http {
+
+struct header_field {
+    std::string_view name;
+    std::string_view value;
+};
+
+// ASCII case-insensitive comparison, as header names and tokens require (RFC 9110 §5.1).
+bool iequals(std::string_view a, std::string_view b) noexcept;
+// True when the comma-separated list `list` holds `token`, case-insensitively
+// (`Connection: keep-alive, Upgrade` holds "upgrade").
+bool list_contains_token(std::string_view list, std::string_view token) noexcept;
+
+class request {
+public:
+    request() = default;
+    request(request&& other) noexcept;
+    request& operator=(request&& other) noexcept;
+    request(const request&) = delete;
+    request& operator=(const request&) = delete;
+
+    std::string_view method() const noexcept { return method_; }
+    // The request target as sent: "/chat?name=ann".
+    std::string_view target() const noexcept { return target_; }
+    // The target's path ("/chat") and query ("name=ann", without the '?').
+    std::string_view path() const noexcept { return path_; }
+    std::string_view query() const noexcept { return query_; }
+    // 0 for HTTP/1.0, 1 for HTTP/1.1.
+    int version_minor() const noexcept { return version_minor_; }
+    const std::vector<header_field>& headers() const noexcept { return headers_; }
+    // The first field named `name` (case-insensitive), or "" when absent.
+    std::string_view header(std::string_view name) const noexcept;
+    bool has_header(std::string_view name) const noexcept;
+    const std::string& body() const noexcept { return body_; }
+    std::string& body() noexcept { return body_; }
+    // Whether the connection stays open after the response (RFC 9112 §9.3).
+    bool keep_alive() const noexcept;
+
+    // Frees the request head's storage (after a WebSocket upgrade, say).
+    void release_storage() noexcept;
+
+private:
+    friend struct request_head_parser;
+    void rebase(const char* old_base) noexcept;
+
+    std::string head_;  // the raw request line and header fields
+    std::string_view method_, target_, path_, query_;
+    int version_minor_ = 1;
+    std::vector<header_field> headers_;
+    std::string body_;
+};
+
+}  // namespace cnetmod::http

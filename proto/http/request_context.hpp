@@ -1,0 +1,72 @@
+// What a handler receives for one request: the request, the response to
+// fill, and — for a WebSocket handshake — the upgrade.
+//
+//   srv.get("/ws", [](http::request_context& ctx) -> task<void> {
+//       if (!ctx.is_websocket_upgrade()) { ctx.resp().set_status(http::status::bad_request); co_return; }
+//       auto ws = co_await ctx.upgrade_to_websocket();
+//       ...
+//   });
+#pragma once
+
+#include <cnetmod/engine/io_context.hpp>
+#include <cnetmod/engine/task.hpp>
+#include <cnetmod/engine/tcp_stream.hpp>
+#include <cnetmod/proto/http/request.hpp>
+#include <cnetmod/proto/http/response.hpp>
+
+#include <string_view>
+
+namespace cnetmod::ws {
+class connection;
+struct options;
+}  // namespace cnetmod::ws
+
+namespace cnetmod::http {
+
+class request_context {
+public:
+    request_context(io_context& ctx, request& req, response& resp, tcp_stream& stream) noexcept
+        : ctx_(ctx), req_(req), resp_(resp), stream_(stream) {}
+    request_context(const request_context&) = delete;
+    request_context& operator=(const request_context&) = delete;
+
+    std::string_view method() const noexcept { return req_.method(); }
+    std::string_view path() const noexcept { return req_.path(); }
+    std::string_view query() const noexcept { return req_.query(); }
+    std::string_view target() const noexcept { return req_.target(); }
+    // A request header field by name, case-insensitively; "" when absent.
+    std::string_view header(std::string_view name) const noexcept { return req_.header(name); }
+    const std::string& body() const noexcept { return req_.body(); }
+    const request& req() const noexcept { return req_; }
+    response& resp() noexcept { return resp_; }
+    // The core this request is served on.
+    io_context& context() const noexcept { return ctx_; }
+
+    // RFC 6455 §4.2.1: GET, "Connection" holding the "upgrade" token,
+    // "Upgrade: websocket", a Sec-WebSocket-Key of base64 for 16 bytes, and
+    // Sec-WebSocket-Version 13. (A handshake of another version is answered
+    // 426 with "Sec-WebSocket-Version: 13" by upgrade_to_websocket.)
+    bool is_websocket_upgrade() const noexcept;
+
+    // Answers 101 and hands the connection to WebSocket (defined in
+    // proto/ws: include <cnetmod/proto/ws/ws.hpp> to use it). Throws
+    // std::system_error if the request is not a valid handshake, after
+    // answering it with 400 (or 426 for another version).
+    task<ws::connection> upgrade_to_websocket();
+    task<ws::connection> upgrade_to_websocket(const ws::options& opts);
+
+    bool upgraded() const noexcept { return upgraded_; }
+
+    // For the WebSocket layer: the connection's stream, moved out by the upgrade.
+    tcp_stream& stream() noexcept { return stream_; }
+    void mark_upgraded() noexcept { upgraded_ = true; }
+
+private:
+    io_context& ctx_;
+    request& req_;
+    response& resp_;
+    tcp_stream& stream_;
+    bool upgraded_ = false;
+};
+
+}  // namespace cnetmod::http

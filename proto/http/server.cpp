@@ -1,0 +1,315 @@
+#include <cnetmod/engine/spawn.hpp>
+#include <cnetmod/proto/http/server.hpp>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <system_error>
+
+namespace cnetmod::http {
+
+// The routes, settings and listeners, shared by the server object and every
+// accept loop and session, so that none of them depends on the server
+// object's lifetime. Routes are fixed once listen() has been called.
+struct server::shared_state {
+    struct route_entry {
+        std::string path;
+        std::vector<std::pair<std::string, handler>> methods;
+    };
+
+    server_options options;
+    std::vector<route_entry> routes;
+    std::vector<tcp_listener*> listeners;  // per slot; each touched only on its own core
+
+    const route_entry* find(std::string_view path) const noexcept {
+        for (const auto& r : routes)
+            if (r.path == path) return &r;
+        return nullptr;
+    }
+};
+
+namespace {
+
+using state_ptr = std::shared_ptr<server::shared_state>;
+
+std::string error_body(status s, std::string_view reason) {
+    std::string body = std::to_string(code(s));
+    body += ' ';
+    body += reason_phrase(s);
+    if (!reason.empty()) {
+        body += ": ";
+        body += reason;
+    }
+    body += '\n';
+    return body;
+}
+
+// Sends an error response and closes the connection.
+task<void> refuse(tcp_stream& s, const server_options& options, status st, std::string_view reason) {
+    response resp;
+    resp.set_status(st);
+    resp.set_header("Server", options.server_name);
+    resp.set_header("Content-Type", "text/plain; charset=utf-8");
+    resp.set_body(error_body(st, reason));
+    std::string out;
+    resp.serialize(out, false, false);
+    try {
+        s.queue(out);
+        co_await s.close(timeout(std::chrono::seconds(2)));
+    } catch (const std::system_error&) {
+    }
+}
+
+enum class head_outcome { ok, closed, timed_out, too_large };
+
+// Reads bytes up to the blank line that ends a request head. Bytes after it
+// stay in the stream for the body, the next request, or WebSocket frames.
+task<head_outcome> read_head(tcp_stream& s, std::string& head, const server_options& options) {
+    // Idle wait for the first byte, then the request timeout for the rest.
+    deadline d = timeout(options.keep_alive_timeout);
+    for (;;) {
+        std::span<const std::byte> view;
+        try {
+            view = co_await s.recv_view(d);
+        } catch (const std::system_error& e) {
+            if (e.code() == std::errc::timed_out) co_return head.empty() ? head_outcome::closed : head_outcome::timed_out;
+            co_return head_outcome::closed;
+        }
+        if (view.empty()) co_return head_outcome::closed;
+        if (head.empty()) d = timeout(options.request_timeout);
+        const std::size_t before = head.size();
+        head.append(reinterpret_cast<const char*>(view.data()), view.size());
+        const std::size_t end = find_head_end(head, before);
+        if (end != std::string::npos) {
+            s.consume(end - before);
+            head.resize(end);
+            co_return head_outcome::ok;
+        }
+        s.consume(view.size());
+        if (head.size() > options.limits.max_head_bytes) co_return head_outcome::too_large;
+    }
+}
+
+// Reads the body as framed; nullopt when it arrived whole.
+task<std::optional<parse_error>> read_body(tcp_stream& s, request& req, const body_framing& framing,
+                                           const server_options& options) {
+    const deadline d = timeout(options.request_timeout);
+    std::string& body = req.body();
+    if (framing.type == body_framing::kind::length) {
+        body.reserve(framing.length);
+        while (body.size() < framing.length) {
+            auto view = co_await s.recv_view(d);
+            if (view.empty()) co_return parse_error{status::bad_request, "body cut short"};
+            const std::size_t take = std::min(view.size(), framing.length - body.size());
+            body.append(reinterpret_cast<const char*>(view.data()), take);
+            s.consume(take);
+        }
+    } else if (framing.type == body_framing::kind::chunked) {
+        chunked_decoder decoder;
+        while (!decoder.done()) {
+            auto view = co_await s.recv_view(d);
+            if (view.empty()) co_return parse_error{status::bad_request, "chunked body cut short"};
+            const std::size_t used = decoder.feed(std::string_view(reinterpret_cast<const char*>(view.data()), view.size()),
+                                                  body, options.limits.max_body_bytes);
+            s.consume(used);
+            if (decoder.error()) co_return *decoder.error();
+        }
+    }
+    co_return std::nullopt;
+}
+
+task<void> session(state_ptr st, io_context& ctx, tcp_stream s) {
+    const server_options& options = st->options;
+    for (;;) {
+        std::string head;
+        const head_outcome outcome = co_await read_head(s, head, options);
+        if (outcome == head_outcome::closed) break;
+        if (outcome == head_outcome::timed_out) {
+            co_await refuse(s, options, status::request_timeout, "the request did not arrive in time");
+            co_return;
+        }
+        if (outcome == head_outcome::too_large) {
+            co_await refuse(s, options, status::request_header_fields_too_large, "request head over the limit");
+            co_return;
+        }
+        request req;
+        if (auto error = parse_request_head(std::move(head), req, options.limits)) {
+            co_await refuse(s, options, error->code, error->reason);
+            co_return;
+        }
+        body_framing framing;
+        if (auto error = body_framing_of(req, options.limits, framing)) {
+            co_await refuse(s, options, error->code, error->reason);
+            co_return;
+        }
+        if (framing.type != body_framing::kind::none && iequals(req.header("Expect"), "100-continue"))
+            s.queue(std::string_view("HTTP/1.1 100 Continue\r\n\r\n"));
+        std::optional<parse_error> body_error;
+        try {
+            body_error = co_await read_body(s, req, framing, options);
+        } catch (const std::system_error& e) {
+            if (e.code() == std::errc::timed_out) body_error = parse_error{status::request_timeout, "body did not arrive in time"};
+            else co_return;
+        }
+        if (body_error) {
+            co_await refuse(s, options, body_error->code, body_error->reason);
+            co_return;
+        }
+
+        response resp;
+        resp.set_header("Server", options.server_name);
+        const bool is_head = req.method() == "HEAD";
+        bool keep_alive = req.keep_alive();
+        request_context rc(ctx, req, resp, s);
+        const auto* route = st->find(req.path());
+        const server::handler* h = nullptr;
+        if (route) {
+            for (const auto& [method, fn] : route->methods)
+                if (method == req.method()) h = &fn;
+            if (!h && is_head)
+                for (const auto& [method, fn] : route->methods)
+                    if (method == "GET") h = &fn;
+        }
+        if (!route) {
+            resp.set_status(status::not_found);
+            resp.set_header("Content-Type", "text/plain; charset=utf-8");
+            resp.set_body(error_body(status::not_found, req.path()));
+        } else if (!h) {
+            std::string allow;
+            for (const auto& [method, fn] : route->methods) {
+                if (!allow.empty()) allow += ", ";
+                allow += method;
+            }
+            resp.set_status(status::method_not_allowed);
+            resp.set_header("Allow", allow);
+            resp.set_header("Content-Type", "text/plain; charset=utf-8");
+            resp.set_body(error_body(status::method_not_allowed, req.method()));
+        } else {
+            try {
+                co_await (*h)(rc);
+            } catch (const std::exception& e) {
+                if (rc.upgraded()) co_return;  // the WebSocket conversation ended badly: nothing to answer
+                std::fprintf(stderr, "cnetmod: handler for %.*s %.*s threw: %s\n", static_cast<int>(req.method().size()),
+                             req.method().data(), static_cast<int>(req.path().size()), req.path().data(), e.what());
+                resp = response{};
+                resp.set_status(status::internal_server_error);
+                resp.set_header("Server", options.server_name);
+                resp.set_body(error_body(status::internal_server_error, ""));
+                keep_alive = false;
+            }
+            if (rc.upgraded()) co_return;  // the stream belongs to the WebSocket connection
+        }
+        if (!s.is_open()) co_return;
+        std::string out;
+        resp.serialize(out, keep_alive, is_head);
+        try {
+            if (!keep_alive) {
+                s.queue(out);
+                co_await s.close(timeout(std::chrono::seconds(5)));
+                co_return;
+            }
+            co_await s.send(out);
+        } catch (const std::system_error&) {
+            co_return;
+        }
+    }
+    try {
+        co_await s.close(timeout(std::chrono::seconds(2)));
+    } catch (const std::system_error&) {
+    }
+}
+
+task<void> accept_loop(state_ptr st, io_context& ctx, tcp_listener listener, std::size_t slot) {
+    st->listeners[slot] = &listener;
+    for (;;) {
+        tcp_stream s;
+        try {
+            s = co_await listener.accept();
+        } catch (const std::system_error&) {
+            break;  // closed by stop()
+        }
+        spawn(ctx, session(st, ctx, std::move(s)));
+    }
+    st->listeners[slot] = nullptr;
+}
+
+void listen_on(const state_ptr& st, io_context& ctx, int fd, std::size_t slot) {
+    spawn(ctx, accept_loop(st, ctx, tcp_listener::adopt(ctx, fd, st->options.listen), slot));
+}
+
+}  // namespace
+
+server::server(io_context& ctx, server_options options) : ctx_(&ctx), state_(std::make_shared<shared_state>()) {
+    state_->options = std::move(options);
+}
+
+server::server(runtime& rt, server_options options) : rt_(&rt), state_(std::make_shared<shared_state>()) {
+    state_->options = std::move(options);
+}
+
+server::~server() { stop(); }
+
+const server_options& server::settings() const noexcept { return state_->options; }
+
+server& server::route(std::string_view method, std::string path, handler h) {
+    for (auto& r : state_->routes) {
+        if (r.path == path) {
+            r.methods.emplace_back(std::string(method), std::move(h));
+            return *this;
+        }
+    }
+    state_->routes.push_back(shared_state::route_entry{std::move(path), {}});
+    state_->routes.back().methods.emplace_back(std::string(method), std::move(h));
+    return *this;
+}
+
+void server::listen(std::uint16_t port, std::string_view address) {
+    ip_endpoint endpoint(address, port);
+    const std::size_t cores = rt_ ? rt_->size() : 1;
+    listen_options lo = state_->options.listen;
+    if (cores > 1) lo.reuse_port = true;
+    std::vector<int> fds;
+    try {
+        for (std::size_t i = 0; i < cores; ++i) {
+            fds.push_back(tcp_listener::open_socket(endpoint, lo));
+            if (i == 0) {
+                sockaddr_storage ss{};
+                socklen_t len = sizeof ss;
+                ::getsockname(fds[0], reinterpret_cast<sockaddr*>(&ss), &len);
+                port_ = ip_endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len).port();
+                endpoint = ip_endpoint(address, port_);  // the other cores join the same port
+            }
+        }
+    } catch (...) {
+        for (int fd : fds) ::close(fd);
+        throw;
+    }
+    const std::size_t base = state_->listeners.size();
+    state_->listeners.resize(base + cores, nullptr);
+    if (ctx_) {
+        listen_on(state_, *ctx_, fds[0], base);
+    } else {
+        for (std::size_t i = 0; i < cores; ++i)
+            rt_->submit_to(i, [st = state_, i, fd = fds[i], slot = base + i] {
+                listen_on(st, *io_context::current(), fd, slot);
+            });
+    }
+}
+
+void server::stop() {
+    auto close_slot = [](state_ptr st, std::size_t slot) {
+        if (tcp_listener* l = st->listeners[slot]) l->close();
+    };
+    for (std::size_t slot = 0; slot < state_->listeners.size(); ++slot) {
+        if (ctx_) {
+            if (ctx_->running_in_this_thread())
+                close_slot(state_, slot);
+            else
+                ctx_->post([close_slot, st = state_, slot] { close_slot(st, slot); });
+        } else {
+            rt_->submit_to(slot % rt_->size(), [close_slot, st = state_, slot] { close_slot(st, slot); });
+        }
+    }
+}
+
+}  // namespace cnetmod::http
