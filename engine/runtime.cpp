@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 
 namespace cnetmod {
 namespace {
@@ -91,7 +92,10 @@ void runtime::stop() noexcept {
 }
 
 void runtime::submit_to(std::size_t target, detail::unique_function fn) {
-    io_context& to = *contexts_.at(target);
+    if (target >= cores_)
+        throw std::out_of_range("cnetmod: submit_to core " + std::to_string(target) + " of " + std::to_string(cores_));
+    if (contexts_.empty() || !contexts_[target]) return;  // not running: dropped, like work in flight at stop()
+    io_context& to = *contexts_[target];
     if (this_runtime == this && this_core >= 0)
         contexts_[static_cast<std::size_t>(this_core)]->send_message(to, std::move(fn));
     else

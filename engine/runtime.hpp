@@ -65,6 +65,7 @@ public:
     // Runs `fn` on core `target`. From a core of this runtime it travels by
     // MSG_RING, batched with everything else sent there this turn; from any
     // other thread it is posted. Functions from one sender arrive in order.
+    // Before start() or after wait(), `fn` is dropped.
     void submit_to(std::size_t target, detail::unique_function fn);
 
     // Runs `fn` on core `target` and resumes the caller, on its own core,

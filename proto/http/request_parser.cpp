@@ -66,7 +66,9 @@ bool list_contains_token(std::string_view list, std::string_view token) noexcept
 
 // ---- request ----
 
-request::request(request&& other) noexcept { *this = std::move(other); }
+request::request(request&& other) noexcept {
+    *this = std::move(other);
+}
 
 request& request::operator=(request&& other) noexcept {
     if (this == &other) return *this;
@@ -211,7 +213,8 @@ std::optional<parse_error> body_framing_of(const request& r, const parser_limits
         std::size_t v = 0;
         if (h.value.empty()) return parse_error{status::bad_request, "empty Content-Length"};
         for (char c : h.value) {
-            if (c < '0' || c > '9' || v > (SIZE_MAX - 9) / 10) return parse_error{status::bad_request, "invalid Content-Length"};
+            if (c < '0' || c > '9' || v > (SIZE_MAX - 9) / 10)
+                return parse_error{status::bad_request, "invalid Content-Length"};
             v = v * 10 + static_cast<std::size_t>(c - '0');
         }
         if (has_length && v != length) return parse_error{status::bad_request, "conflicting Content-Length"};
@@ -319,7 +322,8 @@ std::size_t chunked_decoder::feed(std::string_view in, std::string& body, std::s
                     state_ = state::trailer;
                 }
                 break;
-            case state::done: break;
+            case state::done:
+                break;
         }
     }
     return i;

@@ -15,8 +15,8 @@
 namespace cnetmod::http {
 
 struct parser_limits {
-    std::size_t max_head_bytes = 8 * 1024;  // request line + header fields (431 beyond)
-    std::size_t max_header_fields = 100;    // (431 beyond)
+    std::size_t max_head_bytes = 8 * 1024;     // request line + header fields (431 beyond)
+    std::size_t max_header_fields = 100;       // (431 beyond)
     std::size_t max_body_bytes = 1024 * 1024;  // (413 beyond)
 };
 

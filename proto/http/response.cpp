@@ -10,7 +10,9 @@ void response::set_header(std::string_view name, std::string_view value) {
     add_header(name, value);
 }
 
-void response::add_header(std::string_view name, std::string_view value) { headers_.emplace_back(name, value); }
+void response::add_header(std::string_view name, std::string_view value) {
+    headers_.emplace_back(name, value);
+}
 
 std::string_view response::header(std::string_view name) const noexcept {
     for (const auto& h : headers_)

@@ -1,10 +1,10 @@
 #include <cnetmod/engine/spawn.hpp>
 #include <cnetmod/proto/http/server.hpp>
 
+#include <system_error>
 #include <unistd.h>
 
 #include <cstdio>
-#include <system_error>
 
 namespace cnetmod::http {
 
@@ -72,7 +72,8 @@ task<head_outcome> read_head(tcp_stream& s, std::string& head, const server_opti
         try {
             view = co_await s.recv_view(d);
         } catch (const std::system_error& e) {
-            if (e.code() == std::errc::timed_out) co_return head.empty() ? head_outcome::closed : head_outcome::timed_out;
+            if (e.code() == std::errc::timed_out)
+                co_return head.empty() ? head_outcome::closed : head_outcome::timed_out;
             co_return head_outcome::closed;
         }
         if (view.empty()) co_return head_outcome::closed;
@@ -109,8 +110,9 @@ task<std::optional<parse_error>> read_body(tcp_stream& s, request& req, const bo
         while (!decoder.done()) {
             auto view = co_await s.recv_view(d);
             if (view.empty()) co_return parse_error{status::bad_request, "chunked body cut short"};
-            const std::size_t used = decoder.feed(std::string_view(reinterpret_cast<const char*>(view.data()), view.size()),
-                                                  body, options.limits.max_body_bytes);
+            const std::size_t used =
+                decoder.feed(std::string_view(reinterpret_cast<const char*>(view.data()), view.size()), body,
+                             options.limits.max_body_bytes);
             s.consume(used);
             if (decoder.error()) co_return *decoder.error();
         }
@@ -148,8 +150,10 @@ task<void> session(state_ptr st, io_context& ctx, tcp_stream s) {
         try {
             body_error = co_await read_body(s, req, framing, options);
         } catch (const std::system_error& e) {
-            if (e.code() == std::errc::timed_out) body_error = parse_error{status::request_timeout, "body did not arrive in time"};
-            else co_return;
+            if (e.code() == std::errc::timed_out)
+                body_error = parse_error{status::request_timeout, "body did not arrive in time"};
+            else
+                co_return;
         }
         if (body_error) {
             co_await refuse(s, options, body_error->code, body_error->reason);
@@ -189,8 +193,9 @@ task<void> session(state_ptr st, io_context& ctx, tcp_stream s) {
                 co_await (*h)(rc);
             } catch (const std::exception& e) {
                 if (rc.upgraded()) co_return;  // the WebSocket conversation ended badly: nothing to answer
-                std::fprintf(stderr, "cnetmod: handler for %.*s %.*s threw: %s\n", static_cast<int>(req.method().size()),
-                             req.method().data(), static_cast<int>(req.path().size()), req.path().data(), e.what());
+                std::fprintf(stderr, "cnetmod: handler for %.*s %.*s threw: %s\n",
+                             static_cast<int>(req.method().size()), req.method().data(),
+                             static_cast<int>(req.path().size()), req.path().data(), e.what());
                 resp = response{};
                 resp.set_status(status::internal_server_error);
                 resp.set_header("Server", options.server_name);
@@ -247,9 +252,13 @@ server::server(runtime& rt, server_options options) : rt_(&rt), state_(std::make
     state_->options = std::move(options);
 }
 
-server::~server() { stop(); }
+server::~server() {
+    stop();
+}
 
-const server_options& server::settings() const noexcept { return state_->options; }
+const server_options& server::settings() const noexcept {
+    return state_->options;
+}
 
 server& server::route(std::string_view method, std::string path, handler h) {
     for (auto& r : state_->routes) {
@@ -290,9 +299,8 @@ void server::listen(std::uint16_t port, std::string_view address) {
         listen_on(state_, *ctx_, fds[0], base);
     } else {
         for (std::size_t i = 0; i < cores; ++i)
-            rt_->submit_to(i, [st = state_, i, fd = fds[i], slot = base + i] {
-                listen_on(st, *io_context::current(), fd, slot);
-            });
+            rt_->submit_to(
+                i, [st = state_, i, fd = fds[i], slot = base + i] { listen_on(st, *io_context::current(), fd, slot); });
     }
 }
 

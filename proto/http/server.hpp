@@ -69,9 +69,10 @@ public:
 
     const server_options& settings() const noexcept;
 
-private:
+    // Internal: the state sessions share (routes, settings, listeners).
     struct shared_state;
 
+private:
     io_context* ctx_ = nullptr;
     runtime* rt_ = nullptr;
     std::uint16_t port_ = 0;

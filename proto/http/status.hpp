@@ -43,7 +43,9 @@ enum class status : std::uint16_t {
     http_version_not_supported = 505,
 };
 
-constexpr std::uint16_t code(status s) noexcept { return static_cast<std::uint16_t>(s); }
+constexpr std::uint16_t code(status s) noexcept {
+    return static_cast<std::uint16_t>(s);
+}
 
 std::string_view reason_phrase(status s) noexcept;
 
