@@ -132,11 +132,17 @@ public:
     }
 
     void queue(std::span<const std::byte> bytes) {
+        auto space = queue_space(bytes.size());
+        if (!bytes.empty()) std::memcpy(space.data(), bytes.data(), bytes.size());
+    }
+
+    std::span<std::byte> queue_space(std::size_t n) {
         throw_if_cannot_send();
-        if (bytes.empty()) return;
+        if (n == 0) return {};
         auto& arena = arenas_[fill_];
         const std::size_t offset = arena.size();
-        arena.insert(arena.end(), bytes.begin(), bytes.end());
+        arena.resize(offset + n);
+        const std::span<std::byte> bytes(arena.data() + offset, n);
         // Bytes copied back to back are one iovec.
         if (!queued_.empty() && queued_.back().in_arena() && queued_.back().offset + queued_.back().size == offset)
             queued_.back().size += bytes.size();
@@ -144,6 +150,7 @@ public:
             queued_.push_back(segment{{}, {}, nullptr, -1, offset, bytes.size()});
         tx_bytes_ += bytes.size();
         ctx_.at_turn_end(flush_hook_);
+        return bytes;
     }
 
     void queue(shared_buffer buffer) {
@@ -694,6 +701,23 @@ task<std::span<const std::byte>> tcp_stream::recv_view(deadline d) {
 
 void tcp_stream::consume(std::size_t n) noexcept {
     state_->consume(n);
+}
+
+std::span<std::byte> tcp_stream::writable_view() noexcept {
+    if (!state_) return {};
+    // The provided buffers (and fallback buffers) belong to this stream's reader alone.
+    auto view = state_->front();
+    return {const_cast<std::byte*>(view.data()), view.size()};
+}
+
+std::span<std::byte> tcp_stream::queue_space(std::size_t n) {
+    if (!state_) throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: empty tcp_stream");
+    return state_->queue_space(n);
+}
+
+task<void> tcp_stream::drain_to(std::size_t bytes, deadline d) {
+    if (!state_) co_return;
+    co_await detail::stream_state::drain_wait{*state_, bytes, d};
 }
 
 task<std::size_t> tcp_stream::recv(std::span<std::byte> out, deadline d) {

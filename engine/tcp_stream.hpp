@@ -75,6 +75,9 @@ public:
     task<std::span<const std::byte>> recv_view(deadline d = {});
     // Marks `n` bytes of the current view consumed; whole buffers go back to the ring.
     void consume(std::size_t n) noexcept;
+    // The current view's bytes, writable in place (a WebSocket payload is
+    // unmasked where it landed). Empty when nothing is buffered.
+    std::span<std::byte> writable_view() noexcept;
     // Copies up to out.size() received bytes; 0 at end of stream.
     task<std::size_t> recv(std::span<std::byte> out, deadline d = {});
     // Bytes received and not yet consumed.
@@ -102,8 +105,13 @@ public:
     task<void> send(std::string_view text, deadline d = {}) {
         return send(std::as_bytes(std::span(text.data(), text.size())), d);
     }
+    // Reserves `n` bytes at the end of the send queue for the caller to fill
+    // (a frame built in place); valid until the next queue call. Never suspends.
+    std::span<std::byte> queue_space(std::size_t n);
     // Waits until every queued byte has been accepted by the kernel.
     task<void> drain(deadline d = {});
+    // Waits until at most `bytes` remain queued.
+    task<void> drain_to(std::size_t bytes, deadline d = {});
     // Bytes queued or in flight, not yet accepted by the kernel.
     std::size_t queued_bytes() const noexcept;
     // System calls that sent data, for tests and benchmarks.

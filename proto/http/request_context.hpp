@@ -15,6 +15,7 @@
 #include <cnetmod/proto/http/response.hpp>
 
 #include <string_view>
+#include <system_error>
 
 namespace cnetmod::ws {
 class connection;
@@ -22,6 +23,14 @@ struct options;
 }  // namespace cnetmod::ws
 
 namespace cnetmod::http {
+
+// Thrown by a handler (or by upgrade_to_websocket) to answer with the
+// response as prepared in resp() — a refused handshake, say — instead of 500.
+class request_rejected : public std::system_error {
+public:
+    explicit request_rejected(const std::string& what)
+        : std::system_error(std::make_error_code(std::errc::protocol_error), what) {}
+};
 
 class request_context {
 public:
@@ -47,6 +56,8 @@ public:
     // Sec-WebSocket-Version 13. (A handshake of another version is answered
     // 426 with "Sec-WebSocket-Version: 13" by upgrade_to_websocket.)
     bool is_websocket_upgrade() const noexcept;
+    // A WebSocket handshake of another version than 13 (answered 426).
+    bool is_websocket_version_mismatch() const noexcept;
 
     // Answers 101 and hands the connection to WebSocket (defined in
     // proto/ws: include <cnetmod/proto/ws/ws.hpp> to use it). Throws
@@ -60,6 +71,8 @@ public:
     // For the WebSocket layer: the connection's stream, moved out by the upgrade.
     tcp_stream& stream() noexcept { return stream_; }
     void mark_upgraded() noexcept { upgraded_ = true; }
+    // Frees the request's storage once it is no longer needed (after an upgrade).
+    void release_request() noexcept { req_.release_storage(); }
 
 private:
     io_context& ctx_;

@@ -191,6 +191,8 @@ task<void> session(state_ptr st, io_context& ctx, tcp_stream s) {
         } else {
             try {
                 co_await (*h)(rc);
+            } catch (const request_rejected&) {
+                keep_alive = false;  // answered as the handler prepared it
             } catch (const std::exception& e) {
                 if (rc.upgraded()) co_return;  // the WebSocket conversation ended badly: nothing to answer
                 std::fprintf(stderr, "cnetmod: handler for %.*s %.*s threw: %s\n",

@@ -1,0 +1,32 @@
+#include <cnetmod/proto/http/request_context.hpp>
+
+namespace cnetmod::http {
+namespace {
+
+// base64 (RFC 4648) of exactly 16 bytes: 22 symbols and "==".
+bool is_base64_of_16_bytes(std::string_view key) noexcept {
+    if (key.size() != 24 || !key.ends_with("==")) return false;
+    for (std::size_t i = 0; i < 22; ++i) {
+        const char c = key[i];
+        const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+        if (!ok) return false;
+    }
+    // The last symbol carries 2 bits of data and 4 zero bits: only A, Q, g, w.
+    const char last = key[21];
+    return last == 'A' || last == 'Q' || last == 'g' || last == 'w';
+}
+
+}  // namespace
+
+bool request_context::is_websocket_upgrade() const noexcept {
+    return req_.method() == "GET" && list_contains_token(req_.header("Connection"), "upgrade") &&
+           iequals(req_.header("Upgrade"), "websocket") && is_base64_of_16_bytes(req_.header("Sec-WebSocket-Key")) &&
+           req_.header("Sec-WebSocket-Version") == "13";
+}
+
+bool request_context::is_websocket_version_mismatch() const noexcept {
+    const auto version = req_.header("Sec-WebSocket-Version");
+    return req_.method() == "GET" && iequals(req_.header("Upgrade"), "websocket") && !version.empty() && version != "13";
+}
+
+}  // namespace cnetmod::http

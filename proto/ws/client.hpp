@@ -1,0 +1,33 @@
+// The client side: ws::connect opens a TCP connection, performs the opening
+// handshake (RFC 6455 §4.1) and returns the same ws::connection the server
+// side uses, in the client role (every frame masked with a fresh key).
+#pragma once
+
+#include <cnetmod/engine/io_context.hpp>
+#include <cnetmod/engine/task.hpp>
+#include <cnetmod/proto/ws/connection.hpp>
+#include <cnetmod/proto/ws/options.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace cnetmod::ws {
+
+// The parts of a ws:// URL.
+struct url {
+    std::string scheme;  // "ws" or "wss"
+    std::string host;    // without brackets for IPv6
+    std::uint16_t port = 80;
+    std::string target = "/";  // path and query
+};
+// Parses "ws://host[:port][/path][?query]" (IPv6 hosts in brackets).
+// Throws std::invalid_argument saying what is wrong.
+url parse_url(std::string_view text);
+
+// Connects and performs the handshake within opts.handshake_timeout.
+// Throws std::system_error: connection refused, host unreachable, timeout,
+// or a refused handshake (the message quotes the server's status line).
+task<connection> connect(io_context& ctx, std::string_view url, options opts = {});
+
+}  // namespace cnetmod::ws

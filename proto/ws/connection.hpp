@@ -1,0 +1,114 @@
+// ws::connection: one WebSocket (RFC 6455), server or client side, on a
+// tcp_stream. Reading happens inside recv()/recv_frame(): frames are parsed
+// where they landed in the receive buffers, unmasked in place with SIMD,
+// and text is validated as UTF-8 as it arrives. Sending builds each frame
+// in the stream's send queue; everything sent in one loop turn leaves in one
+// system call.
+//
+// Bad input from the peer never throws: the connection is failed with the
+// RFC's close code (1002 protocol error, 1007 invalid UTF-8, 1009 too big),
+// and recv() returns an empty optional; close_code() tells why. An
+// operation on a closed connection throws ws::connection_closed.
+#pragma once
+
+#include <cnetmod/engine/io_context.hpp>
+#include <cnetmod/engine/task.hpp>
+#include <cnetmod/engine/tcp_stream.hpp>
+#include <cnetmod/proto/ws/frame.hpp>
+#include <cnetmod/proto/ws/options.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace cnetmod::ws {
+
+enum class role { server, client };
+
+// A message, or a control frame, as recv_frame() returns it.
+struct frame {
+    ws::opcode opcode = ws::opcode::text;
+    std::string payload;
+};
+
+// A message as recv_view() returns it: a view of the payload, valid until
+// the next recv*() or close on the connection.
+struct message_view {
+    ws::opcode opcode = ws::opcode::text;
+    std::span<const std::byte> payload;
+    std::string_view text() const noexcept { return {reinterpret_cast<const char*>(payload.data()), payload.size()}; }
+};
+
+// Thrown by an operation on a connection that is closed or closing.
+class connection_closed : public std::system_error {
+public:
+    explicit connection_closed(std::uint16_t code)
+        : std::system_error(std::make_error_code(std::errc::not_connected),
+                            "cnetmod: WebSocket connection is closed (code " + std::to_string(code) + ")"),
+          code_(code) {}
+    std::uint16_t close_code() const noexcept { return code_; }
+
+private:
+    std::uint16_t code_;
+};
+
+namespace detail {
+class connection_state;
+}
+
+class connection {
+public:
+    connection() noexcept;
+    connection(tcp_stream stream, role r, options opts, std::string subprotocol = {});
+    connection(connection&&) noexcept;
+    connection& operator=(connection&&) noexcept;
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+    // An open connection is closed with 1001 (going away), flushed, and its
+    // TCP connection closed gracefully in the background.
+    ~connection();
+
+    // The next text or binary message (binary bytes in the string); control
+    // frames are handled and skipped. Empty once the connection is closed.
+    task<std::optional<std::string>> recv();
+    // The next message or control frame (ping, pong, close). Pings have been
+    // answered already when auto_pong is on; a close frame has been answered
+    // and is returned once, then the optional is empty.
+    task<std::optional<frame>> recv_frame();
+    // The next message without copying it when it arrived in one piece: the
+    // view points into the receive buffer. Valid until the next recv*().
+    task<std::optional<message_view>> recv_view();
+
+    task<void> send(std::string_view text);
+    task<void> send_binary(std::span<const std::uint8_t> data);
+    task<void> send_binary(std::span<const std::byte> data);
+    // A message of several frames: the first with `op`, the rest continuations.
+    task<void> send_fragmented(std::string_view payload, std::size_t fragment_size, ws::opcode op = ws::opcode::text);
+    // Control frames: at most 125 bytes of data (std::invalid_argument beyond).
+    task<void> ping(std::string_view data = "");
+    task<void> pong(std::string_view data = "");
+    // Starts the closing handshake (RFC 6455 §7) and waits, up to
+    // close_timeout, for the peer's close frame. Codes: 1000–1003,
+    // 1007–1011, 3000–4999 (std::invalid_argument otherwise).
+    task<void> close(std::uint16_t code = close_code::normal, std::string_view reason = "");
+
+    bool is_open() const noexcept;
+    // The close code received (or sent, when this side failed the
+    // connection); 1005 when the close frame had none, 1006 when the TCP
+    // connection dropped without one, 0 while open.
+    std::uint16_t close_code() const noexcept;
+    std::string_view close_reason() const noexcept;
+    std::string_view subprotocol() const noexcept;
+    io_context& context() const noexcept;
+    // Bytes queued for sending, not yet taken by the kernel.
+    std::size_t buffered_amount() const noexcept;
+
+private:
+    std::unique_ptr<detail::connection_state> state_;
+};
+
+}  // namespace cnetmod::ws

@@ -1,0 +1,73 @@
+// The WebSocket frame header codec (RFC 6455 §5.2): pure functions over
+// bytes, no I/O. parse_frame_header checks what the header alone can tell —
+// reserved opcodes, control-frame rules, length encodings — and names the
+// close code for a violation; rules that depend on the connection (masking
+// direction, negotiated extensions, fragmentation state) are the
+// connection's.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+
+namespace cnetmod::ws {
+
+enum class opcode : std::uint8_t {
+    continuation = 0x0,
+    text = 0x1,
+    binary = 0x2,
+    close = 0x8,
+    ping = 0x9,
+    pong = 0xA,
+};
+
+constexpr bool is_control(opcode op) noexcept { return (static_cast<std::uint8_t>(op) & 0x8) != 0; }
+
+// Close codes (RFC 6455 §7.4.1).
+namespace close_code {
+inline constexpr std::uint16_t normal = 1000;
+inline constexpr std::uint16_t going_away = 1001;
+inline constexpr std::uint16_t protocol_error = 1002;
+inline constexpr std::uint16_t unsupported_data = 1003;
+inline constexpr std::uint16_t no_status = 1005;  // never sent: "the peer sent no code"
+inline constexpr std::uint16_t abnormal = 1006;   // never sent: "the connection dropped without a close"
+inline constexpr std::uint16_t invalid_payload = 1007;
+inline constexpr std::uint16_t policy_violation = 1008;
+inline constexpr std::uint16_t message_too_big = 1009;
+inline constexpr std::uint16_t mandatory_extension = 1010;
+inline constexpr std::uint16_t internal_error = 1011;
+}  // namespace close_code
+
+// Codes a peer may send in a close frame: 1000–1003, 1007–1011, 3000–4999.
+constexpr bool is_valid_close_code(std::uint16_t code) noexcept {
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) || (code >= 3000 && code <= 4999);
+}
+
+struct frame_header {
+    bool fin = true;
+    bool rsv1 = false, rsv2 = false, rsv3 = false;
+    opcode op = opcode::text;
+    bool masked = false;
+    std::uint8_t mask[4] = {0, 0, 0, 0};
+    std::uint64_t payload_length = 0;
+};
+
+struct header_parse_result {
+    enum class status { complete, incomplete, invalid } state;
+    std::size_t size = 0;  // complete: header bytes; incomplete: bytes needed in all
+    frame_header header{};
+    std::uint16_t close = 0;  // invalid: the close code to fail with
+};
+
+// Parses a frame header from the start of `in`.
+header_parse_result parse_frame_header(std::span<const std::byte> in) noexcept;
+
+// Largest encoded header: 2 + 8 (64-bit length) + 4 (mask).
+inline constexpr std::size_t max_header_size = 14;
+
+// Writes a header to `out` (max_header_size bytes of room) and returns its size.
+std::size_t encode_frame_header(std::byte* out, opcode op, std::uint64_t payload_length, bool fin = true,
+                                bool rsv1 = false, const std::uint8_t* mask = nullptr) noexcept;
+
+}  // namespace cnetmod::ws

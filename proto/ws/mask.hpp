@@ -1,0 +1,33 @@
+// Masking (RFC 6455 §5.3): payload byte i is XORed with mask[(i + phase) % 4].
+// apply_mask picks, once per process, the widest instruction set the CPU
+// has (AVX-512, AVX2, SSE2) and falls back to the scalar loop; every level
+// is exposed so a test can prove them equal.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace cnetmod::ws {
+
+enum class simd_level { scalar, sse2, avx2, avx512 };
+
+std::string_view to_string(simd_level level) noexcept;
+// The widest level this CPU runs.
+simd_level detected_simd_level() noexcept;
+
+// XORs `n` bytes at `data` with the 4-byte `mask`, starting at mask byte `phase`
+// (the payload offset modulo 4, when a payload arrives in pieces).
+void apply_mask(std::byte* data, std::size_t n, const std::uint8_t mask[4], std::size_t phase = 0) noexcept;
+
+namespace detail {
+void mask_scalar(std::byte* data, std::size_t n, const std::uint8_t mask[4], std::size_t phase) noexcept;
+void mask_sse2(std::byte* data, std::size_t n, const std::uint8_t mask[4], std::size_t phase) noexcept;
+void mask_avx2(std::byte* data, std::size_t n, const std::uint8_t mask[4], std::size_t phase) noexcept;
+void mask_avx512(std::byte* data, std::size_t n, const std::uint8_t mask[4], std::size_t phase) noexcept;
+// The implementation for a level (scalar where the CPU lacks it).
+using mask_function = void (*)(std::byte*, std::size_t, const std::uint8_t*, std::size_t) noexcept;
+mask_function mask_for(simd_level level) noexcept;
+}  // namespace detail
+
+}  // namespace cnetmod::ws

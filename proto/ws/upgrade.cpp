@@ -1,0 +1,51 @@
+// http::request_context::upgrade_to_websocket: the server side of the
+// opening handshake (RFC 6455 §4.2.2). Defined here, in the WebSocket layer,
+// so that proto/http knows nothing of WebSocket beyond the declaration.
+#include <cnetmod/proto/http/request_context.hpp>
+#include <cnetmod/proto/ws/connection.hpp>
+#include <cnetmod/proto/ws/handshake.hpp>
+
+namespace cnetmod::http {
+
+task<ws::connection> request_context::upgrade_to_websocket() {
+    const ws::options defaults;  // lives in this frame while the upgrade runs
+    co_return co_await upgrade_to_websocket(defaults);
+}
+
+task<ws::connection> request_context::upgrade_to_websocket(const ws::options& opts) {
+    if (!is_websocket_upgrade()) {
+        if (is_websocket_version_mismatch()) {
+            // §4.4: name the versions this server speaks.
+            resp_.set_status(status::upgrade_required);
+            resp_.set_header("Sec-WebSocket-Version", "13");
+            resp_.set_body("426 Upgrade Required: WebSocket version 13 only\n");
+            throw request_rejected("cnetmod: WebSocket handshake of an unsupported version");
+        }
+        resp_.set_status(status::bad_request);
+        resp_.set_body("400 Bad Request: not a WebSocket handshake\n");
+        throw request_rejected("cnetmod: not a WebSocket handshake");
+    }
+    std::string selected;
+    // §4.2.2: select a subprotocol only if the client offered it.
+    if (!opts.subprotocol.empty() && list_contains_token(req_.header("Sec-WebSocket-Protocol"), opts.subprotocol))
+        selected = opts.subprotocol;
+    std::string out =
+        "HTTP/1.1 101 Switching Protocols\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: ";
+    out += ws::accept_key(req_.header("Sec-WebSocket-Key"));
+    out += "\r\n";
+    if (!selected.empty()) {
+        out += "Sec-WebSocket-Protocol: ";
+        out += selected;
+        out += "\r\n";
+    }
+    out += "\r\n";
+    stream_.queue(out);
+    mark_upgraded();
+    release_request();  // the header storage is not needed for the life of the socket
+    co_return ws::connection(std::move(stream_), ws::role::server, opts, std::move(selected));
+}
+
+}  // namespace cnetmod::http

@@ -1,0 +1,49 @@
+// UTF-8 validation (RFC 3629), incremental: a text message is checked as its
+// bytes arrive, across frame and buffer boundaries, and fails at the first
+// byte that cannot be part of valid UTF-8 — not only at the end (RFC 6455
+// §8.1: fail fast). ASCII runs are skipped with SIMD (AVX-512, AVX2, SSE2);
+// the scalar state machine sits beside them and a test proves them equal.
+#pragma once
+
+#include <cnetmod/proto/ws/mask.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace cnetmod::ws {
+
+class utf8_validator {
+public:
+    // Feeds the next bytes; false once the input can no longer be valid UTF-8.
+    bool feed(std::span<const std::byte> bytes) noexcept;
+    bool feed(std::string_view text) noexcept { return feed(std::as_bytes(std::span(text.data(), text.size()))); }
+    // True when everything fed so far is valid and ends on a character boundary.
+    bool complete() const noexcept { return state_ == accept; }
+    bool failed() const noexcept { return state_ == reject; }
+    void reset() noexcept { state_ = accept; }
+
+    // The state-machine step, exposed for the scalar reference path.
+    static constexpr std::uint8_t accept = 0, reject = 12;
+
+private:
+    std::uint8_t state_ = accept;
+};
+
+// Whole-buffer validation.
+bool is_valid_utf8(std::span<const std::byte> bytes) noexcept;
+inline bool is_valid_utf8(std::string_view text) noexcept {
+    return is_valid_utf8(std::as_bytes(std::span(text.data(), text.size())));
+}
+
+namespace detail {
+// Runs the state machine over bytes from `state`; returns the new state.
+std::uint8_t utf8_scalar(std::uint8_t state, const std::uint8_t* p, std::size_t n) noexcept;
+// The length of the leading ASCII run (bytes below 0x80), at a SIMD level.
+std::size_t ascii_prefix(const std::uint8_t* p, std::size_t n, simd_level level) noexcept;
+// Validation at one level from `state` (for tests and benchmarks).
+std::uint8_t utf8_at_level(std::uint8_t state, const std::uint8_t* p, std::size_t n, simd_level level) noexcept;
+}  // namespace detail
+
+}  // namespace cnetmod::ws
