@@ -56,6 +56,7 @@ public:
     std::string close_reason_;
     bool close_sent_ = false;
     bool reading_ = false;
+    ws::opcode last_opcode_ = ws::opcode::text;
 
     // rd_*: the message being received.
     std::string rd_message_;             // payload of a message that did not arrive in one piece
@@ -372,6 +373,7 @@ task<std::optional<std::string>> connection::recv() {
         if (!co_await s.next_event(ev, s.read_deadline())) break;
         if (ev.control) continue;
         s.reading_ = false;
+        s.last_opcode_ = ev.op;
         co_return std::string(reinterpret_cast<const char*>(ev.payload.data()), ev.payload.size());
     }
     s.reading_ = false;
@@ -418,6 +420,11 @@ task<void> connection::send_binary(std::span<const std::uint8_t> data) {
 task<void> connection::send_binary(std::span<const std::byte> data) {
     if (!state_) throw connection_closed(close_code::abnormal);
     co_await state_->send_message(opcode::binary, data);
+}
+
+task<void> connection::send_binary(std::string_view bytes) {
+    if (!state_) throw connection_closed(close_code::abnormal);
+    co_await state_->send_message(opcode::binary, std::as_bytes(std::span(bytes.data(), bytes.size())));
 }
 
 task<void> connection::send_fragmented(std::string_view payload, std::size_t fragment_size, ws::opcode op) {
@@ -474,6 +481,7 @@ bool connection::is_open() const noexcept {
 }
 std::uint16_t connection::close_code() const noexcept { return state_ ? state_->close_code_ : 0; }
 std::string_view connection::close_reason() const noexcept { return state_ ? std::string_view(state_->close_reason_) : ""; }
+ws::opcode connection::last_opcode() const noexcept { return state_ ? state_->last_opcode_ : opcode::text; }
 std::string_view connection::subprotocol() const noexcept { return state_ ? std::string_view(state_->subprotocol_) : ""; }
 io_context& connection::context() const noexcept { return state_->ctx_; }
 std::size_t connection::buffered_amount() const noexcept { return state_ ? state_->stream_.queued_bytes() : 0; }

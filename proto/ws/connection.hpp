@@ -86,6 +86,7 @@ public:
     task<void> send(std::string_view text);
     task<void> send_binary(std::span<const std::uint8_t> data);
     task<void> send_binary(std::span<const std::byte> data);
+    task<void> send_binary(std::string_view bytes);
     // A message of several frames: the first with `op`, the rest continuations.
     task<void> send_fragmented(std::string_view payload, std::size_t fragment_size, ws::opcode op = ws::opcode::text);
     // Control frames: at most 125 bytes of data (std::invalid_argument beyond).
@@ -103,6 +104,9 @@ public:
     std::uint16_t close_code() const noexcept;
     std::string_view close_reason() const noexcept;
     std::string_view subprotocol() const noexcept;
+    // The opcode (text or binary) of the last message recv() returned, so
+    // that an echo can answer binary with binary.
+    ws::opcode last_opcode() const noexcept;
     io_context& context() const noexcept;
     // Bytes queued for sending, not yet taken by the kernel.
     std::size_t buffered_amount() const noexcept;

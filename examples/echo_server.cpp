@@ -1,0 +1,56 @@
+// The seed's basic echo server: every message comes back to its sender.
+#include <cnetmod/engine/engine.hpp>
+#include <cnetmod/proto/ws/ws.hpp>
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+using namespace cnetmod;
+
+int main(int argc, char** argv) {
+    CLI::App app{"WebSocket echo server (ws://localhost:PORT/ws)"};
+    std::uint16_t port = 8080;
+    std::string address = "127.0.0.1";
+    bool quiet = false;
+    app.add_option("--port", port, "TCP port")->capture_default_str();
+    app.add_option("--address", address, "address to listen on")->capture_default_str();
+    app.add_flag("--quiet", quiet, "do not print each message (for benchmarks)");
+    CLI11_PARSE(app, argc, argv);
+
+    net_init guard;
+    io_context ctx;
+
+    http::server srv(ctx);
+
+    srv.get("/ws", [quiet](http::request_context& ctx) -> task<void> {
+        // Check if WebSocket upgrade request
+        if (!ctx.is_websocket_upgrade()) {
+            ctx.resp().set_status(http::status::bad_request);
+            co_return;
+        }
+
+        // Upgrade to WebSocket
+        auto ws = co_await ctx.upgrade_to_websocket();
+        if (!quiet) fmt::print("WebSocket client connected\n");
+
+        // Echo loop
+        while (true) {
+            auto msg = co_await ws.recv();
+            if (!msg) break;  // Connection closed
+
+            if (!quiet) fmt::print("Received: {}\n", *msg);
+            // Binary comes back as binary (the seed's echo knows only text).
+            if (ws.last_opcode() == ws::opcode::binary)
+                co_await ws.send_binary(*msg);
+            else
+                co_await ws.send(*msg);
+        }
+
+        if (!quiet) fmt::print("WebSocket client disconnected\n");
+    });
+
+    srv.listen(port, address);
+    fmt::print("WebSocket server on ws://localhost:{}/ws\n", srv.port());
+    std::fflush(stdout);
+    ctx.run();
+}
