@@ -3,10 +3,11 @@
 #include <cnetmod/engine/engine.hpp>
 #include <cnetmod/proto/ws/ws.hpp>
 
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdio>
 #include <vector>
 
 using namespace cnetmod;
@@ -78,6 +79,7 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
 
     net_init guard;
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a line at a time, also into a file or pipe
     io_context ctx;
     chat_room room;
     int guests = 0;

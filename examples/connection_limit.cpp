@@ -3,8 +3,10 @@
 #include <cnetmod/engine/engine.hpp>
 #include <cnetmod/proto/ws/ws.hpp>
 
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
 
 using namespace cnetmod;
 
@@ -37,6 +39,7 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
 
     net_init guard;
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a line at a time, also into a file or pipe
     io_context ctx;
     rate_limited_ws_server server(max_connections);
     http::server srv(ctx);

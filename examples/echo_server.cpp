@@ -2,8 +2,10 @@
 #include <cnetmod/engine/engine.hpp>
 #include <cnetmod/proto/ws/ws.hpp>
 
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
 
 using namespace cnetmod;
 
@@ -18,6 +20,7 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
 
     net_init guard;
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a line at a time, also into a file or pipe
     io_context ctx;
 
     http::server srv(ctx);

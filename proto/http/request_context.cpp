@@ -8,7 +8,8 @@ bool is_base64_of_16_bytes(std::string_view key) noexcept {
     if (key.size() != 24 || !key.ends_with("==")) return false;
     for (std::size_t i = 0; i < 22; ++i) {
         const char c = key[i];
-        const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+        const bool ok =
+            (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
         if (!ok) return false;
     }
     // The last symbol carries 2 bits of data and 4 zero bits: only A, Q, g, w.
@@ -26,7 +27,8 @@ bool request_context::is_websocket_upgrade() const noexcept {
 
 bool request_context::is_websocket_version_mismatch() const noexcept {
     const auto version = req_.header("Sec-WebSocket-Version");
-    return req_.method() == "GET" && iequals(req_.header("Upgrade"), "websocket") && !version.empty() && version != "13";
+    return req_.method() == "GET" && iequals(req_.header("Upgrade"), "websocket") && !version.empty() &&
+           version != "13";
 }
 
 }  // namespace cnetmod::http

@@ -14,8 +14,9 @@
 #include <cnetmod/proto/http/request.hpp>
 #include <cnetmod/proto/http/response.hpp>
 
-#include <string_view>
 #include <system_error>
+
+#include <string_view>
 
 namespace cnetmod::ws {
 class connection;

@@ -4,9 +4,11 @@
 #include <cnetmod/proto/ws/client.hpp>
 #include <cnetmod/proto/ws/handshake.hpp>
 
-#include <charconv>
-#include <stdexcept>
 #include <system_error>
+
+#include <charconv>
+#include <memory>
+#include <stdexcept>
 
 namespace cnetmod::ws {
 
@@ -95,8 +97,13 @@ handshake_response parse_response_head(std::string_view head) {
 
 }  // namespace
 
-task<connection> connect(io_context& ctx, std::string_view url_text, options opts) {
-    const std::string url_copy(url_text);
+namespace {
+
+// The coroutine behind connect(). It takes the options through a pointer:
+// g++ 12 copies an aggregate coroutine parameter with std::string members
+// bytewise, leaving the copy's string pointing into the caller's object.
+task<connection> connect_impl(io_context& ctx, std::string url_copy, std::unique_ptr<options> opts_ptr) {
+    options& opts = *opts_ptr;
     const url u = parse_url(url_copy);
     if (u.scheme == "wss")
         throw std::invalid_argument("cnetmod: wss:// needs TLS, which this build does not offer yet");
@@ -108,9 +115,8 @@ task<connection> connect(io_context& ctx, std::string_view url_text, options opt
     const bool v6 = u.host.find(':') != std::string::npos;
     request += v6 ? "[" + u.host + "]" : u.host;
     if (u.port != 80) request += ":" + std::to_string(u.port);
-    request +=
-        "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
-        "\r\nSec-WebSocket-Version: 13\r\n";
+    request += "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
+               "\r\nSec-WebSocket-Version: 13\r\n";
     if (!opts.subprotocol.empty()) request += "Sec-WebSocket-Protocol: " + opts.subprotocol + "\r\n";
     request += "\r\n";
     stream.queue(request);
@@ -140,13 +146,25 @@ task<connection> connect(io_context& ctx, std::string_view url_text, options opt
     const auto r = parse_response_head(head);
     if (r.status != 101) refuse(url_copy, "server answered \"" + r.status_line + "\"");
     if (!http::iequals(r.field("Upgrade"), "websocket")) refuse(url_copy, "missing \"Upgrade: websocket\"");
-    if (!http::list_contains_token(r.field("Connection"), "upgrade")) refuse(url_copy, "missing \"Connection: Upgrade\"");
+    if (!http::list_contains_token(r.field("Connection"), "upgrade"))
+        refuse(url_copy, "missing \"Connection: Upgrade\"");
     if (r.field("Sec-WebSocket-Accept") != accept_key(key)) refuse(url_copy, "wrong Sec-WebSocket-Accept");
     std::string protocol(r.field("Sec-WebSocket-Protocol"));
     if (!protocol.empty() && !http::list_contains_token(opts.subprotocol, protocol))
         refuse(url_copy, "server chose subprotocol \"" + protocol + "\", which was not offered");
-    if (!r.field("Sec-WebSocket-Extensions").empty()) refuse(url_copy, "server chose an extension that was not offered");
+    if (!r.field("Sec-WebSocket-Extensions").empty())
+        refuse(url_copy, "server chose an extension that was not offered");
     co_return connection(std::move(stream), role::client, std::move(opts), std::move(protocol));
+}
+
+}  // namespace
+
+task<connection> connect(io_context& ctx, std::string_view url, const options& opts) {
+    return connect_impl(ctx, std::string(url), std::make_unique<options>(opts));
+}
+
+task<connection> connect(io_context& ctx, std::string_view url) {
+    return connect_impl(ctx, std::string(url), std::make_unique<options>());
 }
 
 }  // namespace cnetmod::ws

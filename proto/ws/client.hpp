@@ -28,6 +28,10 @@ url parse_url(std::string_view text);
 // Connects and performs the handshake within opts.handshake_timeout.
 // Throws std::system_error: connection refused, host unreachable, timeout,
 // or a refused handshake (the message quotes the server's status line).
-task<connection> connect(io_context& ctx, std::string_view url, options opts = {});
+task<connection> connect(io_context& ctx, std::string_view url, const options& opts);
+// With default options. (An overload, not a default argument: g++ 12
+// miscompiles a temporary `options{}` inside a co_await expression, so
+// name options in a variable before passing them, as the seed does.)
+task<connection> connect(io_context& ctx, std::string_view url);
 
 }  // namespace cnetmod::ws

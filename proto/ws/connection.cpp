@@ -34,7 +34,10 @@ thread_local mask_generator masks;
 class connection_state {
 public:
     connection_state(tcp_stream stream, role r, options opts, std::string subprotocol)
-        : ctx_(stream.context()), stream_(std::move(stream)), role_(r), opts_(std::move(opts)),
+        : ctx_(stream.context()),
+          stream_(std::move(stream)),
+          role_(r),
+          opts_(std::move(opts)),
           subprotocol_(std::move(subprotocol)) {}
 
     enum class phase { open, closing, closed };
@@ -59,16 +62,14 @@ public:
     ws::opcode last_opcode_ = ws::opcode::text;
 
     // rd_*: the message being received.
-    std::string rd_message_;             // payload of a message that did not arrive in one piece
+    std::string rd_message_;  // payload of a message that did not arrive in one piece
     ws::opcode rd_op_ = ws::opcode::text;
-    bool rd_in_message_ = false;         // between a first frame and its final fragment
+    bool rd_in_message_ = false;  // between a first frame and its final fragment
     utf8_validator rd_utf8_;
     std::size_t rd_pending_consume_ = 0;  // a zero-copy view handed out, consumed at the next read
-    std::string rd_control_;             // the payload of the last control frame
+    std::string rd_control_;              // the payload of the last control frame
 
-    deadline read_deadline() const {
-        return opts_.idle_timeout.count() > 0 ? timeout(opts_.idle_timeout) : deadline{};
-    }
+    deadline read_deadline() const { return opts_.idle_timeout.count() > 0 ? timeout(opts_.idle_timeout) : deadline{}; }
 
     // ---- sending ----
 
@@ -341,7 +342,8 @@ public:
 
 connection::connection() noexcept = default;
 connection::connection(tcp_stream stream, role r, options opts, std::string subprotocol)
-    : state_(std::make_unique<detail::connection_state>(std::move(stream), r, std::move(opts), std::move(subprotocol))) {}
+    : state_(
+          std::make_unique<detail::connection_state>(std::move(stream), r, std::move(opts), std::move(subprotocol))) {}
 connection::connection(connection&&) noexcept = default;
 connection& connection::operator=(connection&&) noexcept = default;
 
@@ -436,8 +438,8 @@ task<void> connection::send_fragmented(std::string_view payload, std::size_t fra
     do {
         const std::size_t n = std::min(fragment_size, payload.size() - offset);
         const bool fin = offset + n == payload.size();
-        s.queue_frame(offset == 0 ? op : opcode::continuation,
-                      std::as_bytes(std::span(payload.data() + offset, n)), fin);
+        s.queue_frame(offset == 0 ? op : opcode::continuation, std::as_bytes(std::span(payload.data() + offset, n)),
+                      fin);
         offset += n;
     } while (offset < payload.size());
     co_await s.wait_for_room();
@@ -479,11 +481,23 @@ task<void> connection::close(std::uint16_t code, std::string_view reason) {
 bool connection::is_open() const noexcept {
     return state_ && state_->phase_ == detail::connection_state::phase::open && state_->stream_.is_open();
 }
-std::uint16_t connection::close_code() const noexcept { return state_ ? state_->close_code_ : 0; }
-std::string_view connection::close_reason() const noexcept { return state_ ? std::string_view(state_->close_reason_) : ""; }
-ws::opcode connection::last_opcode() const noexcept { return state_ ? state_->last_opcode_ : opcode::text; }
-std::string_view connection::subprotocol() const noexcept { return state_ ? std::string_view(state_->subprotocol_) : ""; }
-io_context& connection::context() const noexcept { return state_->ctx_; }
-std::size_t connection::buffered_amount() const noexcept { return state_ ? state_->stream_.queued_bytes() : 0; }
+std::uint16_t connection::close_code() const noexcept {
+    return state_ ? state_->close_code_ : 0;
+}
+std::string_view connection::close_reason() const noexcept {
+    return state_ ? std::string_view(state_->close_reason_) : "";
+}
+ws::opcode connection::last_opcode() const noexcept {
+    return state_ ? state_->last_opcode_ : opcode::text;
+}
+std::string_view connection::subprotocol() const noexcept {
+    return state_ ? std::string_view(state_->subprotocol_) : "";
+}
+io_context& connection::context() const noexcept {
+    return state_->ctx_;
+}
+std::size_t connection::buffered_amount() const noexcept {
+    return state_ ? state_->stream_.queued_bytes() : 0;
+}
 
 }  // namespace cnetmod::ws

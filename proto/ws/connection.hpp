@@ -17,13 +17,14 @@
 #include <cnetmod/proto/ws/frame.hpp>
 #include <cnetmod/proto/ws/options.hpp>
 
+#include <system_error>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
-#include <system_error>
 
 namespace cnetmod::ws {
 

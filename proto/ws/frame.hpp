@@ -22,7 +22,9 @@ enum class opcode : std::uint8_t {
     pong = 0xA,
 };
 
-constexpr bool is_control(opcode op) noexcept { return (static_cast<std::uint8_t>(op) & 0x8) != 0; }
+constexpr bool is_control(opcode op) noexcept {
+    return (static_cast<std::uint8_t>(op) & 0x8) != 0;
+}
 
 // Close codes (RFC 6455 §7.4.1).
 namespace close_code {

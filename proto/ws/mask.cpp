@@ -8,10 +8,14 @@ namespace cnetmod::ws {
 
 std::string_view to_string(simd_level level) noexcept {
     switch (level) {
-        case simd_level::scalar: return "scalar";
-        case simd_level::sse2: return "sse2";
-        case simd_level::avx2: return "avx2";
-        case simd_level::avx512: return "avx512";
+        case simd_level::scalar:
+            return "scalar";
+        case simd_level::sse2:
+            return "sse2";
+        case simd_level::avx2:
+            return "avx2";
+        case simd_level::avx512:
+            return "avx512";
     }
     return "?";
 }
@@ -94,8 +98,8 @@ __attribute__((target("avx2"))) void mask_avx2(std::byte* data, std::size_t n, c
     mask_tail(data + i, n - i, key);
 }
 
-__attribute__((target("avx512f,avx512bw"))) void mask_avx512(std::byte* data, std::size_t n,
-                                                             const std::uint8_t mask[4], std::size_t phase) noexcept {
+__attribute__((target("avx512f,avx512bw"))) void mask_avx512(std::byte* data, std::size_t n, const std::uint8_t mask[4],
+                                                             std::size_t phase) noexcept {
     const std::uint32_t key = rotated_key(mask, phase);
     const __m512i k = _mm512_set1_epi32(static_cast<int>(key));
     std::size_t i = 0;
@@ -123,10 +127,14 @@ mask_function mask_for(simd_level level) noexcept {
     const simd_level cpu = detected_simd_level();
     if (level > cpu) level = cpu;
     switch (level) {
-        case simd_level::avx512: return &mask_avx512;
-        case simd_level::avx2: return &mask_avx2;
-        case simd_level::sse2: return &mask_sse2;
-        case simd_level::scalar: break;
+        case simd_level::avx512:
+            return &mask_avx512;
+        case simd_level::avx2:
+            return &mask_avx2;
+        case simd_level::sse2:
+            return &mask_sse2;
+        case simd_level::scalar:
+            break;
     }
     return &mask_scalar;
 }

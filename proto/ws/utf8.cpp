@@ -20,18 +20,30 @@ constexpr std::array<std::uint8_t, 256> byte_class = [] {
     std::array<std::uint8_t, 256> c{};
     for (int b = 0; b < 256; ++b) {
         std::uint8_t k = 11;
-        if (b < 0x80) k = 0;
-        else if (b < 0x90) k = 1;
-        else if (b < 0xA0) k = 2;
-        else if (b < 0xC0) k = 3;
-        else if (b < 0xC2) k = 11;
-        else if (b < 0xE0) k = 4;
-        else if (b == 0xE0) k = 5;
-        else if (b == 0xED) k = 7;
-        else if (b < 0xF0) k = 6;
-        else if (b == 0xF0) k = 8;
-        else if (b < 0xF4) k = 9;
-        else if (b == 0xF4) k = 10;
+        if (b < 0x80)
+            k = 0;
+        else if (b < 0x90)
+            k = 1;
+        else if (b < 0xA0)
+            k = 2;
+        else if (b < 0xC0)
+            k = 3;
+        else if (b < 0xC2)
+            k = 11;
+        else if (b < 0xE0)
+            k = 4;
+        else if (b == 0xE0)
+            k = 5;
+        else if (b == 0xED)
+            k = 7;
+        else if (b < 0xF0)
+            k = 6;
+        else if (b == 0xF0)
+            k = 8;
+        else if (b < 0xF4)
+            k = 9;
+        else if (b == 0xF4)
+            k = 10;
         c[static_cast<std::size_t>(b)] = k;
     }
     return c;
@@ -40,7 +52,9 @@ constexpr std::array<std::uint8_t, 256> byte_class = [] {
 constexpr std::array<std::uint8_t, 108> transitions = [] {
     std::array<std::uint8_t, 108> t{};
     for (auto& v : t) v = 12;  // everything not listed rejects
-    auto set = [&](int state, int cls, int next) { t[static_cast<std::size_t>(state + cls)] = static_cast<std::uint8_t>(next); };
+    auto set = [&](int state, int cls, int next) {
+        t[static_cast<std::size_t>(state + cls)] = static_cast<std::uint8_t>(next);
+    };
     // accept
     set(0, 0, 0);
     set(0, 4, 24);
@@ -125,10 +139,14 @@ std::uint8_t utf8_scalar(std::uint8_t state, const std::uint8_t* p, std::size_t 
 std::size_t ascii_prefix(const std::uint8_t* p, std::size_t n, simd_level level) noexcept {
     if (level > detected_simd_level()) level = detected_simd_level();
     switch (level) {
-        case simd_level::avx512: return ascii_avx512(p, n);
-        case simd_level::avx2: return ascii_avx2(p, n);
-        case simd_level::sse2: return ascii_sse2(p, n);
-        case simd_level::scalar: break;
+        case simd_level::avx512:
+            return ascii_avx512(p, n);
+        case simd_level::avx2:
+            return ascii_avx2(p, n);
+        case simd_level::sse2:
+            return ascii_sse2(p, n);
+        case simd_level::scalar:
+            break;
     }
     return 0;
 }
