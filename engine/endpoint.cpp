@@ -29,7 +29,7 @@ std::optional<ip_endpoint> ip_endpoint::parse(std::string_view address, std::uin
         address = address.substr(1, address.size() - 2);
     if (address.size() >= INET6_ADDRSTRLEN) return std::nullopt;
     char text[INET6_ADDRSTRLEN] = {};
-    std::memcpy(text, address.data(), address.size());
+    if (!address.empty()) std::memcpy(text, address.data(), address.size());
     ip_endpoint ep;
     auto* v4 = reinterpret_cast<sockaddr_in*>(&ep.storage_);
     if (::inet_pton(AF_INET, text, &v4->sin_addr) == 1) {

@@ -8,7 +8,7 @@ packages=(
   g++ meson ninja-build pkg-config python3 git clang-format
   liburing-dev libdeflate-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libfmt-dev
-  python3-websockets node-ws nodejs
+  python3-websockets node-ws nodejs clang libclang-rt-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do

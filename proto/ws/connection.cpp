@@ -122,7 +122,7 @@ public:
             body[0] = static_cast<std::byte>(code >> 8);
             body[1] = static_cast<std::byte>(code & 0xFF);
             const std::size_t r = std::min<std::size_t>(reason.size(), 123);
-            std::memcpy(body + 2, reason.data(), r);
+            if (r) std::memcpy(body + 2, reason.data(), r);
             n = 2 + r;
         }
         if (stream_.is_open()) {

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (AddressSanitizer + UBSan) and runs
+# each for a bounded time on a copy of its seed corpus. Exits non-zero on a
+# crash. Usage: run_fuzzers.sh BUILD_DIR [SECONDS]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=$1
+seconds=${2:-20}
+out="$build/fuzz"
+mkdir -p "$out"
+flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I"$build/include")
+clang++ "${flags[@]}" -o "$out/http_request_fuzz" "$here/http_request_fuzz.cpp" \
+  "$root/proto/http/request_parser.cpp"
+clang++ "${flags[@]}" -o "$out/ws_frame_fuzz" "$here/ws_frame_fuzz.cpp" \
+  "$root/proto/ws/frame.cpp" "$root/proto/ws/mask.cpp" "$root/proto/ws/utf8.cpp"
+for target in http_request_fuzz:http ws_frame_fuzz:ws; do
+  name=${target%%:*} corpus=${target##*:}
+  work="$out/corpus-$corpus"
+  rm -rf "$work" && cp -r "$here/corpus/$corpus" "$work"
+  "$out/$name" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 "$work" 2>"$out/$name.log" ||
+    { tail -n 40 "$out/$name.log"; echo "$name: crashed"; exit 1; }
+  echo "$name: $(grep -m1 -o 'stat::number_of_executed_units: [0-9]*' "$out/$name.log" | awk '{print $2}') runs in ${seconds}s, no crash"
+done
