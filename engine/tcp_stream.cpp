@@ -97,28 +97,27 @@ public:
             arm_fallback();
     }
 
-    // Suspends the reader until data, end of stream, an error or the deadline.
-    struct read_wait {
-        // A constructor, not aggregate initialisation: g++ 12 miscompiles an
-        // aggregate temporary awaited in place (its members are not copied).
-        read_wait(stream_state& state, deadline at) : s(state), d(at) {}
-        stream_state& s;
-        deadline d;
-        bool await_ready() const noexcept { return false; }
-        void await_suspend(std::coroutine_handle<> h) {
-            s.reader_ = h;
-            s.reader_timed_out_ = false;
-            if (d.is_set()) s.reader_timer_ = s.ctx_.arm_wait_timer(d, &stream_state::on_reader_timeout, &s);
+    // A waiting reader (tcp_stream::receive_awaiter), and its deadline.
+    void start_read_wait(std::coroutine_handle<> h, deadline d) {
+        ensure_receiving();
+        reader_ = h;
+        reader_timed_out_ = false;
+        if (d.is_set()) reader_timer_ = ctx_.arm_wait_timer(d, &stream_state::on_reader_timeout, this);
+    }
+
+    std::span<const std::byte> finish_read_wait() {
+        if (reader_timer_) {
+            ctx_.disarm_wait_timer(reader_timer_);
+            reader_timer_ = nullptr;
         }
-        void await_resume() {
-            if (s.reader_timer_) {
-                s.ctx_.disarm_wait_timer(s.reader_timer_);
-                s.reader_timer_ = nullptr;
-            }
-            if (s.reader_timed_out_)
-                throw std::system_error(std::make_error_code(std::errc::timed_out), "cnetmod: tcp_stream receive");
-        }
-    };
+        if (auto view = front(); !view.empty()) return view;  // data wins over a timer that fired with it
+        if (std::exchange(reader_timed_out_, false))
+            throw std::system_error(std::make_error_code(std::errc::timed_out), "cnetmod: tcp_stream receive");
+        throw_if_receive_failed();
+        return {};
+    }
+
+    bool reader_can_continue() const noexcept { return rx_bytes_ > 0 || at_end() || reader_timed_out_; }
 
     // ---- sending ----
 
@@ -461,8 +460,15 @@ private:
         s->wake_reader();
     }
 
+    // Resumes a waiting reader once there is something to tell it (bytes,
+    // end of stream, an error, its deadline); otherwise keeps receiving.
     void wake_reader() {
-        if (auto h = std::exchange(reader_, {})) h.resume();
+        if (!reader_) return;
+        if (!reader_can_continue()) {
+            ensure_receiving();
+            return;
+        }
+        std::exchange(reader_, {}).resume();
     }
 
     // ---- send internals ----
@@ -688,15 +694,17 @@ ip_endpoint tcp_stream::remote_endpoint() const {
     return socket_name(native_handle(), true);
 }
 
-task<std::span<const std::byte>> tcp_stream::recv_view(deadline d) {
-    detail::stream_state& s = *state_;
-    for (;;) {
-        if (auto view = s.front(); !view.empty()) co_return view;
-        s.throw_if_receive_failed();
-        if (s.at_end()) co_return std::span<const std::byte>{};
-        s.ensure_receiving();
-        co_await detail::stream_state::read_wait{s, d};
-    }
+bool tcp_stream::receive_awaiter::await_ready() const noexcept {
+    return !s_ || !s_->front().empty() || s_->at_end();
+}
+
+void tcp_stream::receive_awaiter::await_suspend(std::coroutine_handle<> h) {
+    s_->start_read_wait(h, d_);
+}
+
+std::span<const std::byte> tcp_stream::receive_awaiter::await_resume() {
+    if (!s_) throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: empty tcp_stream");
+    return s_->finish_read_wait();
 }
 
 void tcp_stream::consume(std::size_t n) noexcept {

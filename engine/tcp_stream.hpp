@@ -24,6 +24,7 @@
 #include <cnetmod/engine/shared_buffer.hpp>
 #include <cnetmod/engine/task.hpp>
 
+#include <coroutine>
 #include <cstddef>
 #include <span>
 #include <stop_token>
@@ -68,11 +69,24 @@ public:
 
     // ---- receiving ----
 
+    // What recv_view returns: awaiting it needs no coroutine frame of its own.
+    class receive_awaiter {
+    public:
+        receive_awaiter(detail::stream_state* s, deadline d) noexcept : s_(s), d_(d) {}
+        bool await_ready() const noexcept;
+        void await_suspend(std::coroutine_handle<> h);
+        std::span<const std::byte> await_resume();
+
+    private:
+        detail::stream_state* s_;
+        deadline d_;
+    };
+
     // Waits for received bytes and returns a view of the oldest unconsumed
     // ones (one buffer's worth at most). The view stays valid until the next
     // consume(), recv*() or close on this stream. Empty at end of stream.
     // Throws std::system_error on a socket error, ETIMEDOUT past the deadline.
-    task<std::span<const std::byte>> recv_view(deadline d = {});
+    receive_awaiter recv_view(deadline d = {}) noexcept { return receive_awaiter(state_, d); }
     // Marks `n` bytes of the current view consumed; whole buffers go back to the ring.
     void consume(std::size_t n) noexcept;
     // The current view's bytes, writable in place (a WebSocket payload is

@@ -120,45 +120,63 @@ task<std::optional<parse_error>> read_body(tcp_stream& s, request& req, const bo
     co_return std::nullopt;
 }
 
+// Reads the next request, head and body, into `req`; false when the
+// connection is done (closed by the peer, or refused with an error status).
+// A coroutine of its own, so that its state is not kept in the session's
+// frame while a WebSocket conversation runs inside the handler.
+task<bool> read_request(tcp_stream& s, const server_options& options, request& req) {
+    std::string head;
+    const head_outcome outcome = co_await read_head(s, head, options);
+    if (outcome == head_outcome::closed) co_return false;
+    std::optional<parse_error> error;
+    if (outcome == head_outcome::timed_out)
+        error = parse_error{status::request_timeout, "the request did not arrive in time"};
+    else if (outcome == head_outcome::too_large)
+        error = parse_error{status::request_header_fields_too_large, "request head over the limit"};
+    else
+        error = parse_request_head(std::move(head), req, options.limits);
+    body_framing framing;
+    if (!error) error = body_framing_of(req, options.limits, framing);
+    if (!error) {
+        if (framing.type != body_framing::kind::none && iequals(req.header("Expect"), "100-continue"))
+            s.queue(std::string_view("HTTP/1.1 100 Continue\r\n\r\n"));
+        try {
+            error = co_await read_body(s, req, framing, options);
+        } catch (const std::system_error& e) {
+            if (e.code() != std::errc::timed_out) co_return false;
+            error = parse_error{status::request_timeout, "body did not arrive in time"};
+        }
+    }
+    if (error) {
+        co_await refuse(s, options, error->code, error->reason);
+        co_return false;
+    }
+    co_return true;
+}
+
+// Sends the response; false when the connection is to close.
+task<bool> write_response(tcp_stream& s, const response& resp, bool keep_alive, bool is_head) {
+    if (!s.is_open()) co_return false;
+    std::string out;
+    resp.serialize(out, keep_alive, is_head);
+    try {
+        if (!keep_alive) {
+            s.queue(out);
+            co_await s.close(timeout(std::chrono::seconds(5)));
+            co_return false;
+        }
+        co_await s.send(out);
+    } catch (const std::system_error&) {
+        co_return false;
+    }
+    co_return true;
+}
+
 task<void> session(state_ptr st, io_context& ctx, tcp_stream s) {
     const server_options& options = st->options;
     for (;;) {
-        std::string head;
-        const head_outcome outcome = co_await read_head(s, head, options);
-        if (outcome == head_outcome::closed) break;
-        if (outcome == head_outcome::timed_out) {
-            co_await refuse(s, options, status::request_timeout, "the request did not arrive in time");
-            co_return;
-        }
-        if (outcome == head_outcome::too_large) {
-            co_await refuse(s, options, status::request_header_fields_too_large, "request head over the limit");
-            co_return;
-        }
         request req;
-        if (auto error = parse_request_head(std::move(head), req, options.limits)) {
-            co_await refuse(s, options, error->code, error->reason);
-            co_return;
-        }
-        body_framing framing;
-        if (auto error = body_framing_of(req, options.limits, framing)) {
-            co_await refuse(s, options, error->code, error->reason);
-            co_return;
-        }
-        if (framing.type != body_framing::kind::none && iequals(req.header("Expect"), "100-continue"))
-            s.queue(std::string_view("HTTP/1.1 100 Continue\r\n\r\n"));
-        std::optional<parse_error> body_error;
-        try {
-            body_error = co_await read_body(s, req, framing, options);
-        } catch (const std::system_error& e) {
-            if (e.code() == std::errc::timed_out)
-                body_error = parse_error{status::request_timeout, "body did not arrive in time"};
-            else
-                co_return;
-        }
-        if (body_error) {
-            co_await refuse(s, options, body_error->code, body_error->reason);
-            co_return;
-        }
+        if (!co_await read_request(s, options, req)) co_return;
 
         response resp;
         resp.set_header("Server", options.server_name);
@@ -206,23 +224,7 @@ task<void> session(state_ptr st, io_context& ctx, tcp_stream s) {
             }
             if (rc.upgraded()) co_return;  // the stream belongs to the WebSocket connection
         }
-        if (!s.is_open()) co_return;
-        std::string out;
-        resp.serialize(out, keep_alive, is_head);
-        try {
-            if (!keep_alive) {
-                s.queue(out);
-                co_await s.close(timeout(std::chrono::seconds(5)));
-                co_return;
-            }
-            co_await s.send(out);
-        } catch (const std::system_error&) {
-            co_return;
-        }
-    }
-    try {
-        co_await s.close(timeout(std::chrono::seconds(2)));
-    } catch (const std::system_error&) {
+        if (!co_await write_response(s, resp, keep_alive, is_head)) co_return;
     }
 }
 

@@ -158,45 +158,37 @@ public:
 
     // ---- receiving ----
 
-    // Waits for buffered bytes; false when the connection ended (EOF, reset, idle timeout).
-    task<bool> await_bytes(deadline d) {
-        bool idle = false;
-        try {
-            auto view = co_await stream_.recv_view(d);
-            if (!view.empty()) co_return true;
-            dropped();
-            co_return false;
-        } catch (const std::system_error& e) {
-            idle = e.code() == std::errc::timed_out && phase_ == phase::open;
-            if (!idle) {
-                dropped();
-                stream_.abort();
+    // Waiting for bytes without a coroutine frame of its own: the outcome
+    // comes back as a value, so the caller decides how the connection ends.
+    enum class read_status { data, ended, idle, failed };
+    class bytes_awaiter {
+    public:
+        explicit bytes_awaiter(tcp_stream::receive_awaiter inner) noexcept : inner_(inner) {}
+        bool await_ready() const noexcept { return inner_.await_ready(); }
+        void await_suspend(std::coroutine_handle<> h) { inner_.await_suspend(h); }
+        read_status await_resume() noexcept {
+            try {
+                return inner_.await_resume().empty() ? read_status::ended : read_status::data;
+            } catch (const std::system_error& e) {
+                return e.code() == std::errc::timed_out ? read_status::idle : read_status::failed;
             }
         }
-        if (idle) co_await fail(close_code::going_away, "idle timeout");
-        co_return false;
-    }
 
-    task<std::optional<frame_header>> read_header(deadline d) {
-        std::byte bytes[max_header_size];
-        std::size_t have = 0;
-        for (;;) {
-            if (!co_await await_bytes(d)) co_return std::nullopt;
-            auto view = stream_.writable_view();
-            const std::size_t n = std::min(view.size(), max_header_size - have);
-            std::memcpy(bytes + have, view.data(), n);
-            const auto r = parse_frame_header(std::span<const std::byte>(bytes, have + n));
-            if (r.state == header_parse_result::status::complete) {
-                stream_.consume(r.size - have);
-                co_return r.header;
-            }
-            if (r.state == header_parse_result::status::invalid) {
-                co_await fail(r.close, "invalid frame header");
-                co_return std::nullopt;
-            }
-            stream_.consume(n);
-            have += n;
+    private:
+        tcp_stream::receive_awaiter inner_;
+    };
+
+    bytes_awaiter await_bytes(deadline d) noexcept { return bytes_awaiter(stream_.recv_view(d)); }
+
+    // The connection ended while reading: an idle open connection is closed
+    // with 1001; end of stream or a reset drops it.
+    task<void> read_ended(read_status st) {
+        if (st == read_status::idle && phase_ == phase::open) {
+            co_await fail(close_code::going_away, "idle timeout");
+            co_return;
         }
+        dropped();
+        if (st != read_status::ended) stream_.abort();
     }
 
     // Reads a payload into `out`, unmasking in place and validating UTF-8 as
@@ -205,7 +197,10 @@ public:
         std::uint64_t remaining = h.payload_length;
         std::size_t phase = 0;
         while (remaining > 0) {
-            if (!co_await await_bytes(d)) co_return false;
+            if (const auto st = co_await await_bytes(d); st != read_status::data) {
+                co_await read_ended(st);
+                co_return false;
+            }
             auto view = stream_.writable_view();
             const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, view.size()));
             if (h.masked) apply_mask(view.data(), take, h.mask, phase);
@@ -249,8 +244,31 @@ public:
         if (!rd_in_message_) rd_message_.clear();
         for (;;) {
             if (phase_ == phase::closed) co_return false;
-            auto h = co_await read_header(d);
-            if (!h) co_return false;
+            // The frame header, gathered across buffers when it straddles them.
+            std::optional<frame_header> h;
+            std::byte header_bytes[max_header_size];
+            std::size_t have = 0;
+            while (!h) {
+                if (const auto st = co_await await_bytes(d); st != read_status::data) {
+                    co_await read_ended(st);
+                    co_return false;
+                }
+                auto view = stream_.writable_view();
+                const std::size_t n = std::min(view.size(), max_header_size - have);
+                std::memcpy(header_bytes + have, view.data(), n);
+                const auto r = parse_frame_header(std::span<const std::byte>(header_bytes, have + n));
+                if (r.state == header_parse_result::status::invalid) {
+                    co_await fail(r.close, "invalid frame header");
+                    co_return false;
+                }
+                if (r.state == header_parse_result::status::complete) {
+                    stream_.consume(r.size - have);
+                    h = r.header;
+                } else {
+                    stream_.consume(n);
+                    have += n;
+                }
+            }
             if (auto code = check(*h)) {
                 co_await fail(*code, *code == close_code::message_too_big ? "message too big" : "protocol error");
                 co_return false;

@@ -45,6 +45,7 @@ task<ws::connection> request_context::upgrade_to_websocket(const ws::options& op
     stream_.queue(out);
     mark_upgraded();
     release_request();  // the header storage is not needed for the life of the socket
+    resp_ = response{};
     co_return ws::connection(std::move(stream_), ws::role::server, opts, std::move(selected));
 }
 
