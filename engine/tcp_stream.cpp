@@ -176,6 +176,7 @@ public:
     }
 
     std::uint64_t zero_copy_sends() const noexcept { return zero_copy_sends_; }
+    std::size_t send_capacity() const noexcept { return arenas_[0].capacity() + arenas_[1].capacity(); }
 
     // Moves the next `n` received bytes into the send queue by reference: the
     // provided buffer goes back to the ring once the send is done with it.
@@ -551,7 +552,7 @@ private:
             s->submit_inflight();  // partial send: the rest goes before anything newer
         } else {
             s->inflight_.clear();
-            s->arenas_[s->inflight_arena_].clear();
+            s->release_arena(s->arenas_[s->inflight_arena_]);
             if (!s->queued_.empty()) s->ctx_.at_turn_end(s->flush_hook_);
         }
         s->wake_writers();
@@ -570,6 +571,16 @@ private:
             ++inflight_index_;
             inflight_offset_ = 0;
         }
+    }
+
+    // An arena keeps its capacity for the next burst, unless the last one
+    // was large: a connection that once sent megabytes does not keep them.
+    static void release_arena(std::vector<std::byte>& arena) noexcept {
+        constexpr std::size_t kept_capacity = 64 * 1024;
+        if (arena.capacity() > kept_capacity)
+            std::vector<std::byte>().swap(arena);
+        else
+            arena.clear();
     }
 
     void drop_queued() noexcept {
@@ -773,6 +784,9 @@ std::size_t tcp_stream::queued_bytes() const noexcept {
 }
 std::uint64_t tcp_stream::send_calls() const noexcept {
     return state_ ? state_->send_calls() : 0;
+}
+std::size_t tcp_stream::send_capacity() const noexcept {
+    return state_ ? state_->send_capacity() : 0;
 }
 std::uint64_t tcp_stream::zero_copy_sends() const noexcept {
     return state_ ? state_->zero_copy_sends() : 0;

@@ -132,6 +132,9 @@ public:
     std::uint64_t send_calls() const noexcept;
     // Of those, the zero-copy ones (SEND_ZC).
     std::uint64_t zero_copy_sends() const noexcept;
+    // Bytes of send-queue memory held while nothing is queued (after a large
+    // burst it goes back to the heap; at most 64 KiB per buffer is kept).
+    std::size_t send_capacity() const noexcept;
 
     // ---- closing ----
 

@@ -449,3 +449,21 @@ TEST(tcp, received_bytes_are_forwarded_without_copy_and_buffers_return) {
     EXPECT_EQ(matched, 50);
     EXPECT_EQ(ctx.recv_buffers().available(), 64u) << "every forwarded buffer went back to the ring";
 }
+
+TEST(tcp, a_large_burst_does_not_stay_in_the_send_queue) {
+    io_context ctx;
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    auto main_task = [&]() -> task<void> {
+        auto client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()));
+        auto server = co_await listener.accept();
+        client.queue(pattern(4 * 1024 * 1024, 1));
+        auto got = co_await read_exactly(server, 4 * 1024 * 1024, timeout(10s));
+        EXPECT_EQ(got.size(), 4u * 1024 * 1024);
+        co_await client.drain();
+        EXPECT_LE(client.send_capacity(), 2u * 64 * 1024) << "the 4 MiB buffer went back to the heap";
+        client.queue(std::string_view("small"));
+        co_await client.drain();
+        EXPECT_GT(client.send_capacity(), 0u) << "a small buffer is kept for the next message";
+    };
+    sync_wait(ctx, main_task());
+}
