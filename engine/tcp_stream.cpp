@@ -354,8 +354,10 @@ private:
         rx_head_ = rx_offset_ = rx_bytes_ = 0;
     }
 
+    // Arms a receive unless one is in flight (multishot or fallback): two at
+    // once could deliver bytes out of order.
     void arm_receive() {
-        if (fd_ < 0 || eof_ || rx_error_ || rx_armed_) return;
+        if (fd_ < 0 || eof_ || rx_error_ || rx_armed_ || fallback_armed_) return;
         if (ctx_.recv_buffers().available() > 0)
             arm_multishot();
         else if (reader_)
@@ -386,13 +388,8 @@ private:
     }
 
     void rearm_after_starvation() {
-        if (released_ || rx_armed_ || fallback_armed_ || paused_) return;
-        if (ctx_.recv_buffers().available() > 0)
-            arm_multishot();
-        else if (reader_)
-            arm_fallback();
-        else
-            ctx_.at_turn_end(rearm_hook_);
+        if (released_ || paused_) return;
+        arm_receive();
     }
 
     void push_chunk(std::byte* data, std::size_t size, int buffer_id) {
