@@ -4,9 +4,12 @@
 #include <cnetmod/engine/engine.hpp>
 
 #include <benchmark/benchmark.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <future>
+#include <thread>
 
 using namespace cnetmod;
 
@@ -62,6 +65,34 @@ void BM_cross_core_one_way(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * batch * 100);
 }
 BENCHMARK(BM_cross_core_one_way)->Arg(1)->Arg(16)->Arg(256)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The VM's floor for waking a blocked thread and back: two threads
+// ping-ponging through blocking eventfds, no io_uring at all.
+void BM_eventfd_round_trip_baseline(benchmark::State& state) {
+    const int ping = ::eventfd(0, 0), pong = ::eventfd(0, 0);
+    std::atomic<bool> done{false};
+    std::thread peer([&] {
+        std::uint64_t v;
+        while (::read(ping, &v, sizeof v) == sizeof v && !done.load()) {
+            v = 1;
+            [[maybe_unused]] auto n = ::write(pong, &v, sizeof v);
+        }
+    });
+    for (auto _ : state) {
+        std::uint64_t v = 1;
+        [[maybe_unused]] auto n = ::write(ping, &v, sizeof v);
+        n = ::read(pong, &v, sizeof v);
+    }
+    done = true;
+    std::uint64_t v = 1;
+    [[maybe_unused]] auto n = ::write(ping, &v, sizeof v);
+    peer.join();
+    ::close(ping);
+    ::close(pong);
+    state.counters["round_trip_ns"] = benchmark::Counter(static_cast<double>(state.iterations()) / 1e9,
+                                                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_eventfd_round_trip_baseline)->UseRealTime();
 
 }  // namespace
 
