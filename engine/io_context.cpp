@@ -387,34 +387,38 @@ void io_context::free_wait_timer(detail::wait_timer* t) noexcept {
     free_wait_timers_.push_back(t->index);
 }
 
-// ---- detached coroutines ----
+// ---- detached coroutines and orphaned state ----
+
+namespace {
+// Both lists are circular and doubly linked around a sentinel node.
+template <class Node>
+void push_back(Node& sentinel, Node& node) noexcept {
+    node.next = &sentinel;
+    node.prev = sentinel.prev;
+    sentinel.prev->next = &node;
+    sentinel.prev = &node;
+}
+
+template <class Node>
+void unlink(Node& node) noexcept {
+    if (!node.next) return;
+    node.prev->next = node.next;
+    node.next->prev = node.prev;
+    node.prev = node.next = nullptr;
+}
+}  // namespace
 
 void io_context::adopt(detail::detached_node& node) noexcept {
-    node.next = &detached_;
-    node.prev = detached_.prev;
-    detached_.prev->next = &node;
-    detached_.prev = &node;
+    push_back(detached_, node);
 }
-
 void io_context::release(detail::detached_node& node) noexcept {
-    if (!node.next) return;
-    node.prev->next = node.next;
-    node.next->prev = node.prev;
-    node.prev = node.next = nullptr;
+    unlink(node);
 }
-
 void io_context::add_orphan(detail::orphan_node& node) noexcept {
-    node.next = &orphans_;
-    node.prev = orphans_.prev;
-    orphans_.prev->next = &node;
-    orphans_.prev = &node;
+    push_back(orphans_, node);
 }
-
 void io_context::remove_orphan(detail::orphan_node& node) noexcept {
-    if (!node.next) return;
-    node.prev->next = node.next;
-    node.next->prev = node.prev;
-    node.prev = node.next = nullptr;
+    unlink(node);
 }
 
 // ---- cross-core messages ----
