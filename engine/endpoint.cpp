@@ -53,6 +53,25 @@ ip_endpoint ip_endpoint::from_sockaddr(const sockaddr* sa, socklen_t len) noexce
     return ep;
 }
 
+namespace {
+ip_endpoint socket_name(int fd, bool peer) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    const int rc = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len)
+                        : ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    if (rc < 0)
+        throw std::system_error(errno, std::system_category(), peer ? "cnetmod: getpeername" : "cnetmod: getsockname");
+    return ip_endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+}  // namespace
+
+ip_endpoint ip_endpoint::local_of(int fd) {
+    return socket_name(fd, false);
+}
+ip_endpoint ip_endpoint::peer_of(int fd) {
+    return socket_name(fd, true);
+}
+
 ip_endpoint ip_endpoint::loopback_v4(std::uint16_t port) noexcept {
     return *parse("127.0.0.1", port);
 }

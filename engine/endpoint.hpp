@@ -26,6 +26,10 @@ public:
     ip_endpoint(std::string_view address, std::uint16_t port);
     static std::optional<ip_endpoint> parse(std::string_view address, std::uint16_t port) noexcept;
     static ip_endpoint from_sockaddr(const sockaddr* sa, socklen_t len) noexcept;
+    // The address a socket is bound to, or its peer's (getsockname /
+    // getpeername). Throws std::system_error naming the call.
+    static ip_endpoint local_of(int fd);
+    static ip_endpoint peer_of(int fd);
 
     static ip_endpoint loopback_v4(std::uint16_t port) noexcept;
     static ip_endpoint loopback_v6(std::uint16_t port) noexcept;

@@ -226,11 +226,7 @@ task<tcp_stream> tcp_listener::accept(deadline d) {
 }
 
 ip_endpoint tcp_listener::local_endpoint() const {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    if (::getsockname(native_handle(), reinterpret_cast<sockaddr*>(&ss), &len) < 0)
-        throw std::system_error(errno, std::system_category(), "cnetmod: getsockname");
-    return ip_endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+    return ip_endpoint::local_of(native_handle());
 }
 
 int tcp_listener::native_handle() const noexcept {

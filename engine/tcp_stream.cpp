@@ -658,6 +658,12 @@ private:
 
 namespace cnetmod {
 
+// The state, or a not_connected error for a default-constructed or moved-from stream.
+static detail::stream_state& checked(detail::stream_state* s) {
+    if (!s) throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: empty tcp_stream");
+    return *s;
+}
+
 tcp_stream::tcp_stream(io_context& ctx, int fd, stream_options options)
     : state_(new detail::stream_state(ctx, fd, options)) {}
 
@@ -685,21 +691,11 @@ io_context& tcp_stream::context() const noexcept {
     return state_->ctx();
 }
 
-static ip_endpoint socket_name(int fd, bool peer) {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    int rc = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len)
-                  : ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-    if (rc < 0)
-        throw std::system_error(errno, std::system_category(), peer ? "cnetmod: getpeername" : "cnetmod: getsockname");
-    return ip_endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
-}
-
 ip_endpoint tcp_stream::local_endpoint() const {
-    return socket_name(native_handle(), false);
+    return ip_endpoint::local_of(native_handle());
 }
 ip_endpoint tcp_stream::remote_endpoint() const {
-    return socket_name(native_handle(), true);
+    return ip_endpoint::peer_of(native_handle());
 }
 
 bool tcp_stream::receive_awaiter::await_ready() const noexcept {
@@ -711,8 +707,7 @@ void tcp_stream::receive_awaiter::await_suspend(std::coroutine_handle<> h) {
 }
 
 std::span<const std::byte> tcp_stream::receive_awaiter::await_resume() {
-    if (!s_) throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: empty tcp_stream");
-    return s_->finish_read_wait();
+    return checked(s_).finish_read_wait();
 }
 
 void tcp_stream::consume(std::size_t n) noexcept {
@@ -727,8 +722,7 @@ std::span<std::byte> tcp_stream::writable_view() noexcept {
 }
 
 std::span<std::byte> tcp_stream::queue_space(std::size_t n) {
-    if (!state_) throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: empty tcp_stream");
-    return state_->queue_space(n);
+    return checked(state_).queue_space(n);
 }
 
 task<void> tcp_stream::drain_to(std::size_t bytes, deadline d) {
@@ -755,13 +749,11 @@ std::size_t tcp_stream::buffered() const noexcept {
 }
 
 void tcp_stream::queue(std::span<const std::byte> bytes) {
-    if (!state_) throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: empty tcp_stream");
-    state_->queue(bytes);
+    checked(state_).queue(bytes);
 }
 
 void tcp_stream::queue(shared_buffer buffer) {
-    if (!state_) throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: empty tcp_stream");
-    state_->queue(std::move(buffer));
+    checked(state_).queue(std::move(buffer));
 }
 
 task<void> tcp_stream::send(std::span<const std::byte> bytes, deadline d) {
@@ -790,13 +782,11 @@ std::uint64_t tcp_stream::zero_copy_sends() const noexcept {
 }
 
 void tcp_stream::queue_received(std::size_t n) {
-    if (!state_) throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: empty tcp_stream");
-    state_->queue_received(n);
+    checked(state_).queue_received(n);
 }
 
 void tcp_stream::queue(registered_buffer buffer) {
-    if (!state_) throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: empty tcp_stream");
-    state_->queue(std::move(buffer));
+    checked(state_).queue(std::move(buffer));
 }
 
 task<void> tcp_stream::close(deadline d) {

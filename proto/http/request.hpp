@@ -14,6 +14,8 @@ struct header_field {
     std::string_view value;
 };
 
+// Strips optional whitespace (spaces and tabs) at both ends (RFC 9110 §5.6.3).
+std::string_view trim_ows(std::string_view s) noexcept;
 // ASCII case-insensitive comparison, as header names and tokens require (RFC 9110 §5.1).
 bool iequals(std::string_view a, std::string_view b) noexcept;
 // True when the comma-separated list `list` holds `token`, case-insensitively

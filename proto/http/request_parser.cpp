@@ -35,13 +35,13 @@ constexpr bool is_request_target(std::string_view s) noexcept {
     return s.front() == '/' || s == "*" || s.starts_with("http://") || s.starts_with("https://");
 }
 
+}  // namespace
+
 std::string_view trim_ows(std::string_view s) noexcept {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
     return s;
 }
-
-}  // namespace
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
     if (a.size() != b.size()) return false;

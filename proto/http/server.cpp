@@ -286,10 +286,7 @@ void server::listen(std::uint16_t port, std::string_view address) {
         for (std::size_t i = 0; i < cores; ++i) {
             fds.push_back(tcp_listener::open_socket(endpoint, lo));
             if (i == 0) {
-                sockaddr_storage ss{};
-                socklen_t len = sizeof ss;
-                ::getsockname(fds[0], reinterpret_cast<sockaddr*>(&ss), &len);
-                port_ = ip_endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len).port();
+                port_ = ip_endpoint::local_of(fds[0]).port();
                 endpoint = ip_endpoint(address, port_);  // the other cores join the same port
             }
         }

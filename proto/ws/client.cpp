@@ -82,9 +82,7 @@ handshake_response parse_response_head(std::string_view head) {
         if (line.empty()) break;
         const auto colon = line.find(':');
         if (colon == std::string_view::npos) continue;
-        std::string_view value = line.substr(colon + 1);
-        while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-        while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+        const std::string_view value = http::trim_ows(line.substr(colon + 1));
         r.fields.emplace_back(std::string(line.substr(0, colon)), std::string(value));
     }
     return r;
