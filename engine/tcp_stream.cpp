@@ -105,6 +105,26 @@ public:
         if (d.is_set()) reader_timer_ = ctx_.arm_wait_timer(d, &stream_state::on_reader_timeout, this);
     }
 
+    // The same wait for a reader that keeps no coroutine frame: `w` runs.
+    void start_read_wait(read_waiter& w, deadline d) {
+        ensure_receiving();
+        reader_cb_ = &w;
+        reader_timed_out_ = false;
+        if (d.is_set()) reader_timer_ = ctx_.arm_wait_timer(d, &stream_state::on_reader_timeout, this);
+    }
+
+    // What ended a wait_readable, without throwing.
+    tcp_stream::read_status finish_read_wait_status() noexcept {
+        if (reader_timer_) {
+            ctx_.disarm_wait_timer(reader_timer_);
+            reader_timer_ = nullptr;
+        }
+        if (!front().empty()) return tcp_stream::read_status::data;
+        if (std::exchange(reader_timed_out_, false)) return tcp_stream::read_status::timed_out;
+        if (rx_error_ != 0) return tcp_stream::read_status::failed;
+        return tcp_stream::read_status::ended;
+    }
+
     std::span<const std::byte> finish_read_wait() {
         if (reader_timer_) {
             ctx_.disarm_wait_timer(reader_timer_);
@@ -266,6 +286,7 @@ public:
         drop_queued();
         // Waiters resume in the loop, not inside the caller that closed.
         if (auto h = std::exchange(reader_, {})) ctx_.schedule(h);
+        if (reader_cb_) ctx_.at_turn_end(rearm_hook_);  // which wakes it, in the loop
         wake_writers();
     }
 
@@ -277,6 +298,7 @@ public:
             reader_timer_ = nullptr;
         }
         reader_ = {};
+        reader_cb_ = nullptr;
         close_now(false);
         drop_received();
         if (pending_ == 0) {
@@ -360,7 +382,7 @@ private:
         if (fd_ < 0 || eof_ || rx_error_ || rx_armed_ || fallback_armed_) return;
         if (ctx_.recv_buffers().available() > 0)
             arm_multishot();
-        else if (reader_)
+        else if (reader_ || reader_cb_)
             arm_fallback();
         else
             ctx_.at_turn_end(rearm_hook_);
@@ -388,7 +410,12 @@ private:
     }
 
     void rearm_after_starvation() {
-        if (released_ || paused_) return;
+        if (released_) return;
+        if (fd_ < 0) {
+            wake_reader();  // closed while a frameless reader waited
+            return;
+        }
+        if (paused_) return;
         arm_receive();
     }
 
@@ -461,9 +488,14 @@ private:
     // Resumes a waiting reader once there is something to tell it (bytes,
     // end of stream, an error, its deadline); otherwise keeps receiving.
     void wake_reader() {
-        if (!reader_) return;
+        if (!reader_ && !reader_cb_) return;
         if (!reader_can_continue()) {
             ensure_receiving();
+            return;
+        }
+        if (reader_cb_) {
+            read_waiter* w = std::exchange(reader_cb_, nullptr);
+            w->run(w);
             return;
         }
         std::exchange(reader_, {}).resume();
@@ -625,6 +657,7 @@ private:
     bool starved_ = false;         // the multishot ended with -ENOBUFS
     std::unique_ptr<std::byte[]> fallback_buffer_;
     std::coroutine_handle<> reader_;
+    read_waiter* reader_cb_ = nullptr;
     wait_timer* reader_timer_ = nullptr;
     bool reader_timed_out_ = false;
     owned_completion recv_completion_;
@@ -708,6 +741,18 @@ void tcp_stream::receive_awaiter::await_suspend(std::coroutine_handle<> h) {
 
 std::span<const std::byte> tcp_stream::receive_awaiter::await_resume() {
     return checked(s_).finish_read_wait();
+}
+
+void tcp_stream::wait_readable(read_waiter& w, deadline d) {
+    checked(state_).start_read_wait(w, d);
+}
+
+bool tcp_stream::at_end() const noexcept {
+    return !state_ || state_->at_end();
+}
+
+tcp_stream::read_status tcp_stream::finish_wait_readable() noexcept {
+    return state_ ? state_->finish_read_wait_status() : read_status::ended;
 }
 
 void tcp_stream::consume(std::size_t n) noexcept {

@@ -20,6 +20,7 @@
 
 #include <cnetmod/engine/deadline.hpp>
 #include <cnetmod/engine/endpoint.hpp>
+#include <cnetmod/engine/io_context.hpp>
 #include <cnetmod/engine/registered_buffer.hpp>
 #include <cnetmod/engine/shared_buffer.hpp>
 #include <cnetmod/engine/task.hpp>
@@ -38,6 +39,12 @@ class io_context;
 namespace detail {
 class stream_state;
 }
+
+// A reader that waits without a coroutine frame of its own (see
+// tcp_stream::wait_readable): `run` is called in the loop when it may go on.
+struct read_waiter : detail::turn_hook {
+    using detail::turn_hook::turn_hook;
+};
 
 struct stream_options {
     // Unconsumed received bytes above which receiving pauses.
@@ -87,6 +94,16 @@ public:
     // consume(), recv*() or close on this stream. Empty at end of stream.
     // Throws std::system_error on a socket error, ETIMEDOUT past the deadline.
     receive_awaiter recv_view(deadline d = {}) noexcept { return receive_awaiter(state_, d); }
+    // The frameless form of recv_view, for a reader that is a state machine
+    // (the WebSocket frame reader keeps an idle connection without any
+    // coroutine frame this way): `w.run(&w)` is called in the loop once
+    // bytes, end of stream, an error or the deadline arrive; the reader then
+    // asks finish_wait_readable() which, and reads through writable_view().
+    enum class read_status { data, ended, timed_out, failed };
+    void wait_readable(read_waiter& w, deadline d = {});
+    read_status finish_wait_readable() noexcept;
+    // Nothing buffered and nothing more to come (end of stream, an error, or closed).
+    bool at_end() const noexcept;
     // Marks `n` bytes of the current view consumed; whole buffers go back to the ring.
     void consume(std::size_t n) noexcept;
     // The current view's bytes, writable in place (a WebSocket payload is

@@ -38,7 +38,9 @@ public:
           stream_(std::move(stream)),
           role_(r),
           opts_(std::move(opts)),
-          subprotocol_(std::move(subprotocol)) {}
+          subprotocol_(std::move(subprotocol)) {
+        rd_waiter_.self = this;
+    }
 
     enum class phase { open, closing, closed };
 
@@ -68,8 +70,6 @@ public:
     utf8_validator rd_utf8_;
     std::size_t rd_pending_consume_ = 0;  // a zero-copy view handed out, consumed at the next read
     std::string rd_control_;              // the payload of the last control frame
-
-    deadline read_deadline() const { return opts_.idle_timeout.count() > 0 ? timeout(opts_.idle_timeout) : deadline{}; }
 
     // ---- sending ----
 
@@ -142,14 +142,6 @@ public:
         co_await stream_.close(timeout(opts_.close_timeout));
     }
 
-    // Fails the connection (RFC 6455 §7.1.7) with `code`.
-    task<void> fail(std::uint16_t code, std::string_view reason) {
-        if (!close_sent_) queue_close(code, reason);
-        close_code_ = code;
-        close_reason_ = reason;
-        co_await finish_tcp();
-    }
-
     // The TCP connection ended without a closing handshake.
     void dropped() {
         phase_ = phase::closed;
@@ -157,64 +149,131 @@ public:
     }
 
     // ---- receiving ----
+    //
+    // The frame reader is a state machine over the stream's buffers, not a
+    // coroutine: a recv*() that finds no whole message registers with the
+    // stream (tcp_stream::wait_readable) and the reader runs again when bytes
+    // arrive, so an idle connection keeps no coroutine frame for its read.
+    // Only the closing handshake, which waits for TCP, runs in a coroutine.
 
-    // Waiting for bytes without a coroutine frame of its own: the outcome
-    // comes back as a value, so the caller decides how the connection ends.
-    enum class read_status { data, ended, idle, failed };
-    class bytes_awaiter {
-    public:
-        explicit bytes_awaiter(tcp_stream::receive_awaiter inner) noexcept : inner_(inner) {}
-        bool await_ready() const noexcept { return inner_.await_ready(); }
-        void await_suspend(std::coroutine_handle<> h) { inner_.await_suspend(h); }
-        read_status await_resume() noexcept {
-            try {
-                return inner_.await_resume().empty() ? read_status::ended : read_status::data;
-            } catch (const std::system_error& e) {
-                return e.code() == std::errc::timed_out ? read_status::idle : read_status::failed;
-            }
-        }
+    // What pumping the buffered bytes led to.
+    enum class pump_step { event, need_bytes, finish, closed };
+    // What a read (a recv*() call) has come to.
+    enum class read_step { done, wait, finish };
 
-    private:
-        tcp_stream::receive_awaiter inner_;
+    struct reader_hook : read_waiter {
+        connection_state* self = nullptr;
+        using read_waiter::read_waiter;
     };
 
-    bytes_awaiter await_bytes(deadline d) noexcept { return bytes_awaiter(stream_.recv_view(d)); }
+    enum class rd_stage : std::uint8_t { header, payload };
 
-    // The connection ended while reading: an idle open connection is closed
-    // with 1001; end of stream or a reset drops it.
-    task<void> read_ended(read_status st) {
-        if (st == read_status::idle && phase_ == phase::open) {
-            co_await fail(close_code::going_away, "idle timeout");
-            co_return;
+    // The read in progress.
+    reader_hook rd_waiter_{&connection_state::on_readable};
+    std::coroutine_handle<> rd_awaiting_;  // the coroutine suspended in recv*()
+    deadline rd_deadline_;
+    std::optional<deadline> rd_close_deadline_;  // close() reading for the peer's close frame
+    event rd_event_;
+    read_step rd_step_ = read_step::done;
+    bool rd_got_ = false;          // rd_event_ is the read's result
+    bool rd_skip_control_ = true;  // recv(), recv_view(): control frames are handled, not returned
+    bool rd_close_event_ = false;  // rd_event_ is the peer's close frame, returned once TCP is done
+
+    // The frame being read.
+    rd_stage rd_stage_ = rd_stage::header;
+    bool rd_control_frame_ = false;
+    std::uint8_t rd_have_ = 0;   // header bytes gathered in rd_header_ when it straddles buffers
+    std::uint8_t rd_phase_ = 0;  // mask phase of the next payload byte
+    std::byte rd_header_[max_header_size];
+    frame_header rd_frame_;
+    std::uint64_t rd_remaining_ = 0;
+
+    deadline read_deadline() const { return opts_.idle_timeout.count() > 0 ? timeout(opts_.idle_timeout) : deadline{}; }
+
+    // Starts a recv*(): true when its result is known at once.
+    bool begin_read(bool skip_control) {
+        reading_ = true;
+        rd_skip_control_ = skip_control;
+        rd_got_ = false;
+        rd_close_event_ = false;
+        rd_deadline_ = rd_close_deadline_ ? *rd_close_deadline_ : read_deadline();
+        if (rd_pending_consume_) {
+            stream_.consume(rd_pending_consume_);
+            rd_pending_consume_ = 0;
         }
-        dropped();
-        if (st != read_status::ended) stream_.abort();
+        if (!rd_in_message_ && rd_stage_ == rd_stage::header) rd_message_.clear();
+        rd_step_ = advance();
+        return rd_step_ == read_step::done;
     }
 
-    // Reads a payload into `out`, unmasking in place and validating UTF-8 as
-    // it goes. False when the connection ended or was failed.
-    task<bool> read_payload(const frame_header& h, std::string& out, utf8_validator* text, deadline d) {
-        std::uint64_t remaining = h.payload_length;
-        std::size_t phase = 0;
-        while (remaining > 0) {
-            if (const auto st = co_await await_bytes(d); st != read_status::data) {
-                co_await read_ended(st);
-                co_return false;
-            }
-            auto view = stream_.writable_view();
-            const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, view.size()));
-            if (h.masked) apply_mask(view.data(), take, h.mask, phase);
-            phase = (phase + take) & 3;
-            if (text && !text->feed(view.first(take))) {
-                stream_.consume(take);
-                co_await fail(close_code::invalid_payload, "invalid UTF-8");  // §8.1: fail fast
-                co_return false;
-            }
-            out.append(reinterpret_cast<const char*>(view.data()), take);
-            stream_.consume(take);
-            remaining -= take;
+    void suspend_read(std::coroutine_handle<> h) {
+        rd_awaiting_ = h;
+        continue_read();
+    }
+
+    void continue_read() {
+        if (rd_step_ == read_step::wait)
+            stream_.wait_readable(rd_waiter_, rd_deadline_);
+        else if (rd_step_ == read_step::finish)
+            spawn(ctx_, finish_then_resume(this));
+        else
+            std::exchange(rd_awaiting_, {}).resume();
+    }
+
+    static void on_readable(cnetmod::detail::turn_hook* hook) {
+        connection_state* s = static_cast<reader_hook*>(hook)->self;
+        const auto st = s->stream_.finish_wait_readable();
+        if (st == tcp_stream::read_status::data)
+            s->rd_step_ = s->advance();
+        else
+            s->rd_step_ = s->read_ended(st) == pump_step::finish ? read_step::finish : read_step::done;
+        s->continue_read();
+    }
+
+    // The closing handshake's end (flush, FIN, the peer's FIN), then the reader goes on.
+    static task<void> finish_then_resume(connection_state* s) {
+        try {
+            co_await s->finish_tcp();
+        } catch (const std::system_error&) {
         }
-        co_return true;
+        if (s->rd_close_event_ && !s->rd_skip_control_) s->rd_got_ = true;
+        std::exchange(s->rd_awaiting_, {}).resume();  // `s` may be gone after this
+    }
+
+    read_step advance() {
+        for (;;) {
+            switch (pump()) {
+                case pump_step::event:
+                    if (rd_skip_control_ && rd_event_.control) continue;
+                    rd_got_ = true;
+                    return read_step::done;
+                case pump_step::need_bytes:
+                    return read_step::wait;
+                case pump_step::finish:
+                    return read_step::finish;
+                case pump_step::closed:
+                    return read_step::done;
+            }
+        }
+    }
+
+    // Fails the connection (RFC 6455 §7.1.7) with `code`: the close frame is
+    // queued now, the TCP closing runs before the reader returns.
+    pump_step start_fail(std::uint16_t code, std::string_view reason) {
+        if (!close_sent_) queue_close(code, reason);
+        close_code_ = code;
+        close_reason_ = reason;
+        return pump_step::finish;
+    }
+
+    // The stream ended while reading: an idle open connection is closed
+    // with 1001; end of stream or a reset drops it.
+    pump_step read_ended(tcp_stream::read_status st) {
+        if (st == tcp_stream::read_status::timed_out && phase_ == phase::open)
+            return start_fail(close_code::going_away, "idle timeout");
+        dropped();
+        if (st != tcp_stream::read_status::ended) stream_.abort();
+        return pump_step::closed;
     }
 
     // Checks what the header alone cannot: masking direction, reserved bits,
@@ -235,124 +294,146 @@ public:
         return std::nullopt;
     }
 
-    // The next message or control frame. False once the connection is closed.
-    task<bool> next_event(event& out, deadline d) {
-        if (rd_pending_consume_) {
-            stream_.consume(rd_pending_consume_);
-            rd_pending_consume_ = 0;
-        }
-        if (!rd_in_message_) rd_message_.clear();
+    // Runs the frame reader over what is buffered, up to the next message or
+    // control frame (in rd_event_), or until it needs more bytes.
+    pump_step pump() {
         for (;;) {
-            if (phase_ == phase::closed) co_return false;
-            // The frame header, gathered across buffers when it straddles them.
-            std::optional<frame_header> h;
-            std::byte header_bytes[max_header_size];
-            std::size_t have = 0;
-            while (!h) {
-                if (const auto st = co_await await_bytes(d); st != read_status::data) {
-                    co_await read_ended(st);
-                    co_return false;
-                }
-                auto view = stream_.writable_view();
-                const std::size_t n = std::min(view.size(), max_header_size - have);
-                std::memcpy(header_bytes + have, view.data(), n);
-                const auto r = parse_frame_header(std::span<const std::byte>(header_bytes, have + n));
-                if (r.state == header_parse_result::status::invalid) {
-                    co_await fail(r.close, "invalid frame header");
-                    co_return false;
-                }
-                if (r.state == header_parse_result::status::complete) {
-                    stream_.consume(r.size - have);
-                    h = r.header;
-                } else {
-                    stream_.consume(n);
-                    have += n;
-                }
+            if (phase_ == phase::closed) return pump_step::closed;
+            const auto view = stream_.writable_view();
+            if (view.empty()) {
+                if (stream_.at_end()) return read_ended(stream_.finish_wait_readable());
+                return pump_step::need_bytes;
             }
-            if (auto code = check(*h)) {
-                co_await fail(*code, *code == close_code::message_too_big ? "message too big" : "protocol error");
-                co_return false;
+            if (rd_stage_ == rd_stage::header) {
+                if (auto step = read_header(view)) return *step;
+                continue;
             }
-            if (is_control(h->op)) {
-                rd_control_.clear();
-                if (!co_await read_payload(*h, rd_control_, nullptr, d)) co_return false;
-                out.control = true;
-                out.op = h->op;
-                out.payload = std::as_bytes(std::span(rd_control_.data(), rd_control_.size()));
-                if (h->op == ws::opcode::close) {
-                    co_await on_close_frame();
-                    co_return true;
-                }
-                if (h->op == ws::opcode::ping && opts_.auto_pong && phase_ == phase::open)
-                    queue_frame(ws::opcode::pong, out.payload);  // §5.5.2: same application data
-                co_return true;
+            // The payload: unmasked in place, validated as it comes, appended.
+            const auto take = static_cast<std::size_t>(std::min<std::uint64_t>(rd_remaining_, view.size()));
+            if (rd_frame_.masked) apply_mask(view.data(), take, rd_frame_.mask, rd_phase_);
+            rd_phase_ = static_cast<std::uint8_t>((rd_phase_ + take) & 3);
+            if (!rd_control_frame_ && rd_op_ == ws::opcode::text && !rd_utf8_.feed(view.first(take))) {
+                stream_.consume(take);
+                return start_fail(close_code::invalid_payload, "invalid UTF-8");  // §8.1: fail fast
             }
-            const bool first = h->op != ws::opcode::continuation;
-            if (first) {
-                rd_op_ = h->op;
-                rd_utf8_.reset();
-            }
-            utf8_validator* text = rd_op_ == ws::opcode::text ? &rd_utf8_ : nullptr;
-            // A whole message in one frame that lies entirely in the current
-            // buffer is handed out where it is: no copy.
-            if (first && h->fin && h->payload_length > 0) {
-                auto view = stream_.writable_view();
-                if (view.size() >= h->payload_length) {
-                    const auto n = static_cast<std::size_t>(h->payload_length);
-                    if (h->masked) apply_mask(view.data(), n, h->mask, 0);
-                    if (text && (!text->feed(view.first(n)) || !text->complete())) {
-                        stream_.consume(n);
-                        co_await fail(close_code::invalid_payload, "invalid UTF-8");
-                        co_return false;
-                    }
-                    out.control = false;
-                    out.op = rd_op_;
-                    out.payload = view.first(n);
-                    rd_pending_consume_ = n;
-                    co_return true;
-                }
-            }
-            rd_in_message_ = true;
-            if (!co_await read_payload(*h, rd_message_, text, d)) co_return false;
-            if (!h->fin) continue;
-            rd_in_message_ = false;
-            if (text && !text->complete()) {
-                co_await fail(close_code::invalid_payload, "truncated UTF-8");
-                co_return false;
-            }
-            out.control = false;
-            out.op = rd_op_;
-            out.payload = std::as_bytes(std::span(rd_message_.data(), rd_message_.size()));
-            co_return true;
+            (rd_control_frame_ ? rd_control_ : rd_message_).append(reinterpret_cast<const char*>(view.data()), take);
+            stream_.consume(take);
+            rd_remaining_ -= take;
+            if (rd_remaining_ > 0) continue;
+            rd_stage_ = rd_stage::header;
+            if (auto step = frame_done()) return *step;
         }
     }
 
+    // Reads a frame header from `view` (gathering it across buffers when it
+    // straddles them) and starts its payload; a step when the read stops here.
+    std::optional<pump_step> read_header(std::span<std::byte> view) {
+        const std::size_t n = std::min<std::size_t>(view.size(), max_header_size - rd_have_);
+        header_parse_result r;
+        if (rd_have_ == 0) {
+            r = parse_frame_header(view.first(n));
+        } else {
+            std::memcpy(rd_header_ + rd_have_, view.data(), n);
+            r = parse_frame_header(std::span<const std::byte>(rd_header_, rd_have_ + n));
+        }
+        if (r.state == header_parse_result::status::invalid) return start_fail(r.close, "invalid frame header");
+        if (r.state == header_parse_result::status::incomplete) {
+            if (rd_have_ == 0) std::memcpy(rd_header_, view.data(), n);
+            stream_.consume(n);
+            rd_have_ = static_cast<std::uint8_t>(rd_have_ + n);
+            return std::nullopt;
+        }
+        stream_.consume(r.size - rd_have_);
+        rd_have_ = 0;
+        rd_frame_ = r.header;
+        if (auto code = check(rd_frame_))
+            return start_fail(*code, *code == close_code::message_too_big ? "message too big" : "protocol error");
+        rd_remaining_ = rd_frame_.payload_length;
+        rd_phase_ = 0;
+        rd_control_frame_ = is_control(rd_frame_.op);
+        if (rd_control_frame_) {
+            rd_control_.clear();
+        } else {
+            const bool first = rd_frame_.op != ws::opcode::continuation;
+            if (first) {
+                rd_op_ = rd_frame_.op;
+                rd_utf8_.reset();
+            }
+            // A whole message in one frame that lies entirely in the current
+            // buffer is handed out where it is: no copy.
+            if (first && rd_frame_.fin && rd_remaining_ > 0) {
+                const auto rest = stream_.writable_view();
+                if (rest.size() >= rd_remaining_) {
+                    const auto len = static_cast<std::size_t>(rd_remaining_);
+                    if (rd_frame_.masked) apply_mask(rest.data(), len, rd_frame_.mask, 0);
+                    if (rd_op_ == ws::opcode::text && (!rd_utf8_.feed(rest.first(len)) || !rd_utf8_.complete())) {
+                        stream_.consume(len);
+                        return start_fail(close_code::invalid_payload, "invalid UTF-8");
+                    }
+                    rd_remaining_ = 0;
+                    rd_event_.control = false;
+                    rd_event_.op = rd_op_;
+                    rd_event_.payload = rest.first(len);
+                    rd_pending_consume_ = len;
+                    return pump_step::event;
+                }
+            }
+            rd_in_message_ = true;
+        }
+        if (rd_remaining_ > 0) {
+            rd_stage_ = rd_stage::payload;
+            return std::nullopt;
+        }
+        return frame_done();
+    }
+
+    // A frame's payload is complete: a control frame is an event, a data
+    // frame ends its message when it is the final fragment.
+    std::optional<pump_step> frame_done() {
+        if (rd_control_frame_) {
+            rd_event_.control = true;
+            rd_event_.op = rd_frame_.op;
+            rd_event_.payload = std::as_bytes(std::span(rd_control_.data(), rd_control_.size()));
+            if (rd_frame_.op == ws::opcode::close) {
+                rd_close_event_ = true;
+                return on_close_frame();
+            }
+            if (rd_frame_.op == ws::opcode::ping && opts_.auto_pong && phase_ == phase::open) {
+                try {
+                    queue_frame(ws::opcode::pong, rd_event_.payload);  // §5.5.2: same application data
+                } catch (const std::system_error&) {
+                    // the stream is closing: the reader sees its end next
+                }
+            }
+            return pump_step::event;
+        }
+        if (!rd_frame_.fin) return std::nullopt;
+        rd_in_message_ = false;
+        if (rd_op_ == ws::opcode::text && !rd_utf8_.complete())
+            return start_fail(close_code::invalid_payload, "truncated UTF-8");
+        rd_event_.control = false;
+        rd_event_.op = rd_op_;
+        rd_event_.payload = std::as_bytes(std::span(rd_message_.data(), rd_message_.size()));
+        return pump_step::event;
+    }
+
     // The peer's close frame (§5.5.1, §7.1.5): validate, answer, end TCP.
-    task<void> on_close_frame() {
+    pump_step on_close_frame() {
         std::uint16_t code = close_code::no_status;
         std::string_view reason;
-        if (rd_control_.size() == 1) {
-            co_await fail(close_code::protocol_error, "close frame with a 1-byte body");
-            co_return;
-        }
+        if (rd_control_.size() == 1) return start_fail(close_code::protocol_error, "close frame with a 1-byte body");
         if (rd_control_.size() >= 2) {
             code = static_cast<std::uint16_t>((static_cast<std::uint8_t>(rd_control_[0]) << 8) |
                                               static_cast<std::uint8_t>(rd_control_[1]));
             reason = std::string_view(rd_control_).substr(2);
-            if (!is_valid_close_code(code)) {
-                co_await fail(close_code::protocol_error, "invalid close code");
-                co_return;
-            }
-            if (!is_valid_utf8(reason)) {
-                co_await fail(close_code::protocol_error, "close reason is not UTF-8");
-                co_return;
-            }
+            if (!is_valid_close_code(code)) return start_fail(close_code::protocol_error, "invalid close code");
+            if (!is_valid_utf8(reason)) return start_fail(close_code::protocol_error, "close reason is not UTF-8");
         }
         const bool we_started = close_sent_;
         close_code_ = code;
         close_reason_ = std::string(reason);
         if (!we_started) queue_close(code, {});  // echo the peer's code
-        co_await finish_tcp();
+        return pump_step::finish;
     }
 };
 
@@ -384,47 +465,53 @@ connection::~connection() {
     spawn(ctx, close_in_background(std::move(state_)));
 }
 
-task<std::optional<std::string>> connection::recv() {
-    if (!state_) co_return std::nullopt;
-    auto& s = *state_;
-    s.reading_ = true;
-    detail::connection_state::event ev;
-    for (;;) {
-        if (!co_await s.next_event(ev, s.read_deadline())) break;
-        if (ev.control) continue;
-        s.reading_ = false;
-        s.last_opcode_ = ev.op;
-        co_return std::string(reinterpret_cast<const char*>(ev.payload.data()), ev.payload.size());
-    }
-    s.reading_ = false;
-    co_return std::nullopt;
+bool connection::read_awaiter::await_ready() {
+    return !s_ || s_->begin_read(skip_control_);
 }
 
-task<std::optional<frame>> connection::recv_frame() {
-    if (!state_) co_return std::nullopt;
-    auto& s = *state_;
-    if (s.phase_ == detail::connection_state::phase::closed) co_return std::nullopt;
-    s.reading_ = true;
-    detail::connection_state::event ev;
-    const bool got = co_await s.next_event(ev, s.read_deadline());
-    s.reading_ = false;
-    if (!got) co_return std::nullopt;
-    co_return frame{ev.op, std::string(reinterpret_cast<const char*>(ev.payload.data()), ev.payload.size())};
+void connection::read_awaiter::await_suspend(std::coroutine_handle<> h) {
+    s_->suspend_read(h);
 }
 
-task<std::optional<message_view>> connection::recv_view() {
-    if (!state_) co_return std::nullopt;
-    auto& s = *state_;
-    s.reading_ = true;
-    detail::connection_state::event ev;
-    for (;;) {
-        if (!co_await s.next_event(ev, s.read_deadline())) break;
-        if (ev.control) continue;
-        s.reading_ = false;
-        co_return message_view{ev.op, ev.payload};
-    }
-    s.reading_ = false;
-    co_return std::nullopt;
+// The read's event, or nothing when the connection has closed.
+static const detail::connection_state::event* finish_read(detail::connection_state* s) noexcept {
+    if (!s) return nullptr;
+    s->reading_ = false;
+    if (!s->rd_got_) return nullptr;
+    return &s->rd_event_;
+}
+
+std::optional<std::string> connection::recv_awaiter::await_resume() {
+    const auto* ev = finish_read(s_);
+    if (!ev) return std::nullopt;
+    s_->last_opcode_ = ev->op;
+    return std::string(reinterpret_cast<const char*>(ev->payload.data()), ev->payload.size());
+}
+
+std::optional<frame> connection::recv_frame_awaiter::await_resume() {
+    const auto* ev = finish_read(s_);
+    if (!ev) return std::nullopt;
+    if (!ev->control) s_->last_opcode_ = ev->op;
+    return frame{ev->op, std::string(reinterpret_cast<const char*>(ev->payload.data()), ev->payload.size())};
+}
+
+std::optional<message_view> connection::recv_view_awaiter::await_resume() {
+    const auto* ev = finish_read(s_);
+    if (!ev) return std::nullopt;
+    s_->last_opcode_ = ev->op;
+    return message_view{ev->op, ev->payload};
+}
+
+connection::recv_awaiter connection::recv() {
+    return recv_awaiter(state_.get());
+}
+
+connection::recv_frame_awaiter connection::recv_frame() {
+    return recv_frame_awaiter(state_.get());
+}
+
+connection::recv_view_awaiter connection::recv_view() {
+    return recv_view_awaiter(state_.get());
 }
 
 task<void> connection::send(std::string_view text) {
@@ -488,11 +575,11 @@ task<void> connection::close(std::uint16_t code, std::string_view reason) {
     s.close_reason_ = std::string(reason);
     if (s.reading_) co_return;  // the reader sees the peer's answer and ends TCP
     // Read (and drop) until the peer's close frame, within close_timeout.
-    const deadline d = timeout(s.opts_.close_timeout);
-    detail::connection_state::event ev;
+    s.rd_close_deadline_ = timeout(s.opts_.close_timeout);
     while (s.phase_ != detail::connection_state::phase::closed) {
-        if (!co_await s.next_event(ev, d)) break;
+        if (!co_await recv_frame_awaiter(&s)) break;
     }
+    s.rd_close_deadline_.reset();
     if (s.stream_.is_open()) co_await s.finish_tcp();
 }
 

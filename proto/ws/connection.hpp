@@ -73,16 +73,47 @@ public:
     // TCP connection closed gracefully in the background.
     ~connection();
 
+    // What recv(), recv_frame() and recv_view() return, to be co_awaited
+    // at once. Awaiting one keeps no coroutine frame: the frame reader is a
+    // state machine that the stream runs when bytes arrive, so an idle
+    // connection costs its state and its owner's frame, nothing more.
+    class read_awaiter {
+    public:
+        read_awaiter(detail::connection_state* s, bool skip_control) noexcept : s_(s), skip_control_(skip_control) {}
+        bool await_ready();
+        void await_suspend(std::coroutine_handle<> h);
+
+    protected:
+        detail::connection_state* s_;
+        bool skip_control_;
+    };
+    class recv_awaiter : public read_awaiter {
+    public:
+        explicit recv_awaiter(detail::connection_state* s) noexcept : read_awaiter(s, true) {}
+        std::optional<std::string> await_resume();
+    };
+    class recv_frame_awaiter : public read_awaiter {
+    public:
+        explicit recv_frame_awaiter(detail::connection_state* s) noexcept : read_awaiter(s, false) {}
+        std::optional<frame> await_resume();
+    };
+    class recv_view_awaiter : public read_awaiter {
+    public:
+        explicit recv_view_awaiter(detail::connection_state* s) noexcept : read_awaiter(s, true) {}
+        std::optional<message_view> await_resume();
+    };
+
     // The next text or binary message (binary bytes in the string); control
     // frames are handled and skipped. Empty once the connection is closed.
-    task<std::optional<std::string>> recv();
+    // One recv*() at a time per connection.
+    [[nodiscard]] recv_awaiter recv();
     // The next message or control frame (ping, pong, close). Pings have been
     // answered already when auto_pong is on; a close frame has been answered
     // and is returned once, then the optional is empty.
-    task<std::optional<frame>> recv_frame();
+    [[nodiscard]] recv_frame_awaiter recv_frame();
     // The next message without copying it when it arrived in one piece: the
     // view points into the receive buffer. Valid until the next recv*().
-    task<std::optional<message_view>> recv_view();
+    [[nodiscard]] recv_view_awaiter recv_view();
 
     task<void> send(std::string_view text);
     task<void> send_binary(std::span<const std::uint8_t> data);
