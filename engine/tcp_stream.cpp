@@ -17,6 +17,88 @@
 
 namespace cnetmod::detail {
 
+// A stream's send queue: two arenas (one being sent, one being filled), the
+// segments queued and in flight, and the iovecs of the send in flight.
+struct send_queue {
+    struct segment {
+        shared_buffer buffer;                 // bytes referenced, not copied
+        registered_buffer fixed;              // bytes sent with SEND_ZC from a registered buffer
+        const std::byte* received = nullptr;  // bytes still in provided buffer `received_id`
+        int received_id = -1;
+        std::size_t offset = 0;  // none of these: bytes live in the arena at `offset`
+        std::size_t size = 0;
+
+        bool in_arena() const noexcept { return !buffer && !fixed && !received; }
+        const std::byte* base(const std::byte* arena) const noexcept {
+            return buffer ? buffer.bytes().data() : fixed ? fixed.bytes().data() : received ? received : arena + offset;
+        }
+    };
+
+    std::vector<std::byte> arenas[2];
+    int fill = 0;
+    int inflight_arena = 1;
+    std::vector<segment> queued;
+    std::vector<segment> inflight;
+    std::size_t inflight_index = 0;
+    std::size_t inflight_offset = 0;
+    std::vector<iovec> iov;
+    msghdr msg{};
+
+    bool idle() const noexcept { return queued.empty() && inflight.empty(); }
+};
+
+// Per-thread pool of send queues: a queue keeps its vectors' capacity in
+// the pool (an arena of at most 64 KiB), so steady traffic allocates nothing.
+class send_queue_pool {
+public:
+    ~send_queue_pool() {
+        for (auto* q : free_) delete q;
+    }
+    send_queue* acquire() {
+        if (free_.empty()) {
+            ++allocations_;
+            return new send_queue;
+        }
+        send_queue* q = free_.back();
+        free_.pop_back();
+        return q;
+    }
+    void release(send_queue* q) noexcept {
+        constexpr std::size_t kept_capacity = 64 * 1024;
+        for (auto& arena : q->arenas) {
+            if (arena.capacity() > kept_capacity)
+                std::vector<std::byte>().swap(arena);
+            else
+                arena.clear();
+        }
+        q->fill = 0;
+        q->inflight_arena = 1;
+        q->inflight_index = q->inflight_offset = 0;
+        if (free_.size() >= max_kept) {
+            delete q;
+            return;
+        }
+        try {
+            free_.push_back(q);
+        } catch (...) {
+            delete q;
+        }
+    }
+
+    std::size_t allocations() const noexcept { return allocations_; }
+
+private:
+    static constexpr std::size_t max_kept = 4096;
+    std::vector<send_queue*> free_;
+    std::size_t allocations_ = 0;
+};
+
+thread_local send_queue_pool send_queues;
+
+std::size_t send_queue_allocations() noexcept {
+    return send_queues.allocations();
+}
+
 class stream_state : orphan_node {
 public:
     stream_state(io_context& ctx, int fd, stream_options options)
@@ -37,8 +119,11 @@ public:
     }
 
     ~stream_state() {
-        release_segments(queued_, 0);
-        release_segments(inflight_, inflight_index_);
+        if (tx_) {
+            release_segments(tx_->queued, 0);
+            release_segments(tx_->inflight, tx_->inflight_index);
+            send_queues.release(tx_);
+        }
     }
 
     io_context& ctx() const noexcept { return ctx_; }
@@ -158,15 +243,16 @@ public:
     std::span<std::byte> queue_space(std::size_t n) {
         throw_if_cannot_send();
         if (n == 0) return {};
-        auto& arena = arenas_[fill_];
+        send_queue& q = tx();
+        auto& arena = q.arenas[q.fill];
         const std::size_t offset = arena.size();
         arena.resize(offset + n);
         const std::span<std::byte> bytes(arena.data() + offset, n);
         // Bytes copied back to back are one iovec.
-        if (!queued_.empty() && queued_.back().in_arena() && queued_.back().offset + queued_.back().size == offset)
-            queued_.back().size += bytes.size();
+        if (!q.queued.empty() && q.queued.back().in_arena() && q.queued.back().offset + q.queued.back().size == offset)
+            q.queued.back().size += bytes.size();
         else
-            queued_.push_back(segment{{}, {}, nullptr, -1, offset, bytes.size()});
+            q.queued.push_back(segment{{}, {}, nullptr, -1, offset, bytes.size()});
         tx_bytes_ += bytes.size();
         ctx_.at_turn_end(flush_hook_);
         return bytes;
@@ -176,7 +262,7 @@ public:
         throw_if_cannot_send();
         if (buffer.empty()) return;
         const std::size_t n = buffer.size();
-        queued_.push_back(segment{std::move(buffer), {}, nullptr, -1, 0, n});
+        tx().queued.push_back(segment{std::move(buffer), {}, nullptr, -1, 0, n});
         tx_bytes_ += n;
         ctx_.at_turn_end(flush_hook_);
     }
@@ -190,13 +276,15 @@ public:
             return;
         }
         const std::size_t n = buffer.size();
-        queued_.push_back(segment{{}, std::move(buffer), nullptr, -1, 0, n});
+        tx().queued.push_back(segment{{}, std::move(buffer), nullptr, -1, 0, n});
         tx_bytes_ += n;
         ctx_.at_turn_end(flush_hook_);
     }
 
     std::uint64_t zero_copy_sends() const noexcept { return zero_copy_sends_; }
-    std::size_t send_capacity() const noexcept { return arenas_[0].capacity() + arenas_[1].capacity(); }
+    std::size_t send_capacity() const noexcept {
+        return tx_ ? tx_->arenas[0].capacity() + tx_->arenas[1].capacity() : 0;
+    }
 
     // Moves the next `n` received bytes into the send queue by reference: the
     // provided buffer goes back to the ring once the send is done with it.
@@ -207,7 +295,7 @@ public:
             const std::size_t take = std::min(n, c.size - rx_offset_);
             if (c.buffer_id >= 0) {
                 ctx_.recv_buffers().hold(static_cast<std::uint16_t>(c.buffer_id));
-                queued_.push_back(segment{{}, {}, c.data + rx_offset_, c.buffer_id, 0, take});
+                tx().queued.push_back(segment{{}, {}, c.data + rx_offset_, c.buffer_id, 0, take});
                 tx_bytes_ += take;
                 ctx_.at_turn_end(flush_hook_);
             } else {
@@ -333,19 +421,7 @@ private:
         std::size_t size;
         int buffer_id;  // provided-buffer id, or -1 for memory of the stream's own
     };
-    struct segment {
-        shared_buffer buffer;                 // bytes referenced, not copied
-        registered_buffer fixed;              // bytes sent with SEND_ZC from a registered buffer
-        const std::byte* received = nullptr;  // bytes still in provided buffer `received_id`
-        int received_id = -1;
-        std::size_t offset = 0;  // none of these: bytes live in the arena at `offset`
-        std::size_t size = 0;
-
-        bool in_arena() const noexcept { return !buffer && !fixed && !received; }
-        const std::byte* base(const std::byte* arena) const noexcept {
-            return buffer ? buffer.bytes().data() : fixed ? fixed.bytes().data() : received ? received : arena + offset;
-        }
-    };
+    using segment = send_queue::segment;
 
     // Lets go of what a sent or dropped segment references.
     void release_segment(segment& seg) noexcept {
@@ -503,24 +579,37 @@ private:
 
     // ---- send internals ----
 
+    // The send queue, borrowed from the pool when the stream has none.
+    send_queue& tx() {
+        if (!tx_) tx_ = send_queues.acquire();
+        return *tx_;
+    }
+
+    // Gives the send queue back once nothing is queued or in flight.
+    void return_tx_if_idle() noexcept {
+        if (tx_ && !send_inflight_ && tx_->idle()) send_queues.release(std::exchange(tx_, nullptr));
+    }
+
     void flush() {
-        if (send_inflight_ || queued_.empty() || fd_ < 0) return;
-        inflight_.swap(queued_);
-        inflight_arena_ = fill_;
-        fill_ ^= 1;
-        inflight_index_ = 0;
-        inflight_offset_ = 0;
+        if (send_inflight_ || !tx_ || tx_->queued.empty() || fd_ < 0) return;
+        send_queue& q = *tx_;
+        q.inflight.swap(q.queued);
+        q.inflight_arena = q.fill;
+        q.fill ^= 1;
+        q.inflight_index = 0;
+        q.inflight_offset = 0;
         submit_inflight();
     }
 
     void submit_inflight() {
-        const std::byte* arena = arenas_[inflight_arena_].data();
-        const segment& first = inflight_[inflight_index_];
+        send_queue& q = *tx_;
+        const std::byte* arena = q.arenas[q.inflight_arena].data();
+        const segment& first = q.inflight[q.inflight_index];
         send_is_zero_copy_ = static_cast<bool>(first.fixed);
         if (send_is_zero_copy_) {
             // A registered buffer goes alone, from its own pages.
             io_uring_sqe* sqe = ctx_.acquire_sqe();
-            io_uring_prep_send_zc_fixed(sqe, fd_, first.base(arena) + inflight_offset_, first.size - inflight_offset_,
+            io_uring_prep_send_zc_fixed(sqe, fd_, first.base(arena) + q.inflight_offset, first.size - q.inflight_offset,
                                         MSG_NOSIGNAL, 0, first.fixed.index());
             io_uring_sqe_set_data(sqe, static_cast<completion*>(&send_completion_));
             send_inflight_ = true;
@@ -529,22 +618,22 @@ private:
             ++zero_copy_sends_;
             return;
         }
-        iov_.clear();
-        for (std::size_t i = inflight_index_; i < inflight_.size() && iov_.size() < IOV_MAX; ++i) {
-            const segment& seg = inflight_[i];
+        q.iov.clear();
+        for (std::size_t i = q.inflight_index; i < q.inflight.size() && q.iov.size() < IOV_MAX; ++i) {
+            const segment& seg = q.inflight[i];
             if (seg.fixed) break;  // it follows in a send of its own
-            const std::size_t skip = i == inflight_index_ ? inflight_offset_ : 0;
-            iov_.push_back(iovec{const_cast<std::byte*>(seg.base(arena) + skip), seg.size - skip});
+            const std::size_t skip = i == q.inflight_index ? q.inflight_offset : 0;
+            q.iov.push_back(iovec{const_cast<std::byte*>(seg.base(arena) + skip), seg.size - skip});
         }
         io_uring_sqe* sqe = ctx_.acquire_sqe();
-        if (iov_.size() == 1) {
+        if (q.iov.size() == 1) {
             // One contiguous run: a plain send skips sendmsg's header and iovec import.
-            io_uring_prep_send(sqe, fd_, iov_[0].iov_base, iov_[0].iov_len, MSG_NOSIGNAL);
+            io_uring_prep_send(sqe, fd_, q.iov[0].iov_base, q.iov[0].iov_len, MSG_NOSIGNAL);
         } else {
-            msg_ = {};
-            msg_.msg_iov = iov_.data();
-            msg_.msg_iovlen = iov_.size();
-            io_uring_prep_sendmsg(sqe, fd_, &msg_, MSG_NOSIGNAL);
+            q.msg = {};
+            q.msg.msg_iov = q.iov.data();
+            q.msg.msg_iovlen = q.iov.size();
+            io_uring_prep_sendmsg(sqe, fd_, &q.msg, MSG_NOSIGNAL);
         }
         io_uring_sqe_set_data(sqe, static_cast<completion*>(&send_completion_));
         send_inflight_ = true;
@@ -564,8 +653,9 @@ private:
         if (s->send_is_zero_copy_ && (flags & IORING_CQE_F_MORE)) {
             // A notification follows: the buffer stays held until then.
             ++s->pending_;
-            segment& seg = s->inflight_[s->inflight_index_];
-            const bool completes = result >= 0 && static_cast<std::size_t>(result) == seg.size - s->inflight_offset_;
+            segment& seg = s->tx_->inflight[s->tx_->inflight_index];
+            const bool completes =
+                result >= 0 && static_cast<std::size_t>(result) == seg.size - s->tx_->inflight_offset;
             s->zc_holds_.push_back(completes ? std::move(seg.fixed) : registered_buffer{});
         }
         if (s->finish_operation()) return;
@@ -577,49 +667,47 @@ private:
             return;
         }
         s->advance(static_cast<std::size_t>(result));
-        if (s->inflight_index_ < s->inflight_.size() && s->fd_ >= 0) {
+        send_queue& q = *s->tx_;
+        if (q.inflight_index < q.inflight.size() && s->fd_ >= 0) {
             s->submit_inflight();  // partial send: the rest goes before anything newer
         } else {
-            s->inflight_.clear();
-            s->release_arena(s->arenas_[s->inflight_arena_]);
-            if (!s->queued_.empty()) s->ctx_.at_turn_end(s->flush_hook_);
+            q.inflight.clear();
+            q.arenas[q.inflight_arena].clear();
+            if (!q.queued.empty())
+                s->ctx_.at_turn_end(s->flush_hook_);
+            else
+                s->return_tx_if_idle();
         }
         s->wake_writers();
     }
 
     void advance(std::size_t sent) noexcept {
         tx_bytes_ -= sent;
-        while (sent > 0 && inflight_index_ < inflight_.size()) {
-            const std::size_t left = inflight_[inflight_index_].size - inflight_offset_;
+        send_queue& q = *tx_;
+        while (sent > 0 && q.inflight_index < q.inflight.size()) {
+            const std::size_t left = q.inflight[q.inflight_index].size - q.inflight_offset;
             if (sent < left) {
-                inflight_offset_ += sent;
+                q.inflight_offset += sent;
                 return;
             }
             sent -= left;
-            release_segment(inflight_[inflight_index_]);
-            ++inflight_index_;
-            inflight_offset_ = 0;
+            release_segment(q.inflight[q.inflight_index]);
+            ++q.inflight_index;
+            q.inflight_offset = 0;
         }
-    }
-
-    // An arena keeps its capacity for the next burst, unless the last one
-    // was large: a connection that once sent megabytes does not keep them.
-    static void release_arena(std::vector<std::byte>& arena) noexcept {
-        constexpr std::size_t kept_capacity = 64 * 1024;
-        if (arena.capacity() > kept_capacity)
-            std::vector<std::byte>().swap(arena);
-        else
-            arena.clear();
     }
 
     void drop_queued() noexcept {
-        release_segments(queued_, 0);
-        arenas_[fill_].clear();
-        if (!send_inflight_) {
-            release_segments(inflight_, inflight_index_);
-            arenas_[inflight_arena_].clear();
-        }
         tx_bytes_ = 0;
+        if (!tx_) return;
+        send_queue& q = *tx_;
+        release_segments(q.queued, 0);
+        q.arenas[q.fill].clear();
+        if (!send_inflight_) {
+            release_segments(q.inflight, q.inflight_index);
+            q.arenas[q.inflight_arena].clear();
+        }
+        return_tx_if_idle();
     }
 
     void wake_writers() {
@@ -664,16 +752,10 @@ private:
     owned_completion fallback_completion_;
     hook rearm_hook_;
 
-    // tx_*: the send side. Two arenas: one being sent, one being filled.
-    std::vector<std::byte> arenas_[2];
-    int fill_ = 0;
-    int inflight_arena_ = 1;
-    std::vector<segment> queued_;
-    std::vector<segment> inflight_;
-    std::size_t inflight_index_ = 0;
-    std::size_t inflight_offset_ = 0;
-    std::vector<iovec> iov_;
-    msghdr msg_{};
+    // tx_*: the send side. Its queue memory (tx_) is lent by the core's
+    // pool while bytes are queued or in flight and goes back when the queue
+    // drains, so an idle connection holds none and a busy one allocates none.
+    send_queue* tx_ = nullptr;
     std::size_t tx_bytes_ = 0;
     int tx_error_ = 0;
     bool send_inflight_ = false;

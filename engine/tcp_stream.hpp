@@ -38,7 +38,9 @@ class io_context;
 
 namespace detail {
 class stream_state;
-}
+// Send queues the calling thread has allocated (the rest came from its pool).
+std::size_t send_queue_allocations() noexcept;
+}  // namespace detail
 
 // A reader that waits without a coroutine frame of its own (see
 // tcp_stream::wait_readable): `run` is called in the loop when it may go on.
@@ -149,8 +151,9 @@ public:
     std::uint64_t send_calls() const noexcept;
     // Of those, the zero-copy ones (SEND_ZC).
     std::uint64_t zero_copy_sends() const noexcept;
-    // Bytes of send-queue memory held while nothing is queued (after a large
-    // burst it goes back to the heap; at most 64 KiB per buffer is kept).
+    // Bytes of send-queue memory this stream holds. An idle stream holds
+    // none: its queue goes back to the core's pool once it drains (keeping
+    // at most 64 KiB per arena there) and is borrowed again by the next send.
     std::size_t send_capacity() const noexcept;
 
     // ---- closing ----

@@ -19,13 +19,25 @@ bool is_base64_of_16_bytes(std::string_view key) noexcept {
 
 }  // namespace
 
+const request& request_context::empty_request() noexcept {
+    static const request empty;
+    return empty;
+}
+
+response& request_context::discarded_response() noexcept {
+    thread_local response discarded;
+    return discarded;
+}
+
 bool request_context::is_websocket_upgrade() const noexcept {
+    const request& req_ = req();
     return req_.method() == "GET" && list_contains_token(req_.header("Connection"), "upgrade") &&
            iequals(req_.header("Upgrade"), "websocket") && is_base64_of_16_bytes(req_.header("Sec-WebSocket-Key")) &&
            req_.header("Sec-WebSocket-Version") == "13";
 }
 
 bool request_context::is_websocket_version_mismatch() const noexcept {
+    const request& req_ = req();
     const auto version = req_.header("Sec-WebSocket-Version");
     return req_.method() == "GET" && iequals(req_.header("Upgrade"), "websocket") && !version.empty() &&
            version != "13";

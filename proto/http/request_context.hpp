@@ -16,6 +16,7 @@
 
 #include <system_error>
 
+#include <memory>
 #include <string_view>
 
 namespace cnetmod::ws {
@@ -33,22 +34,32 @@ public:
         : std::system_error(std::make_error_code(std::errc::protocol_error), what) {}
 };
 
+// A request and the response being prepared for it.
+struct exchange {
+    request req;
+    response resp;
+};
+
 class request_context {
 public:
-    request_context(io_context& ctx, request& req, response& resp, tcp_stream& stream) noexcept
-        : ctx_(ctx), req_(req), resp_(resp), stream_(stream) {}
+    request_context(io_context& ctx, std::unique_ptr<exchange> ex, tcp_stream& stream) noexcept
+        : ctx_(ctx), stream_(stream), ex_(std::move(ex)) {}
     request_context(const request_context&) = delete;
     request_context& operator=(const request_context&) = delete;
 
-    std::string_view method() const noexcept { return req_.method(); }
-    std::string_view path() const noexcept { return req_.path(); }
-    std::string_view query() const noexcept { return req_.query(); }
-    std::string_view target() const noexcept { return req_.target(); }
+    // The request's fields. After upgrade_to_websocket() they read empty:
+    // the request's storage is freed, so that a WebSocket connection keeps
+    // nothing of its handshake (read what you need before upgrading).
+    std::string_view method() const noexcept { return req().method(); }
+    std::string_view path() const noexcept { return req().path(); }
+    std::string_view query() const noexcept { return req().query(); }
+    std::string_view target() const noexcept { return req().target(); }
     // A request header field by name, case-insensitively; "" when absent.
-    std::string_view header(std::string_view name) const noexcept { return req_.header(name); }
-    const std::string& body() const noexcept { return req_.body(); }
-    const request& req() const noexcept { return req_; }
-    response& resp() noexcept { return resp_; }
+    std::string_view header(std::string_view name) const noexcept { return req().header(name); }
+    const std::string& body() const noexcept { return req().body(); }
+    const request& req() const noexcept { return ex_ ? ex_->req : empty_request(); }
+    // The response to send (ignored after an upgrade).
+    response& resp() noexcept { return ex_ ? ex_->resp : discarded_response(); }
     // The core this request is served on.
     io_context& context() const noexcept { return ctx_; }
 
@@ -72,14 +83,16 @@ public:
     // For the WebSocket layer: the connection's stream, moved out by the upgrade.
     tcp_stream& stream() noexcept { return stream_; }
     void mark_upgraded() noexcept { upgraded_ = true; }
-    // Frees the request's storage once it is no longer needed (after an upgrade).
-    void release_request() noexcept { req_.release_storage(); }
+    // Frees the request and the response once they are no longer needed (after an upgrade).
+    void release_request() noexcept { ex_.reset(); }
 
 private:
+    static const request& empty_request() noexcept;
+    static response& discarded_response() noexcept;
+
     io_context& ctx_;
-    request& req_;
-    response& resp_;
     tcp_stream& stream_;
+    std::unique_ptr<exchange> ex_;
     bool upgraded_ = false;
 };
 

@@ -172,59 +172,71 @@ task<bool> write_response(tcp_stream& s, const response& resp, bool keep_alive, 
     co_return true;
 }
 
-task<void> session(state_ptr st, io_context& ctx, tcp_stream s) {
-    const server_options& options = st->options;
-    for (;;) {
-        request req;
-        if (!co_await read_request(s, options, req)) co_return;
+// Finds the handler for the request, or prepares the 404 or 405 answer.
+const server::handler* route_request(const server::shared_state& st, request_context& rc) {
+    const request& req = rc.req();
+    response& resp = rc.resp();
+    const auto* route = st.find(req.path());
+    if (!route) {
+        resp.set_status(status::not_found);
+        resp.set_header("Content-Type", "text/plain; charset=utf-8");
+        resp.set_body(error_body(status::not_found, req.path()));
+        return nullptr;
+    }
+    for (const auto& [method, fn] : route->methods)
+        if (method == req.method()) return &fn;
+    if (req.method() == "HEAD")
+        for (const auto& [method, fn] : route->methods)
+            if (method == "GET") return &fn;
+    std::string allow;
+    for (const auto& [method, fn] : route->methods) {
+        if (!allow.empty()) allow += ", ";
+        allow += method;
+    }
+    resp.set_status(status::method_not_allowed);
+    resp.set_header("Allow", allow);
+    resp.set_header("Content-Type", "text/plain; charset=utf-8");
+    resp.set_body(error_body(status::method_not_allowed, req.method()));
+    return nullptr;
+}
 
-        response resp;
-        resp.set_header("Server", options.server_name);
-        const bool is_head = req.method() == "HEAD";
-        bool keep_alive = req.keep_alive();
-        request_context rc(ctx, req, resp, s);
-        const auto* route = st->find(req.path());
-        const server::handler* h = nullptr;
-        if (route) {
-            for (const auto& [method, fn] : route->methods)
-                if (method == req.method()) h = &fn;
-            if (!h && is_head)
-                for (const auto& [method, fn] : route->methods)
-                    if (method == "GET") h = &fn;
-        }
-        if (!route) {
-            resp.set_status(status::not_found);
-            resp.set_header("Content-Type", "text/plain; charset=utf-8");
-            resp.set_body(error_body(status::not_found, req.path()));
-        } else if (!h) {
-            std::string allow;
-            for (const auto& [method, fn] : route->methods) {
-                if (!allow.empty()) allow += ", ";
-                allow += method;
-            }
-            resp.set_status(status::method_not_allowed);
-            resp.set_header("Allow", allow);
-            resp.set_header("Content-Type", "text/plain; charset=utf-8");
-            resp.set_body(error_body(status::method_not_allowed, req.method()));
-        } else {
+// A handler threw: answer 500.
+void handler_failed(request_context& rc, const server_options& options, const std::exception& e) {
+    const request& req = rc.req();
+    std::fprintf(stderr, "cnetmod: handler for %.*s %.*s threw: %s\n", static_cast<int>(req.method().size()),
+                 req.method().data(), static_cast<int>(req.path().size()), req.path().data(), e.what());
+    response& resp = rc.resp();
+    resp = response{};
+    resp.set_status(status::internal_server_error);
+    resp.set_header("Server", options.server_name);
+    resp.set_body(error_body(status::internal_server_error, ""));
+}
+
+// One connection's requests, in turn. Its frame stays alive while a
+// WebSocket conversation runs inside a handler, so it holds little: the
+// request and response live on the heap and are freed at the upgrade, and
+// everything else happens in functions of their own.
+task<void> session(state_ptr st, io_context& ctx, tcp_stream s) {
+    for (;;) {
+        auto ex = std::make_unique<exchange>();
+        if (!co_await read_request(s, st->options, ex->req)) co_return;
+        ex->resp.set_header("Server", st->options.server_name);
+        const bool is_head = ex->req.method() == "HEAD";
+        bool keep_alive = ex->req.keep_alive();
+        request_context rc(ctx, std::move(ex), s);
+        if (const server::handler* h = route_request(*st, rc)) {
             try {
                 co_await (*h)(rc);
             } catch (const request_rejected&) {
                 keep_alive = false;  // answered as the handler prepared it
             } catch (const std::exception& e) {
                 if (rc.upgraded()) co_return;  // the WebSocket conversation ended badly: nothing to answer
-                std::fprintf(stderr, "cnetmod: handler for %.*s %.*s threw: %s\n",
-                             static_cast<int>(req.method().size()), req.method().data(),
-                             static_cast<int>(req.path().size()), req.path().data(), e.what());
-                resp = response{};
-                resp.set_status(status::internal_server_error);
-                resp.set_header("Server", options.server_name);
-                resp.set_body(error_body(status::internal_server_error, ""));
+                handler_failed(rc, st->options, e);
                 keep_alive = false;
             }
             if (rc.upgraded()) co_return;  // the stream belongs to the WebSocket connection
         }
-        if (!co_await write_response(s, resp, keep_alive, is_head)) co_return;
+        if (!co_await write_response(s, rc.resp(), keep_alive, is_head)) co_return;
     }
 }
 

@@ -16,25 +16,25 @@ task<ws::connection> request_context::upgrade_to_websocket(const ws::options& op
     if (!is_websocket_upgrade()) {
         if (is_websocket_version_mismatch()) {
             // §4.4: name the versions this server speaks.
-            resp_.set_status(status::upgrade_required);
-            resp_.set_header("Sec-WebSocket-Version", "13");
-            resp_.set_body("426 Upgrade Required: WebSocket version 13 only\n");
+            resp().set_status(status::upgrade_required);
+            resp().set_header("Sec-WebSocket-Version", "13");
+            resp().set_body("426 Upgrade Required: WebSocket version 13 only\n");
             throw request_rejected("cnetmod: WebSocket handshake of an unsupported version");
         }
-        resp_.set_status(status::bad_request);
-        resp_.set_body("400 Bad Request: not a WebSocket handshake\n");
+        resp().set_status(status::bad_request);
+        resp().set_body("400 Bad Request: not a WebSocket handshake\n");
         throw request_rejected("cnetmod: not a WebSocket handshake");
     }
     std::string selected;
     // §4.2.2: select a subprotocol only if the client offered it.
-    if (!opts.subprotocol.empty() && list_contains_token(req_.header("Sec-WebSocket-Protocol"), opts.subprotocol))
+    if (!opts.subprotocol.empty() && list_contains_token(req().header("Sec-WebSocket-Protocol"), opts.subprotocol))
         selected = opts.subprotocol;
     std::string out =
         "HTTP/1.1 101 Switching Protocols\r\n"
         "Upgrade: websocket\r\n"
         "Connection: Upgrade\r\n"
         "Sec-WebSocket-Accept: ";
-    out += ws::accept_key(req_.header("Sec-WebSocket-Key"));
+    out += ws::accept_key(req().header("Sec-WebSocket-Key"));
     out += "\r\n";
     if (!selected.empty()) {
         out += "Sec-WebSocket-Protocol: ";
@@ -44,8 +44,7 @@ task<ws::connection> request_context::upgrade_to_websocket(const ws::options& op
     out += "\r\n";
     stream_.queue(out);
     mark_upgraded();
-    release_request();  // the header storage is not needed for the life of the socket
-    resp_ = response{};
+    release_request();  // the request and response are not needed for the life of the socket
     co_return ws::connection(std::move(stream_), ws::role::server, opts, std::move(selected));
 }
 
