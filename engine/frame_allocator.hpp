@@ -10,7 +10,7 @@ namespace cnetmod::detail {
 
 struct frame_allocator {
     // Frames up to max_pooled_size bytes are pooled, in classes of class_size.
-    static constexpr std::size_t class_size = 64;
+    static constexpr std::size_t class_size = 16;
     static constexpr std::size_t max_pooled_size = 8192;
     // Frames kept per class before extra ones go back to the heap.
     static constexpr std::size_t max_cached_per_class = 4096;

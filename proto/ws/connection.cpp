@@ -37,7 +37,7 @@ public:
         : ctx_(stream.context()),
           stream_(std::move(stream)),
           role_(r),
-          opts_(std::move(opts)),
+          opts_(opts),
           subprotocol_(std::move(subprotocol)) {
         rd_waiter_.self = this;
     }
@@ -53,7 +53,21 @@ public:
     io_context& ctx_;
     tcp_stream stream_;
     role role_;
-    options opts_;
+    // The options a connection consults after its handshake, kept compact.
+    struct settings {
+        explicit settings(const options& o)
+            : max_message_size(o.max_message_size),
+              send_high_water(o.send_high_water),
+              idle_timeout(o.idle_timeout),
+              close_timeout(o.close_timeout),
+              send_timeout(o.send_timeout),
+              auto_pong(o.auto_pong) {}
+        std::size_t max_message_size;
+        std::size_t send_high_water;
+        std::chrono::milliseconds idle_timeout, close_timeout, send_timeout;
+        bool auto_pong;
+    };
+    settings opts_;
     std::string subprotocol_;
 
     phase phase_ = phase::open;
@@ -172,7 +186,7 @@ public:
     reader_hook rd_waiter_{&connection_state::on_readable};
     std::coroutine_handle<> rd_awaiting_;  // the coroutine suspended in recv*()
     deadline rd_deadline_;
-    std::optional<deadline> rd_close_deadline_;  // close() reading for the peer's close frame
+    deadline rd_close_deadline_;  // close() reading for the peer's close frame (unset otherwise)
     event rd_event_;
     read_step rd_step_ = read_step::done;
     bool rd_got_ = false;          // rd_event_ is the read's result
@@ -196,7 +210,7 @@ public:
         rd_skip_control_ = skip_control;
         rd_got_ = false;
         rd_close_event_ = false;
-        rd_deadline_ = rd_close_deadline_ ? *rd_close_deadline_ : read_deadline();
+        rd_deadline_ = rd_close_deadline_.is_set() ? rd_close_deadline_ : read_deadline();
         if (rd_pending_consume_) {
             stream_.consume(rd_pending_consume_);
             rd_pending_consume_ = 0;
@@ -579,7 +593,7 @@ task<void> connection::close(std::uint16_t code, std::string_view reason) {
     while (s.phase_ != detail::connection_state::phase::closed) {
         if (!co_await recv_frame_awaiter(&s)) break;
     }
-    s.rd_close_deadline_.reset();
+    s.rd_close_deadline_ = deadline{};
     if (s.stream_.is_open()) co_await s.finish_tcp();
 }
 
