@@ -1,7 +1,9 @@
-// Per-core recycling allocator for coroutine frames. Each thread keeps free
-// lists by size class, so a steady state of spawned and awaited tasks
-// allocates nothing from the heap. A frame freed on another thread simply
-// joins that thread's lists.
+// Per-core recycling allocator for coroutine frames and for the per-socket
+// state objects. Each thread keeps free lists by size class, carved from
+// slabs, so a steady state of spawned and awaited tasks allocates nothing
+// from the heap and long-lived objects lie together, not scattered between
+// short-lived allocations. A block freed on another thread simply joins that
+// thread's lists; an exiting thread hands its lists to the others.
 #pragma once
 
 #include <cstddef>
@@ -12,8 +14,6 @@ struct frame_allocator {
     // Frames up to max_pooled_size bytes are pooled, in classes of class_size.
     static constexpr std::size_t class_size = 16;
     static constexpr std::size_t max_pooled_size = 8192;
-    // Frames kept per class before extra ones go back to the heap.
-    static constexpr std::size_t max_cached_per_class = 4096;
 
     static void* allocate(std::size_t n);
     static void deallocate(void* p, std::size_t n) noexcept;

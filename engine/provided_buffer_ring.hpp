@@ -52,6 +52,7 @@ private:
     io_uring_buf_ring* entries_ = nullptr;
     std::size_t entries_bytes_ = 0;
     std::byte* memory_ = nullptr;
+    std::size_t memory_bytes_ = 0;
     std::uint16_t group_id_;
     unsigned count_;
     unsigned buffer_size_;

@@ -1,3 +1,4 @@
+#include <cnetmod/engine/frame_allocator.hpp>
 #include <cnetmod/engine/io_context.hpp>
 #include <cnetmod/engine/io_operation.hpp>
 #include <cnetmod/engine/provided_buffer_ring.hpp>
@@ -101,6 +102,10 @@ std::size_t send_queue_allocations() noexcept {
 
 class stream_state : orphan_node {
 public:
+    // From the per-core slabs, beside the connection's other long-lived state.
+    static void* operator new(std::size_t n) { return frame_allocator::allocate(n); }
+    static void operator delete(void* p, std::size_t n) noexcept { frame_allocator::deallocate(p, n); }
+
     stream_state(io_context& ctx, int fd, stream_options options)
         : ctx_(ctx),
           fd_(fd),

@@ -33,6 +33,10 @@ thread_local mask_generator masks;
 
 class connection_state {
 public:
+    // From the per-core slabs, beside the stream's state and the handler's frame.
+    static void* operator new(std::size_t n) { return cnetmod::detail::frame_allocator::allocate(n); }
+    static void operator delete(void* p, std::size_t n) noexcept { cnetmod::detail::frame_allocator::deallocate(p, n); }
+
     connection_state(tcp_stream stream, role r, options opts, std::string subprotocol)
         : ctx_(stream.context()),
           stream_(std::move(stream)),
