@@ -202,7 +202,8 @@ void io_context::stop() noexcept {
 void io_context::turn() {
     run_ready();
     run_turn_hooks();
-    const bool idle = ready_.empty() && local_posts_.empty() && !stop_requested_.load(std::memory_order_relaxed);
+    const bool idle = ready_.empty() && local_posts_.empty() && !stop_requested_.load(std::memory_order_relaxed) &&
+                      !options_.busy_poll;
     int rc = idle ? io_uring_submit_and_wait(&ring_, 1) : io_uring_submit_and_get_events(&ring_);
     ++enter_calls_;
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)

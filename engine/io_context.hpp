@@ -101,6 +101,11 @@ struct io_context_options {
     // smaller ones are copied into the send queue. See bench/RESULTS.md for
     // the measured crossover.
     std::size_t send_zc_threshold = 256 * 1024;
+    // Never sleep in the kernel: each loop turn submits and reaps without
+    // waiting, so the thread spins on its core. For latency measurements on
+    // machines (VMs especially) where waking a sleeping thread dominates the
+    // round trip; it costs a whole core.
+    bool busy_poll = false;
 };
 
 // The ring set-up flags that the kernel accepted, after fallbacks.

@@ -14,18 +14,17 @@ int main(int argc, char** argv) {
     std::uint16_t port = 8080;
     std::string address = "127.0.0.1";
     bool quiet = false;
+    std::size_t cores = 1;
     app.add_option("--port", port, "TCP port")->capture_default_str();
+    app.add_option("--cores", cores, "serve on this many cores (a runtime, one loop per core)")->capture_default_str();
     app.add_option("--address", address, "address to listen on")->capture_default_str();
     app.add_flag("--quiet", quiet, "do not print each message (for benchmarks)");
     CLI11_PARSE(app, argc, argv);
 
     net_init guard;
     std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a line at a time, also into a file or pipe
-    io_context ctx;
 
-    http::server srv(ctx);
-
-    srv.get("/ws", [quiet](http::request_context& ctx) -> task<void> {
+    auto echo = [quiet](http::request_context& ctx) -> task<void> {
         // Check if WebSocket upgrade request
         if (!ctx.is_websocket_upgrade()) {
             ctx.resp().set_status(http::status::bad_request);
@@ -50,8 +49,26 @@ int main(int argc, char** argv) {
         }
 
         if (!quiet) fmt::print("WebSocket client disconnected\n");
-    });
+    };
 
+    if (cores > 1) {
+        // Beyond the seed: the same handler on every core of a runtime.
+        runtime_options options;
+        options.cores = cores;
+        runtime rt(options);
+        rt.start();
+        http::server srv(rt);
+        srv.get("/ws", echo);
+        srv.listen(port, address);
+        fmt::print("WebSocket server on ws://localhost:{}/ws ({} cores)\n", srv.port(), rt.size());
+        std::fflush(stdout);
+        rt.wait();
+        return 0;
+    }
+
+    io_context ctx;
+    http::server srv(ctx);
+    srv.get("/ws", echo);
     srv.listen(port, address);
     fmt::print("WebSocket server on ws://localhost:{}/ws\n", srv.port());
     std::fflush(stdout);

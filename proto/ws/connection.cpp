@@ -552,6 +552,14 @@ task<void> connection::send_binary(std::string_view bytes) {
     co_await state_->send_message(opcode::binary, std::as_bytes(std::span(bytes.data(), bytes.size())));
 }
 
+void connection::queue_message(ws::opcode op, std::span<const std::byte> payload) {
+    if (!state_) throw connection_closed(close_code::abnormal);
+    if (op != opcode::text && op != opcode::binary)
+        throw std::invalid_argument("cnetmod: queue_message sends text or binary messages");
+    state_->throw_if_not_open();
+    state_->queue_frame(op, payload);
+}
+
 task<void> connection::send_fragmented(std::string_view payload, std::size_t fragment_size, ws::opcode op) {
     if (!state_) throw connection_closed(close_code::abnormal);
     if (fragment_size == 0) throw std::invalid_argument("cnetmod: send_fragmented needs a fragment size above 0");

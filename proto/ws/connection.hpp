@@ -119,6 +119,12 @@ public:
     task<void> send_binary(std::span<const std::uint8_t> data);
     task<void> send_binary(std::span<const std::byte> data);
     task<void> send_binary(std::string_view bytes);
+    // Queues a whole message (text or binary) without waiting: never
+    // suspends and ignores send_high_water, so the caller bounds what it
+    // queues (buffered_amount() tells how much waits). A load generator or
+    // a broadcast loop sends this way, without a coroutine per message.
+    // Throws ws::connection_closed when the connection is not open.
+    void queue_message(ws::opcode op, std::span<const std::byte> payload);
     // A message of several frames: the first with `op`, the rest continuations.
     task<void> send_fragmented(std::string_view payload, std::size_t fragment_size, ws::opcode op = ws::opcode::text);
     // Control frames: at most 125 bytes of data (std::invalid_argument beyond).

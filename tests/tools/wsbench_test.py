@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""wsbench against the echo and broadcast examples, in short bounded runs:
+what it sends comes back, nothing is counted as an error, the JSON has its
+documented fields, and each bad input gives its message and exit code.
+
+  wsbench_test.py WSBENCH ECHO_SERVER BROADCAST_SERVER CONNECTION_LIMIT
+"""
+import json
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+WSBENCH, ECHO, BROADCAST, LIMIT = sys.argv[1:5]
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, binary, *args):
+        self.port = free_port()
+        self.log = tempfile.TemporaryFile(mode="w+", errors="replace")
+        self.proc = subprocess.Popen([binary, "--port", str(self.port), *args], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.url = f"ws://127.0.0.1:{self.port}/ws"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+def wsbench(*args, timeout=60):
+    r = subprocess.run([WSBENCH, *args], capture_output=True, text=True, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def run_json(*args):
+    rc, out, err = wsbench(*args, "--json", "-q")
+    try:
+        return rc, json.loads(out), err
+    except json.JSONDecodeError:
+        print(out, err)
+        return rc, None, err
+
+
+FIELDS = ["url", "mode", "connections", "size", "threads", "duration_s", "sent", "received", "messages_per_s",
+          "mb_per_s", "latency_us", "connect_ms", "errors", "mismatches", "unexpected_closes", "connect_failures",
+          "lost", "client_cpu_share", "client_saturated", "server_cpu_us_per_message"]
+
+with Server(ECHO, "--quiet") as echo:
+    # Closed loop, text, with the server's CPU sampled.
+    rc, j, err = run_json(echo.url, "-c", "20", "-i", "4", "-d", "1", "--server-pid", str(echo.proc.pid))
+    check(rc == 0 and j is not None, f"closed-loop run exits 0 with JSON (rc {rc}, {err})")
+    if j:
+        for f in FIELDS:
+            check(f in j, f"JSON field {f}")
+        check(j["sent"] == j["received"] and j["received"] > 0, f"sent == received ({j['sent']}, {j['received']})")
+        check(j["errors"] == 0, f"no errors ({j['errors']})")
+        check(j["messages_per_s"] > 0, "a message rate")
+        for p in ["p50", "p90", "p99", "p999", "max"]:
+            check(j["latency_us"][p] > 0, f"latency {p}")
+        check(j["latency_us"]["p50"] <= j["latency_us"]["p99"] <= j["latency_us"]["max"], "percentiles in order")
+        check(j["connect_ms"]["count"] == 20, "20 handshakes timed")
+        check(j["server_cpu_us_per_message"] is not None and j["server_cpu_us_per_message"] > 0,
+              "server CPU per message")
+        check(0 < j["client_cpu_share"] <= 1.5, f"client CPU share ({j['client_cpu_share']})")
+
+    # A message count instead of a duration; binary; several threads; sizes at the frame-length edges.
+    for size in ["0", "1", "125", "126", "65536"]:
+        rc, j, err = run_json(echo.url, "-c", "4", "-t", "2", "-n", "400", "-s", size, "--binary")
+        check(rc == 0 and j and j["received"] == 400 and j["errors"] == 0,
+              f"400 binary messages of {size} B come back whole (rc {rc}, {j and j['received']}, {err})")
+
+    # Open loop at a fixed rate: about rate x duration messages, each timed from its intended send.
+    rc, j, err = run_json(echo.url, "-c", "10", "-r", "2000", "-d", "1")
+    check(rc == 0 and j and j["errors"] == 0, f"open loop without errors (rc {rc}, {err})")
+    if j:
+        check(1500 <= j["received"] <= 2500, f"open loop sends at the rate asked ({j['received']} in 1 s at 2000/s)")
+        check(j["sent"] == j["received"], "open loop: every message answered")
+
+    # Connect storm.
+    rc, j, err = run_json(echo.url, "-m", "connect", "-c", "4", "-d", "1")
+    check(rc == 0 and j and j["handshakes_per_s"] > 0 and j["connect_ms"]["count"] > 4,
+          f"connect storm counts handshakes (rc {rc}, {err})")
+
+    # The table and the progress line.
+    rc, out, err = wsbench(echo.url, "-c", "5", "-d", "2")
+    check(rc == 0, "table run exits 0")
+    for word in ["msg/s", "latency", "p99.9", "connect", "errors", "wsbench CPU"]:
+        check(word in out, f"the table shows {word}")
+    check("[  1 s]" in err and "p99" in err, "a progress line each second")
+
+    # Bad input: each a clear one-line error and a non-zero exit.
+    rc, out, err = wsbench("http://127.0.0.1/")
+    check(rc == 2 and "bad URL" in err, f"bad URL (rc {rc}: {err.strip()})")
+    rc, out, err = wsbench(f"ws://127.0.0.1:{free_port()}/ws")
+    check(rc == 1 and "refused" in err, f"refused connection (rc {rc}: {err.strip()})")
+    rc, out, err = wsbench(f"ws://127.0.0.1:{echo.port}/nowhere")
+    check(rc == 1 and "HTTP/1.1 404" in err, f"failed handshake shows the status line (rc {rc}: {err.strip()})")
+    rc, out, err = wsbench("ws://no-such-host.invalid:80/ws", "--connect-timeout", "5", timeout=30)
+    check(rc == 1 and "resolve" in err, f"unreachable host (rc {rc}: {err.strip()})")
+    rc, out, err = wsbench(echo.url, "--connections", "0")
+    check(rc != 0 and err, "a bad option is refused")
+    check(len(err.strip().splitlines()) <= 2, "errors are short")
+
+with Server(BROADCAST) as bc:
+    rc, j, err = run_json(bc.url, "-m", "broadcast", "-c", "11", "-p", "1", "-r", "200", "-d", "1")
+    check(rc == 0 and j is not None, f"broadcast run (rc {rc}, {err})")
+    if j:
+        check(j["published"] > 100 and j["deliveries"] == j["published"] * 10,
+              f"every receiver gets every publish ({j['deliveries']} of {j['published']} x 10)")
+        check(j["lost"] == 0 and j["errors"] == 0, "nothing lost in broadcast")
+
+with Server(LIMIT, "--max", "3") as limited:
+    # Connections over the server's limit wait for a slot and time out:
+    # counted as failed connects, and the exit is non-zero.
+    rc, j, err = run_json(limited.url, "-c", "6", "-d", "1", "--connect-timeout", "1")
+    check(rc == 1 and j and j["connect_failures"] == 3 and j["received"] > 0,
+          f"failed connects make the run fail, the others still run (rc {rc}, {j and j['connect_failures']})")
+
+if failures:
+    print(f"{len(failures)} checks failed")
+    sys.exit(1)
+print("all wsbench checks passed")

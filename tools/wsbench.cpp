@@ -1,0 +1,986 @@
+// wsbench: a load generator for any WebSocket server, on cnetmod's client.
+//
+// Modes: echo (closed loop with N messages in flight per connection, or open
+// loop at a fixed rate with latency measured from each message's intended
+// send time, so that a stalled server cannot hide behind a slowed client),
+// connect (a storm of handshakes), and broadcast (publishers send, every
+// other connection receives; latency from publish to each receipt).
+//
+// Every echoed payload is checked byte for byte. The per-message path
+// allocates nothing: payloads are built once per connection, frames are
+// queued without a coroutine (ws::connection::queue_message) and leave in
+// one system call per loop turn, and echoes are read in place
+// (recv_view). wsbench measures its own CPU share and says when it was the
+// bottleneck; with --server-pid it reports the server's CPU per message.
+#include <cnetmod/engine/engine.hpp>
+#include <cnetmod/proto/ws/ws.hpp>
+
+#include <fmt/core.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <latch>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace cnetmod;
+using namespace std::chrono_literals;
+
+namespace {
+
+// ---------------------------------------------------------------- time
+
+// Nanoseconds on CLOCK_MONOTONIC (the clock of cnetmod's deadlines), read
+// from the TSC when it is invariant: a few ns per reading instead of ~20.
+class clock_ns {
+public:
+    static void calibrate() {
+        std::ifstream cpuinfo("/proc/cpuinfo");
+        std::string line;
+        bool constant = false, nonstop = false;
+        while (std::getline(cpuinfo, line)) {
+            if (line.rfind("flags", 0) != 0) continue;
+            constant = line.find(" constant_tsc") != std::string::npos;
+            nonstop = line.find(" nonstop_tsc") != std::string::npos;
+            break;
+        }
+        if (!constant || !nonstop) return;
+        const auto t0 = steady();
+        const auto c0 = __rdtsc();
+        std::this_thread::sleep_for(20ms);
+        const auto t1 = steady();
+        const auto c1 = __rdtsc();
+        scale_ = static_cast<double>(t1 - t0) / static_cast<double>(c1 - c0);
+        base_tsc_ = c1;
+        base_ns_ = t1;
+        use_tsc_ = true;
+    }
+    static std::uint64_t now() noexcept {
+        if (use_tsc_) return base_ns_ + static_cast<std::uint64_t>(static_cast<double>(__rdtsc() - base_tsc_) * scale_);
+        return steady();
+    }
+    static std::uint64_t steady() noexcept {
+        return static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(deadline::clock::now().time_since_epoch()).count());
+    }
+    static deadline at(std::uint64_t ns) noexcept {
+        return deadline{deadline::clock::time_point(std::chrono::nanoseconds(ns))};
+    }
+
+private:
+    static inline bool use_tsc_ = false;
+    static inline double scale_ = 1.0;
+    static inline std::uint64_t base_tsc_ = 0;
+    static inline std::uint64_t base_ns_ = 0;
+};
+
+// ---------------------------------------------------------------- counting
+
+// A counter written by one thread and read by any: a plain increment, no
+// locked instruction, and a well-defined read from the reporting thread.
+struct counter {
+    std::atomic<std::uint64_t> v{0};
+    void add(std::uint64_t n = 1) noexcept {
+        v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+    std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
+};
+
+// A high-dynamic-range histogram of nanoseconds: 128 linear buckets per
+// power of two, so every value is kept within 0.8 %, from 1 ns to hours,
+// in fixed memory and with one increment per value.
+class histogram {
+public:
+    static constexpr int sub_bits = 7;
+    static constexpr std::size_t sub_count = std::size_t{1} << sub_bits;
+    static constexpr std::size_t bucket_count = (64 - sub_bits + 1) * sub_count;
+
+    histogram() : counts_(bucket_count) {}
+
+    void record(std::uint64_t v) noexcept {
+        auto& c = counts_[index(v)];
+        c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        if (v > max_.load(std::memory_order_relaxed)) max_.store(v, std::memory_order_relaxed);
+        sum_.store(sum_.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+    }
+
+    // Adds this histogram's counts into a summary.
+    void add_to(std::vector<std::uint64_t>& counts, std::uint64_t& max, long double& sum) const {
+        for (std::size_t i = 0; i < bucket_count; ++i) counts[i] += counts_[i].load(std::memory_order_relaxed);
+        max = std::max(max, max_.load(std::memory_order_relaxed));
+        sum += static_cast<long double>(sum_.load(std::memory_order_relaxed));
+    }
+
+    static std::size_t index(std::uint64_t v) noexcept {
+        if (v < sub_count) return static_cast<std::size_t>(v);
+        const int e = 63 - __builtin_clzll(v);
+        const int shift = e - sub_bits;
+        return (static_cast<std::size_t>(shift + 1) << sub_bits) + static_cast<std::size_t>((v >> shift) - sub_count);
+    }
+    static std::uint64_t lower(std::size_t i) noexcept {
+        const std::size_t g = i >> sub_bits;
+        const std::uint64_t m = i & (sub_count - 1);
+        return g == 0 ? m : (m + sub_count) << (g - 1);
+    }
+
+private:
+    std::vector<std::atomic<std::uint64_t>> counts_;
+    std::atomic<std::uint64_t> max_{0};
+    std::atomic<std::uint64_t> sum_{0};
+};
+
+struct summary {
+    std::vector<std::uint64_t> counts = std::vector<std::uint64_t>(histogram::bucket_count);
+    std::uint64_t max = 0;
+    long double sum = 0;
+
+    std::uint64_t total() const {
+        std::uint64_t n = 0;
+        for (auto c : counts) n += c;
+        return n;
+    }
+    // The value at percentile p (0..100): the middle of its bucket, never above the maximum.
+    double percentile(double p) const {
+        const std::uint64_t n = total();
+        if (n == 0) return 0;
+        const auto rank = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::ceil(p / 100.0 * n)));
+        std::uint64_t seen = 0;
+        for (std::size_t i = 0; i < counts.size(); ++i) {
+            seen += counts[i];
+            if (seen >= rank) {
+                const double lo = static_cast<double>(histogram::lower(i));
+                const double hi = static_cast<double>(histogram::lower(i + 1));
+                return std::min((lo + hi) / 2, static_cast<double>(max));
+            }
+        }
+        return static_cast<double>(max);
+    }
+    double mean() const {
+        const auto n = total();
+        return n ? static_cast<double>(sum / n) : 0;
+    }
+};
+
+// ---------------------------------------------------------------- settings
+
+struct config {
+    std::string url;
+    std::string mode = "echo";
+    unsigned connections = 100;
+    double duration = 10;
+    std::uint64_t messages = 0;
+    std::size_t size = 32;
+    bool binary = false;
+    unsigned inflight = 1;
+    double rate = 0;
+    unsigned threads = 1;
+    bool deflate = false;
+    unsigned publishers = 1;
+    int server_pid = 0;
+    bool spin = false;
+    bool json = false;
+    bool quiet = false;
+    double connect_timeout = 10;
+    double drain_timeout = 3;
+};
+
+// Payload layout: an 8-character sequence number (6 bits per character,
+// printable, so text payloads stay UTF-8), then in broadcast mode a
+// 4-character publisher id and a 12-character send time; the rest a pattern.
+constexpr std::size_t seq_chars = 8;
+constexpr std::size_t broadcast_header = 8 + 4 + 12;
+constexpr char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+void put_number(std::byte* out, std::size_t chars, std::uint64_t v) noexcept {
+    for (std::size_t i = chars; i-- > 0;) {
+        out[i] = static_cast<std::byte>(digits[v & 63]);
+        v >>= 6;
+    }
+}
+
+std::optional<std::uint64_t> get_number(const std::byte* in, std::size_t chars) noexcept {
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < chars; ++i) {
+        const char c = static_cast<char>(in[i]);
+        std::uint64_t d;
+        if (c >= 'A' && c <= 'Z')
+            d = static_cast<std::uint64_t>(c - 'A');
+        else if (c >= 'a' && c <= 'z')
+            d = static_cast<std::uint64_t>(c - 'a' + 26);
+        else if (c >= '0' && c <= '9')
+            d = static_cast<std::uint64_t>(c - '0' + 52);
+        else if (c == '+')
+            d = 62;
+        else if (c == '/')
+            d = 63;
+        else
+            return std::nullopt;
+        v = (v << 6) | d;
+    }
+    return v;
+}
+
+std::vector<std::byte> make_payload(std::size_t size, unsigned salt) {
+    std::vector<std::byte> p(size);
+    for (std::size_t i = 0; i < size; ++i) p[i] = static_cast<std::byte>('a' + (i * 7 + salt) % 26);
+    return p;
+}
+
+// ---------------------------------------------------------------- the run
+
+struct stats {
+    counter sent, received, bytes, mismatches, errors, unexpected_closes, connect_failures, lost, handshakes,
+        deliveries, published, overflows;
+    histogram latency, connect;
+};
+
+// What all threads share: the settings, the clock marks, the stop flag.
+struct run_state {
+    config cfg;
+    std::atomic<bool> sending{true};
+    std::atomic<std::uint64_t> start_ns{0};
+    std::atomic<std::uint64_t> end_ns{0};
+    std::latch connected;
+    std::latch go{1};
+    std::atomic<unsigned> finished{0};
+    explicit run_state(const config& c) : cfg(c), connected(static_cast<std::ptrdiff_t>(c.threads)) {}
+};
+
+constexpr std::size_t ring_size = 1024;  // messages in flight per connection, at most
+
+struct conn {
+    ws::connection ws;
+    std::vector<std::byte> payload;
+    std::vector<std::uint64_t> sent_at;  // ring of send (or intended send) times by sequence
+    std::uint64_t send_seq = 0;
+    std::uint64_t recv_seq = 0;
+    std::uint64_t quota = UINT64_MAX;  // messages this connection may send (--messages)
+    unsigned global_index = 0;
+    std::vector<std::uint64_t> next_from;  // broadcast receiver: next sequence expected per publisher
+    bool open = false;
+};
+
+class worker {
+public:
+    worker(run_state& run, unsigned index, std::vector<unsigned> connection_ids)
+        : run_(run), cfg_(run.cfg), index_(index), ids_(std::move(connection_ids)), ctx_(context_options(run.cfg)) {}
+
+    stats& results() noexcept { return stats_; }
+
+    void operator()() {
+        try {
+            sync_wait(ctx_, co_invoke([this]() -> task<void> { co_await main(); }));
+        } catch (const std::exception& e) {
+            fmt::print(stderr, "wsbench: thread {}: {}\n", index_, e.what());
+            stats_.errors.add();
+        }
+        run_.finished.fetch_add(1);
+    }
+
+private:
+    static io_context_options context_options(const config& cfg) {
+        io_context_options o;
+        o.busy_poll = cfg.spin;
+        return o;
+    }
+
+    ws::options ws_options() const {
+        ws::options o;
+        o.handshake_timeout = std::chrono::milliseconds(static_cast<long>(cfg_.connect_timeout * 1000));
+        o.enable_compression = cfg_.deflate;
+        o.max_message_size = std::max<std::size_t>(cfg_.size * 2, 16 * 1024 * 1024);
+        o.send_high_water = SIZE_MAX / 4;  // wsbench bounds what it queues itself
+        return o;
+    }
+
+    ws::opcode op() const noexcept { return cfg_.binary ? ws::opcode::binary : ws::opcode::text; }
+
+    task<void> main() {
+        conns_.resize(ids_.size());
+        if (cfg_.mode != "connect") co_await connect_all();
+        run_.connected.count_down();
+        run_.go.wait();  // the main thread sets the start time and lets every thread go at once
+        const std::uint64_t start = run_.start_ns.load();
+        if (cfg_.mode == "connect") {
+            co_await storm(start);
+        } else {
+            live_ = 0;
+            for (auto& c : conns_) {
+                if (!c.open) continue;
+                ++live_;
+                if (cfg_.mode == "broadcast")
+                    spawn(ctx_, broadcast_receiver(c));
+                else
+                    spawn(ctx_, echo_connection(c));
+            }
+            if (cfg_.mode == "broadcast" || cfg_.rate > 0) spawn(ctx_, pacer(start));
+            co_await wait_for_end();
+            co_await close_all();
+        }
+    }
+
+    // ---- connecting ----
+
+    task<void> connect_all() {
+        const ws::options opts = ws_options();
+        std::size_t next = 0;
+        const std::size_t concurrency = 64;
+        std::size_t running = 0;
+        for (std::size_t i = 0; i < conns_.size(); ++i) {
+            conns_[i].global_index = ids_[i];
+            conns_[i].payload = make_payload(cfg_.size, cfg_.mode == "broadcast" ? 0 : ids_[i]);
+            conns_[i].sent_at.assign(ring_size, 0);
+            if (cfg_.mode == "broadcast") conns_[i].next_from.assign(cfg_.publishers, 0);
+        }
+        if (cfg_.messages > 0 && cfg_.mode == "echo") {
+            const std::uint64_t per = cfg_.messages / cfg_.connections, extra = cfg_.messages % cfg_.connections;
+            for (auto& c : conns_) c.quota = per + (c.global_index < extra ? 1 : 0);
+        }
+        while (next < conns_.size() || running > 0) {
+            while (running < concurrency && next < conns_.size()) {
+                ++running;
+                spawn(ctx_, connect_one(conns_[next++], opts, running));
+            }
+            co_await async_sleep(ctx_, 1ms);
+        }
+    }
+
+    task<void> connect_one(conn& c, const ws::options& opts, std::size_t& running) {
+        const std::uint64_t t0 = clock_ns::now();
+        try {
+            c.ws = co_await ws::connect(ctx_, cfg_.url, opts);
+            stats_.connect.record(clock_ns::now() - t0);
+            stats_.handshakes.add();
+            c.open = true;
+        } catch (const std::exception& e) {
+            stats_.connect_failures.add();
+            if (stats_.connect_failures.get() == 1) fmt::print(stderr, "wsbench: a connection failed: {}\n", e.what());
+        }
+        --running;
+    }
+
+    task<void> storm(std::uint64_t start) {
+        const ws::options opts = ws_options();
+        const std::uint64_t end = start + static_cast<std::uint64_t>(cfg_.duration * 1e9);
+        live_ = conns_.size();
+        for (std::size_t i = 0; i < conns_.size(); ++i) spawn(ctx_, storm_loop(opts, end));
+        while (live_ > 0) co_await async_sleep(ctx_, 2ms);
+    }
+
+    task<void> storm_loop(const ws::options& opts, std::uint64_t end) {
+        while (run_.sending.load(std::memory_order_relaxed) && clock_ns::now() < end) {
+            const std::uint64_t t0 = clock_ns::now();
+            try {
+                auto c = co_await ws::connect(ctx_, cfg_.url, opts);
+                stats_.connect.record(clock_ns::now() - t0);
+                stats_.handshakes.add();
+                co_await c.close(ws::close_code::normal);
+            } catch (const std::exception& e) {
+                stats_.connect_failures.add();
+                if (stats_.connect_failures.get() == 1)
+                    fmt::print(stderr, "wsbench: a connection failed: {}\n", e.what());
+            }
+        }
+        --live_;
+    }
+
+    // ---- echo ----
+
+    bool may_send(const conn& c) const noexcept {
+        return run_.sending.load(std::memory_order_relaxed) && c.send_seq < c.quota;
+    }
+
+    void send_one(conn& c, std::uint64_t at) {
+        if (cfg_.size >= seq_chars) put_number(c.payload.data(), seq_chars, c.send_seq);
+        c.sent_at[c.send_seq & (ring_size - 1)] = at;
+        c.ws.queue_message(op(), c.payload);
+        ++c.send_seq;
+        stats_.sent.add();
+    }
+
+    // Checks an echo against what was sent, byte for byte, and times it.
+    void check_echo(conn& c, const ws::message_view& m, std::uint64_t now) {
+        const auto& p = c.payload;
+        bool ok = m.payload.size() == p.size() && m.opcode == op();
+        if (ok && p.size() >= seq_chars) {
+            const auto seq = get_number(m.payload.data(), seq_chars);
+            ok = seq && *seq == (c.recv_seq & ((std::uint64_t{1} << (6 * seq_chars)) - 1)) &&
+                 std::memcmp(m.payload.data() + seq_chars, p.data() + seq_chars, p.size() - seq_chars) == 0;
+        } else if (ok && !p.empty()) {
+            ok = std::memcmp(m.payload.data(), p.data(), p.size()) == 0;
+        }
+        if (!ok) stats_.mismatches.add();
+        stats_.latency.record(now - c.sent_at[c.recv_seq & (ring_size - 1)]);
+        ++c.recv_seq;
+        stats_.received.add();
+        stats_.bytes.add(m.payload.size());
+    }
+
+    task<void> echo_connection(conn& c) {
+        const bool closed_loop = cfg_.rate <= 0;
+        try {
+            if (closed_loop)
+                for (unsigned i = 0; i < cfg_.inflight && may_send(c); ++i) send_one(c, clock_ns::now());
+            while (c.recv_seq < c.send_seq || (!closed_loop && run_.sending.load(std::memory_order_relaxed))) {
+                auto m = co_await c.ws.recv_view();
+                if (!m) {
+                    // Closed by our own close after the run (open loop), or by the server.
+                    if (run_.sending.load() || c.recv_seq < c.send_seq) {
+                        stats_.unexpected_closes.add();
+                        stats_.lost.add(c.send_seq - c.recv_seq);
+                    }
+                    c.open = false;
+                    break;
+                }
+                const std::uint64_t now = clock_ns::now();
+                if (c.recv_seq == c.send_seq) {
+                    stats_.mismatches.add();  // an answer to nothing
+                    continue;
+                }
+                check_echo(c, *m, now);
+                if (closed_loop && may_send(c)) send_one(c, now);
+            }
+        } catch (const std::exception&) {
+            stats_.errors.add();
+            c.open = false;
+        }
+        --live_;
+    }
+
+    // Open loop: message k of this thread is due at start + k * interval, on
+    // connection k mod n; it is timed from that moment, whenever it leaves.
+    task<void> pacer(std::uint64_t start) {
+        std::vector<conn*> senders;
+        for (auto& c : conns_)
+            if (c.open && (cfg_.mode != "broadcast" || c.global_index < cfg_.publishers)) senders.push_back(&c);
+        if (senders.empty()) co_return;
+        const double total_rate = cfg_.rate > 0 ? cfg_.rate : 100.0;
+        // This thread's share of the rate, in proportion to its senders.
+        const unsigned all_senders = cfg_.mode == "broadcast" ? cfg_.publishers : cfg_.connections;
+        const double interval = 1e9 * static_cast<double>(all_senders) / (total_rate * senders.size());
+        std::uint64_t k = 0;
+        while (run_.sending.load(std::memory_order_relaxed)) {
+            const auto due = start + static_cast<std::uint64_t>(static_cast<double>(k) * interval);
+            const std::uint64_t now = clock_ns::now();
+            if (due > now) {
+                if (cfg_.spin)
+                    co_await yield(ctx_);
+                else
+                    co_await async_sleep_until(ctx_, clock_ns::at(due));
+                continue;
+            }
+            conn& c = *senders[k % senders.size()];
+            ++k;
+            if (!c.open || !c.ws.is_open()) continue;
+            try {
+                if (cfg_.mode == "broadcast") {
+                    publish(c, due);
+                } else if (c.send_seq - c.recv_seq >= ring_size) {
+                    stats_.overflows.add();  // the server is more than ring_size messages behind
+                } else if (c.send_seq < c.quota) {
+                    send_one(c, due);
+                }
+            } catch (const std::exception&) {
+                stats_.errors.add();
+                c.open = false;
+            }
+        }
+    }
+
+    // ---- broadcast ----
+
+    void publish(conn& c, std::uint64_t due) {
+        auto* p = c.payload.data();
+        put_number(p, seq_chars, c.send_seq);
+        put_number(p + seq_chars, 4, c.global_index);
+        put_number(p + seq_chars + 4, 12, due - run_.start_ns.load(std::memory_order_relaxed));
+        c.ws.queue_message(op(), c.payload);
+        ++c.send_seq;
+        stats_.published.add();
+        stats_.sent.add();
+    }
+
+    task<void> broadcast_receiver(conn& c) {
+        const bool counts = c.global_index >= cfg_.publishers;  // publishers' own copies are not counted
+        const std::uint64_t start = run_.start_ns.load();
+        try {
+            for (;;) {
+                auto m = co_await c.ws.recv_view();
+                if (!m) {
+                    if (run_.sending.load()) stats_.unexpected_closes.add();
+                    c.open = false;
+                    break;
+                }
+                if (!counts) continue;
+                const std::uint64_t now = clock_ns::now();
+                const auto* b = m->payload.data();
+                const auto seq = m->payload.size() == cfg_.size ? get_number(b, seq_chars) : std::nullopt;
+                const auto pub = seq ? get_number(b + seq_chars, 4) : std::nullopt;
+                const auto sent = pub ? get_number(b + seq_chars + 4, 12) : std::nullopt;
+                if (!sent || *pub >= cfg_.publishers ||
+                    std::memcmp(b + broadcast_header, c.payload.data() + broadcast_header,
+                                cfg_.size - broadcast_header) != 0) {
+                    stats_.mismatches.add();
+                    continue;
+                }
+                auto& expected = c.next_from[*pub];
+                if (*seq < expected) {
+                    stats_.mismatches.add();  // out of order or twice
+                    continue;
+                }
+                stats_.lost.add(*seq - expected);  // skipped: never delivered
+                expected = *seq + 1;
+                stats_.latency.record(now - (start + *sent));
+                stats_.deliveries.add();
+                stats_.received.add();
+                stats_.bytes.add(m->payload.size());
+            }
+        } catch (const std::exception&) {
+            stats_.errors.add();
+        }
+        --live_;
+    }
+
+    // ---- ending ----
+
+    task<void> wait_for_end() {
+        // Until the main thread stops sending, then until every echo is back
+        // (or the drain timeout passes: what is missing then is lost).
+        while (run_.sending.load(std::memory_order_relaxed) && live_ > 0) co_await async_sleep(ctx_, 2ms);
+        const std::uint64_t limit = clock_ns::now() + static_cast<std::uint64_t>(cfg_.drain_timeout * 1e9);
+        if (cfg_.mode == "broadcast") {
+            // Receivers read until the server has delivered what it will.
+            std::uint64_t last = stats_.deliveries.get();
+            std::uint64_t quiet_since = clock_ns::now();
+            while (clock_ns::now() < limit) {
+                co_await async_sleep(ctx_, 20ms);
+                const auto now_count = stats_.deliveries.get();
+                if (now_count != last) {
+                    last = now_count;
+                    quiet_since = clock_ns::now();
+                } else if (clock_ns::now() - quiet_since > 300'000'000) {
+                    break;
+                }
+            }
+            co_return;
+        }
+        while (live_ > 0 && clock_ns::now() < limit) co_await async_sleep(ctx_, 2ms);
+        for (auto& c : conns_) {
+            if (c.open && c.recv_seq < c.send_seq) stats_.lost.add(c.send_seq - c.recv_seq);
+        }
+    }
+
+    task<void> close_all() {
+        // Close frames go out together; each connection's reader (or the
+        // close itself) sees the server's answer.
+        std::size_t closing = 0;
+        for (auto& c : conns_) {
+            if (!c.ws.is_open()) continue;
+            ++closing;
+            spawn(ctx_, close_one(c, closing));
+        }
+        const std::uint64_t limit = clock_ns::now() + 2'000'000'000;
+        while (closing > 0 && clock_ns::now() < limit) co_await async_sleep(ctx_, 2ms);
+        // Readers still suspended end with their connections when this thread's context goes.
+        const std::uint64_t readers = clock_ns::now() + 500'000'000;
+        while (live_ > 0 && clock_ns::now() < readers) co_await async_sleep(ctx_, 2ms);
+        ctx_.stop();
+    }
+
+    task<void> close_one(conn& c, std::size_t& closing) {
+        try {
+            co_await c.ws.close(ws::close_code::normal);
+        } catch (...) {
+        }
+        --closing;
+    }
+
+    run_state& run_;
+    const config& cfg_;
+    unsigned index_;
+    std::vector<unsigned> ids_;
+    io_context ctx_;
+    std::vector<conn> conns_;
+    std::size_t live_ = 0;
+    stats stats_;
+};
+
+// ---------------------------------------------------------------- CPU time
+
+// User plus system CPU seconds of a process (all its threads).
+std::optional<double> process_cpu_seconds(int pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const auto close = text.rfind(')');
+    if (close == std::string::npos) return std::nullopt;
+    std::istringstream rest(text.substr(close + 2));
+    std::string field;
+    unsigned long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+        if (i == 14) utime = std::stoul(field);
+        if (i == 15) stime = std::stoul(field);
+    }
+    return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+double own_cpu_seconds() {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// ---------------------------------------------------------------- output
+
+std::string with_commas(std::uint64_t v) {
+    std::string s = std::to_string(v);
+    for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<std::size_t>(i), ",");
+    return s;
+}
+
+std::string duration_text(double ns) {
+    if (ns < 1e3) return fmt::format("{:.0f} ns", ns);
+    if (ns < 1e6) return fmt::format("{:.1f} µs", ns / 1e3);
+    if (ns < 1e9) return fmt::format("{:.2f} ms", ns / 1e6);
+    return fmt::format("{:.2f} s", ns / 1e9);
+}
+
+std::atomic<bool> interrupted{false};
+
+// One quick connection before the run, so that a bad URL, a refused
+// connection, an unreachable host or a refused handshake is one clear line.
+std::optional<std::string> probe(const config& cfg) {
+    try {
+        io_context ctx;
+        ws::options o;
+        o.handshake_timeout = std::chrono::milliseconds(static_cast<long>(cfg.connect_timeout * 1000));
+        sync_wait(ctx, co_invoke([&]() -> task<void> {
+                      auto c = co_await ws::connect(ctx, cfg.url, o);
+                      co_await c.close(ws::close_code::normal);
+                  }));
+        return std::nullopt;
+    } catch (const std::system_error& e) {
+        std::string what = e.what();
+        if (what.rfind("cnetmod: ", 0) == 0) what = what.substr(9);
+        // A refused handshake says what the server answered; the error
+        // code's text after it ("Connection refused") would mislead.
+        const std::string suffix = ": " + e.code().message();
+        if (what.find("handshake") != std::string::npos && what.ends_with(suffix))
+            what.resize(what.size() - suffix.size());
+        return what;
+    } catch (const std::exception& e) {
+        std::string what = e.what();
+        if (what.rfind("cnetmod: ", 0) == 0) what = what.substr(9);
+        return what;
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    config cfg;
+    CLI::App app{
+        "wsbench: load generator for WebSocket servers.\n"
+        "  echo (default): each connection sends messages and checks every echo byte for byte;\n"
+        "    closed loop (--inflight N per connection) or open loop (--rate R messages/s in all,\n"
+        "    latency timed from each message's intended send time).\n"
+        "  connect: handshakes per second (each connection connects, closes, again).\n"
+        "  broadcast: the first --publishers connections publish at --rate, every other\n"
+        "    connection counts deliveries and times each from its publish.\n"
+        "Only point it at servers you run (loopback or your own network namespace)."};
+    app.add_option("url", cfg.url, "ws://host:port/path")->required();
+    app.add_option("-m,--mode", cfg.mode, "echo, connect or broadcast")
+        ->check(CLI::IsMember({"echo", "connect", "broadcast"}))
+        ->capture_default_str();
+    app.add_option("-c,--connections", cfg.connections, "connections (concurrent handshake loops in connect mode)")
+        ->check(CLI::Range(1u, 1'000'000u))
+        ->capture_default_str();
+    app.add_option("-d,--duration", cfg.duration, "seconds of load (the run stops by itself)")
+        ->check(CLI::Range(0.1, 86'400.0))
+        ->capture_default_str();
+    app.add_option("-n,--messages", cfg.messages, "echo: stop after this many messages in all (instead of --duration)");
+    app.add_option("-s,--size", cfg.size, "payload bytes per message")
+        ->check(CLI::Range(std::size_t{0}, std::size_t{64} * 1024 * 1024))
+        ->capture_default_str();
+    app.add_flag("--binary", cfg.binary, "binary messages (default: text)");
+    app.add_option("-i,--inflight", cfg.inflight, "closed loop: messages in flight per connection")
+        ->check(CLI::Range(1u, static_cast<unsigned>(ring_size)))
+        ->capture_default_str();
+    app.add_option("-r,--rate", cfg.rate,
+                   "open loop: messages per second in all (broadcast: publishes per second; default 100)");
+    app.add_option("-t,--threads", cfg.threads, "load threads, one io_uring loop each")
+        ->check(CLI::Range(1u, 256u))
+        ->capture_default_str();
+    app.add_flag("--deflate", cfg.deflate, "offer permessage-deflate");
+    app.add_option("-p,--publishers", cfg.publishers, "broadcast: publishing connections")
+        ->check(CLI::Range(1u, 9999u))
+        ->capture_default_str();
+    app.add_option("--server-pid", cfg.server_pid, "sample this process's CPU time: server CPU per message");
+    app.add_flag("--spin", cfg.spin, "busy-poll instead of sleeping in the kernel (latency runs; costs whole cores)");
+    app.add_flag("--json", cfg.json, "print the results as JSON on stdout");
+    app.add_flag("-q,--quiet", cfg.quiet, "no progress line");
+    app.add_option("--connect-timeout", cfg.connect_timeout, "seconds for connect and handshake")
+        ->capture_default_str();
+    app.add_option("--drain-timeout", cfg.drain_timeout, "seconds to wait for the last echoes after the load stops")
+        ->capture_default_str();
+    CLI11_PARSE(app, argc, argv);
+
+    try {
+        const auto u = ws::parse_url(cfg.url);
+        if (u.scheme == "wss") throw std::invalid_argument("wss:// needs TLS, which this build does not offer yet");
+    } catch (const std::exception& e) {
+        std::string what = e.what();
+        if (what.rfind("cnetmod: ", 0) == 0) what = what.substr(9);
+        fmt::print(stderr, "wsbench: bad URL \"{}\": {}\n", cfg.url, what);
+        return 2;
+    }
+    if (cfg.deflate) {
+        fmt::print(stderr, "wsbench: --deflate: permessage-deflate is not in cnetmod yet\n");
+        return 2;
+    }
+    if (cfg.mode == "broadcast") {
+        if (cfg.size < broadcast_header) {
+            fmt::print(stderr, "wsbench: broadcast mode needs --size {} or more (sequence, publisher, time)\n",
+                       broadcast_header);
+            return 2;
+        }
+        if (cfg.publishers >= cfg.connections) {
+            fmt::print(stderr, "wsbench: broadcast mode needs more --connections than --publishers\n");
+            return 2;
+        }
+    }
+    if (cfg.threads > cfg.connections) cfg.threads = cfg.connections;
+    if (cfg.server_pid && !process_cpu_seconds(cfg.server_pid)) {
+        fmt::print(stderr, "wsbench: --server-pid {}: no such process\n", cfg.server_pid);
+        return 2;
+    }
+
+    net_init guard;
+    clock_ns::calibrate();
+    if (auto error = probe(cfg)) {
+        fmt::print(stderr, "wsbench: {}\n", *error);
+        return 1;
+    }
+
+    std::signal(SIGINT, [](int) { interrupted.store(true); });
+    std::signal(SIGTERM, [](int) { interrupted.store(true); });
+
+    run_state run(cfg);
+    std::vector<std::unique_ptr<worker>> workers;
+    for (unsigned t = 0; t < cfg.threads; ++t) {
+        std::vector<unsigned> ids;
+        for (unsigned i = t; i < cfg.connections; i += cfg.threads) ids.push_back(i);
+        workers.push_back(std::make_unique<worker>(run, t, std::move(ids)));
+    }
+    std::vector<std::thread> threads;
+    for (auto& w : workers) threads.emplace_back(std::ref(*w));
+
+    run.connected.wait();
+    const std::uint64_t start = clock_ns::now();
+    const double cpu0 = own_cpu_seconds();
+    const double server0 = cfg.server_pid ? process_cpu_seconds(cfg.server_pid).value_or(-1) : -1;
+    run.start_ns.store(start);
+    run.go.count_down();
+
+    auto received_now = [&] {
+        std::uint64_t n = 0, errors = 0;
+        for (auto& w : workers) {
+            auto& s = w->results();
+            n += cfg.mode == "connect" ? s.handshakes.get() : s.received.get();
+            errors += s.mismatches.get() + s.errors.get() + s.unexpected_closes.get() + s.connect_failures.get() +
+                      s.lost.get() + s.overflows.get();
+        }
+        return std::pair{n, errors};
+    };
+    auto latency_summary = [&] {
+        summary sum;
+        for (auto& w : workers) w->results().latency.add_to(sum.counts, sum.max, sum.sum);
+        return sum;
+    };
+
+    // Progress each second, until the duration is up (or the message count is done).
+    const std::uint64_t planned_end = start + static_cast<std::uint64_t>(cfg.duration * 1e9);
+    std::uint64_t last_count = 0, last_time = start, tick = start;
+    int second = 0;
+    for (;;) {
+        const bool by_count = cfg.messages > 0 && cfg.mode == "echo";
+        if (interrupted.load()) break;
+        if (by_count ? run.finished.load() == cfg.threads : clock_ns::now() >= planned_end) break;
+        if (run.finished.load() == cfg.threads) break;
+        tick += 1'000'000'000;
+        const std::uint64_t wake = by_count ? tick : std::min(tick, planned_end);
+        while (clock_ns::now() < wake && !interrupted.load() && run.finished.load() < cfg.threads)
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        if (clock_ns::now() < tick && (by_count || clock_ns::now() < planned_end)) continue;
+        ++second;
+        const auto [count, errors] = received_now();
+        const std::uint64_t now = clock_ns::now();
+        if (!cfg.quiet) {
+            const double rate = static_cast<double>(count - last_count) * 1e9 / static_cast<double>(now - last_time);
+            const char* what = cfg.mode == "connect"     ? "handshakes/s"
+                               : cfg.mode == "broadcast" ? "deliveries/s"
+                                                         : "msg/s";
+            if (cfg.mode == "connect")
+                fmt::print(stderr, "[{:3} s] {:>11} {}  errors {}\n", second,
+                           with_commas(static_cast<std::uint64_t>(rate)), what, errors);
+            else
+                fmt::print(stderr, "[{:3} s] {:>11} {}  p99 {}  errors {}\n", second,
+                           with_commas(static_cast<std::uint64_t>(rate)), what,
+                           duration_text(latency_summary().percentile(99)), errors);
+        }
+        last_count = count;
+        last_time = now;
+    }
+    // The measured window ends here: what arrived by now sets the rate.
+    const std::uint64_t end = clock_ns::now();
+    const double cpu1 = own_cpu_seconds();
+    const double server1 = cfg.server_pid ? process_cpu_seconds(cfg.server_pid).value_or(-1) : -1;
+    const auto [window_count, window_errors] = received_now();
+    (void)window_errors;
+    run.end_ns.store(end);
+    run.sending.store(false);
+    for (auto& t : threads) t.join();
+
+    // ---- results ----
+    const double seconds = static_cast<double>(end - start) / 1e9;
+    std::uint64_t sent = 0, received = 0, bytes = 0, mismatches = 0, errors = 0, closes = 0, failures = 0, lost = 0,
+                  handshakes = 0, published = 0, deliveries = 0, overflows = 0;
+    summary latency, connect;
+    for (auto& w : workers) {
+        auto& s = w->results();
+        sent += s.sent.get();
+        received += s.received.get();
+        bytes += s.bytes.get();
+        mismatches += s.mismatches.get();
+        errors += s.errors.get();
+        closes += s.unexpected_closes.get();
+        failures += s.connect_failures.get();
+        lost += s.lost.get();
+        handshakes += s.handshakes.get();
+        published += s.published.get();
+        deliveries += s.deliveries.get();
+        overflows += s.overflows.get();
+        s.latency.add_to(latency.counts, latency.max, latency.sum);
+        s.connect.add_to(connect.counts, connect.max, connect.sum);
+    }
+    if (cfg.mode == "broadcast") {
+        // Every receiver should have every message: what did not arrive is lost.
+        const std::uint64_t receivers = cfg.connections - cfg.publishers - failures;
+        const std::uint64_t expected = published * receivers;
+        lost = expected > deliveries ? expected - deliveries : 0;
+    }
+    const std::uint64_t total_errors = mismatches + errors + closes + failures + lost + overflows;
+    const double rate = static_cast<double>(window_count) / seconds;
+    const double mb = static_cast<double>(bytes) / seconds / 1e6;
+    const double cpu_share = (cpu1 - cpu0) / seconds / cfg.threads;
+    const bool saturated = cpu_share >= 0.95;
+    std::optional<double> server_us, server_share;
+    if (server0 >= 0 && server1 >= 0) {
+        server_share = (server1 - server0) / seconds;
+        if (window_count > 0) server_us = (server1 - server0) * 1e6 / static_cast<double>(window_count);
+    }
+
+    if (cfg.json) {
+        nlohmann::json j;
+        j["url"] = cfg.url;
+        j["mode"] = cfg.mode;
+        j["connections"] = cfg.connections;
+        j["size"] = cfg.size;
+        j["binary"] = cfg.binary;
+        j["inflight"] = cfg.rate > 0 ? 0u : cfg.inflight;
+        j["rate_target"] = cfg.rate;
+        j["threads"] = cfg.threads;
+        j["duration_s"] = seconds;
+        j["sent"] = sent;
+        j["received"] = received;
+        j["messages_per_s"] = cfg.mode == "connect" ? 0.0 : rate;
+        j["mb_per_s"] = mb;
+        j["latency_us"] = {{"p50", latency.percentile(50) / 1e3},
+                           {"p90", latency.percentile(90) / 1e3},
+                           {"p99", latency.percentile(99) / 1e3},
+                           {"p999", latency.percentile(99.9) / 1e3},
+                           {"max", static_cast<double>(latency.max) / 1e3},
+                           {"mean", latency.mean() / 1e3},
+                           {"count", latency.total()}};
+        j["connect_ms"] = {{"p50", connect.percentile(50) / 1e6},
+                           {"p90", connect.percentile(90) / 1e6},
+                           {"p99", connect.percentile(99) / 1e6},
+                           {"max", static_cast<double>(connect.max) / 1e6},
+                           {"count", connect.total()}};
+        if (cfg.mode == "connect") j["handshakes_per_s"] = rate;
+        if (cfg.mode == "broadcast") {
+            j["published"] = published;
+            j["deliveries"] = deliveries;
+            j["deliveries_per_s"] = rate;
+        }
+        j["errors"] = total_errors;
+        j["mismatches"] = mismatches;
+        j["unexpected_closes"] = closes;
+        j["connect_failures"] = failures;
+        j["lost"] = lost;
+        j["overflows"] = overflows;
+        j["client_cpu_share"] = cpu_share;
+        j["client_saturated"] = saturated;
+        j["server_pid"] = cfg.server_pid;
+        j["server_cpu_us_per_message"] = server_us ? nlohmann::json(*server_us) : nlohmann::json(nullptr);
+        j["server_cpu_share"] = server_share ? nlohmann::json(*server_share) : nlohmann::json(nullptr);
+        fmt::print("{}\n", j.dump(2));
+    } else {
+        const std::string shape =
+            cfg.mode == "connect" ? fmt::format("connect storm, {} concurrent", cfg.connections)
+            : cfg.mode == "broadcast"
+                ? fmt::format("broadcast, {} publishers, {} receivers, {:.0f} publishes/s", cfg.publishers,
+                              cfg.connections - cfg.publishers, cfg.rate > 0 ? cfg.rate : 100.0)
+            : cfg.rate > 0 ? fmt::format("echo, {} connections, open loop at {:.0f} msg/s", cfg.connections, cfg.rate)
+                           : fmt::format("echo, {} connections, {} in flight", cfg.connections, cfg.inflight);
+        fmt::print("wsbench {}  {}, {} B {}, {} thread{}, {:.1f} s\n\n", cfg.url, shape, cfg.size,
+                   cfg.binary ? "binary" : "text", cfg.threads, cfg.threads == 1 ? "" : "s", seconds);
+        if (cfg.mode == "connect") {
+            fmt::print("  handshakes   {} ({} /s)\n", with_commas(handshakes),
+                       with_commas(static_cast<std::uint64_t>(rate)));
+        } else if (cfg.mode == "broadcast") {
+            fmt::print("  deliveries   {} of {} published messages ({} /s, {:.1f} MB/s)\n", with_commas(deliveries),
+                       with_commas(published), with_commas(static_cast<std::uint64_t>(rate)), mb);
+        } else {
+            fmt::print("  messages     {} sent, {} received ({} msg/s, {:.1f} MB/s each way)\n", with_commas(sent),
+                       with_commas(received), with_commas(static_cast<std::uint64_t>(rate)), mb);
+        }
+        if (cfg.mode != "connect")
+            fmt::print("  latency      p50 {}   p90 {}   p99 {}   p99.9 {}   max {}\n",
+                       duration_text(latency.percentile(50)), duration_text(latency.percentile(90)),
+                       duration_text(latency.percentile(99)), duration_text(latency.percentile(99.9)),
+                       duration_text(static_cast<double>(latency.max)));
+        fmt::print("  connect      p50 {}   p90 {}   p99 {}   max {}   ({} handshakes)\n",
+                   duration_text(connect.percentile(50)), duration_text(connect.percentile(90)),
+                   duration_text(connect.percentile(99)), duration_text(static_cast<double>(connect.max)),
+                   with_commas(connect.total()));
+        fmt::print("  errors       {}   (mismatches {}, lost {}, unexpected closes {}, failed connects {}, other {})\n",
+                   total_errors, mismatches, lost, closes, failures, errors + overflows);
+        fmt::print("  wsbench CPU  {:.0f} % of {} core{}{}\n", cpu_share * 100, cfg.threads,
+                   cfg.threads == 1 ? "" : "s",
+                   saturated ? "  -- SATURATED: these figures are wsbench's limit, not the server's" : "");
+        if (server_us)
+            fmt::print("  server CPU   {:.2f} µs per {}, {:.0f} % of a core (pid {})\n", *server_us,
+                       cfg.mode == "connect"     ? "handshake"
+                       : cfg.mode == "broadcast" ? "delivery"
+                                                 : "message",
+                       *server_share * 100, cfg.server_pid);
+    }
+    return total_errors == 0 ? 0 : 1;
+}
