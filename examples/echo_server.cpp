@@ -15,11 +15,20 @@ int main(int argc, char** argv) {
     std::string address = "127.0.0.1";
     bool quiet = false;
     std::size_t cores = 1;
+    unsigned wait_batch = 0;
+    unsigned wait_batch_us = 50;
     app.add_option("--port", port, "TCP port")->capture_default_str();
     app.add_option("--cores", cores, "serve on this many cores (a runtime, one loop per core)")->capture_default_str();
     app.add_option("--address", address, "address to listen on")->capture_default_str();
     app.add_flag("--quiet", quiet, "do not print each message (for benchmarks)");
+    app.add_option("--wait-batch", wait_batch,
+                   "beyond the seed: when idle, wake for this many completions or after --wait-batch-us")
+        ->capture_default_str();
+    app.add_option("--wait-batch-us", wait_batch_us, "the most latency --wait-batch may add")->capture_default_str();
     CLI11_PARSE(app, argc, argv);
+    io_context_options loop;
+    loop.wait_batch = wait_batch;
+    loop.wait_batch_timeout = std::chrono::microseconds(wait_batch_us);
 
     net_init guard;
     std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a line at a time, also into a file or pipe
@@ -55,6 +64,7 @@ int main(int argc, char** argv) {
         // Beyond the seed: the same handler on every core of a runtime.
         runtime_options options;
         options.cores = cores;
+        options.context = loop;
         runtime rt(options);
         rt.start();
         http::server srv(rt);
@@ -66,7 +76,7 @@ int main(int argc, char** argv) {
         return 0;
     }
 
-    io_context ctx;
+    io_context ctx(loop);
     http::server srv(ctx);
     srv.get("/ws", echo);
     srv.listen(port, address);

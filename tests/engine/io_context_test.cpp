@@ -153,3 +153,34 @@ TEST(net_init, ignores_sigpipe) {
     EXPECT_EQ(errno, EPIPE);
     ::close(fds[0]);
 }
+
+TEST(io_context, batched_wake_ups_still_deliver_a_lone_completion_within_the_batch_timeout) {
+    io_context_options options;
+    options.wait_batch = 64;
+    options.wait_batch_timeout = 20ms;
+    io_context ctx(options);
+    if (!ctx.features().min_timeout) GTEST_SKIP() << "kernel without IORING_FEAT_MIN_TIMEOUT";
+    // One timer, far fewer completions than the batch: the loop must wake
+    // after the minimum wait rather than sleep until 64 completions exist.
+    const auto t0 = std::chrono::steady_clock::now();
+    sync_wait(ctx, co_invoke([&]() -> task<void> { co_await async_sleep(ctx, 1ms); }));
+    const auto waited = std::chrono::steady_clock::now() - t0;
+    EXPECT_LT(waited, 2s) << "a lone completion was held back";
+    // And many at once: 200 sleepers all finish.
+    int finished = 0;
+    sync_wait(ctx, co_invoke([&]() -> task<void> {
+                  for (int i = 0; i < 200; ++i)
+                      spawn(ctx, co_invoke([&]() -> task<void> {
+                                co_await async_sleep(ctx, 2ms);
+                                ++finished;
+                            }));
+                  while (finished < 200) co_await async_sleep(ctx, 1ms);
+              }));
+    EXPECT_EQ(finished, 200);
+}
+
+TEST(io_context, the_kernel_here_offers_batched_wake_ups) {
+    io_context ctx;
+    // Kernel 6.12+ (this project's machines run 6.18).
+    EXPECT_TRUE(ctx.features().min_timeout);
+}
