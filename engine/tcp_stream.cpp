@@ -11,12 +11,46 @@
 #include <system_error>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <memory>
 #include <vector>
 
 namespace cnetmod::detail {
+
+// Bytes that grow without being zeroed first (std::vector<std::byte>
+// would memset every queued byte before it is copied over).
+class byte_arena {
+public:
+    std::byte* data() noexcept { return data_.get(); }
+    const std::byte* data() const noexcept { return data_.get(); }
+    std::size_t size() const noexcept { return size_; }
+    std::size_t capacity() const noexcept { return capacity_; }
+    void clear() noexcept { size_ = 0; }
+    void release() noexcept {
+        data_.reset();
+        size_ = capacity_ = 0;
+    }
+    // Grows by `n` bytes (uninitialised) and returns where they start.
+    std::byte* grow(std::size_t n) {
+        if (size_ + n > capacity_) {
+            const std::size_t cap = std::max({size_ + n, capacity_ * 2, std::size_t{4096}});
+            std::unique_ptr<std::byte[]> bigger(new std::byte[cap]);
+            if (size_) std::memcpy(bigger.get(), data_.get(), size_);
+            data_ = std::move(bigger);
+            capacity_ = cap;
+        }
+        std::byte* p = data_.get() + size_;
+        size_ += n;
+        return p;
+    }
+
+private:
+    std::unique_ptr<std::byte[]> data_;
+    std::size_t size_ = 0;
+    std::size_t capacity_ = 0;
+};
 
 // A stream's send queue: two arenas (one being sent, one being filled), the
 // segments queued and in flight, and the iovecs of the send in flight.
@@ -35,7 +69,7 @@ struct send_queue {
         }
     };
 
-    std::vector<std::byte> arenas[2];
+    byte_arena arenas[2];
     int fill = 0;
     int inflight_arena = 1;
     std::vector<segment> queued;
@@ -62,15 +96,18 @@ public:
         }
         send_queue* q = free_.back();
         free_.pop_back();
+        cached_bytes_ -= q->arenas[0].capacity() + q->arenas[1].capacity();
         return q;
     }
     void release(send_queue* q) noexcept {
-        constexpr std::size_t kept_capacity = 64 * 1024;
+        // Arenas up to 256 KiB are kept (16 messages of 4 KiB and more fit
+        // without growing again), within 32 MiB for the whole pool; larger
+        // ones go back to the heap.
+        constexpr std::size_t kept_capacity = 256 * 1024;
+        constexpr std::size_t pool_budget = 32 * 1024 * 1024;
         for (auto& arena : q->arenas) {
-            if (arena.capacity() > kept_capacity)
-                std::vector<std::byte>().swap(arena);
-            else
-                arena.clear();
+            arena.clear();
+            if (arena.capacity() > kept_capacity || cached_bytes_ + arena.capacity() > pool_budget) arena.release();
         }
         q->fill = 0;
         q->inflight_arena = 1;
@@ -81,6 +118,7 @@ public:
         }
         try {
             free_.push_back(q);
+            cached_bytes_ += q->arenas[0].capacity() + q->arenas[1].capacity();
         } catch (...) {
             delete q;
         }
@@ -92,6 +130,7 @@ private:
     static constexpr std::size_t max_kept = 4096;
     std::vector<send_queue*> free_;
     std::size_t allocations_ = 0;
+    std::size_t cached_bytes_ = 0;
 };
 
 thread_local send_queue_pool send_queues;
@@ -251,8 +290,7 @@ public:
         send_queue& q = tx();
         auto& arena = q.arenas[q.fill];
         const std::size_t offset = arena.size();
-        arena.resize(offset + n);
-        const std::span<std::byte> bytes(arena.data() + offset, n);
+        const std::span<std::byte> bytes(arena.grow(n), n);
         // Bytes copied back to back are one iovec.
         if (!q.queued.empty() && q.queued.back().in_arena() && q.queued.back().offset + q.queued.back().size == offset)
             q.queued.back().size += bytes.size();

@@ -347,23 +347,26 @@ public:
     // straddles them) and starts its payload; a step when the read stops here.
     std::optional<pump_step> read_header(std::span<std::byte> view) {
         const std::size_t n = std::min<std::size_t>(view.size(), max_header_size - rd_have_);
-        header_parse_result r;
+        using st = header_parse_result::status;
+        std::size_t size = 0;
+        std::uint16_t close = 0;
+        st state;
         if (rd_have_ == 0) {
-            r = parse_frame_header(view.first(n));
+            state = parse_frame_header_into(view.first(n), rd_frame_, size, close);
         } else {
             std::memcpy(rd_header_ + rd_have_, view.data(), n);
-            r = parse_frame_header(std::span<const std::byte>(rd_header_, rd_have_ + n));
+            state =
+                parse_frame_header_into(std::span<const std::byte>(rd_header_, rd_have_ + n), rd_frame_, size, close);
         }
-        if (r.state == header_parse_result::status::invalid) return start_fail(r.close, "invalid frame header");
-        if (r.state == header_parse_result::status::incomplete) {
+        if (state == st::invalid) return start_fail(close, "invalid frame header");
+        if (state == st::incomplete) {
             if (rd_have_ == 0) std::memcpy(rd_header_, view.data(), n);
             stream_.consume(n);
             rd_have_ = static_cast<std::uint8_t>(rd_have_ + n);
             return std::nullopt;
         }
-        stream_.consume(r.size - rd_have_);
+        stream_.consume(size - rd_have_);
         rd_have_ = 0;
-        rd_frame_ = r.header;
         if (auto code = check(rd_frame_))
             return start_fail(*code, *code == close_code::message_too_big ? "message too big" : "protocol error");
         rd_remaining_ = rd_frame_.payload_length;

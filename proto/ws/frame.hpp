@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 
@@ -62,8 +63,64 @@ struct header_parse_result {
     std::uint16_t close = 0;  // invalid: the close code to fail with
 };
 
-// Parses a frame header from the start of `in`.
-header_parse_result parse_frame_header(std::span<const std::byte> in) noexcept;
+// Parses a frame header from the start of `in` into `h`: complete (with
+// `size` the header's bytes), incomplete (`size` the bytes needed in all) or
+// invalid (`close` the code to fail with). Inline and writing in place: it
+// runs once per frame on the receive path.
+inline header_parse_result::status parse_frame_header_into(std::span<const std::byte> in, frame_header& h,
+                                                           std::size_t& size, std::uint16_t& close) noexcept {
+    using st = header_parse_result::status;
+    size = 2;
+    if (in.size() < 2) return st::incomplete;
+    const auto b0 = std::to_integer<std::uint8_t>(in[0]);
+    const auto b1 = std::to_integer<std::uint8_t>(in[1]);
+    const std::uint8_t op = b0 & 0x0F;
+    const std::uint8_t len7 = b1 & 0x7F;
+    const bool fin = (b0 & 0x80) != 0;
+    // RFC 6455 §5.2: opcodes 3–7 and 0xB–0xF are reserved.
+    // §5.5: control frames carry at most 125 bytes and are never fragmented.
+    if ((op >= 0x3 && op <= 0x7) || op >= 0xB || ((op & 0x8) && (!fin || len7 > 125))) {
+        close = close_code::protocol_error;
+        return st::invalid;
+    }
+    const bool masked = (b1 & 0x80) != 0;
+    const std::size_t length_bytes = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+    const std::size_t need = 2 + length_bytes + (masked ? 4 : 0);
+    size = need;
+    if (in.size() < need) return st::incomplete;
+    const auto* p = reinterpret_cast<const std::uint8_t*>(in.data()) + 2;
+    std::uint64_t length = len7;
+    if (len7 == 126) {
+        length = (std::uint64_t{p[0]} << 8) | p[1];
+        if (length < 126) {  // §5.2: minimal encoding
+            close = close_code::protocol_error;
+            return st::invalid;
+        }
+    } else if (len7 == 127) {
+        length = 0;
+        for (int i = 0; i < 8; ++i) length = (length << 8) | p[i];
+        if ((length >> 63) || length <= 0xFFFF) {  // §5.2: top bit 0, minimal encoding
+            close = close_code::protocol_error;
+            return st::invalid;
+        }
+    }
+    h.fin = fin;
+    h.rsv1 = (b0 & 0x40) != 0;
+    h.rsv2 = (b0 & 0x20) != 0;
+    h.rsv3 = (b0 & 0x10) != 0;
+    h.op = static_cast<opcode>(op);
+    h.masked = masked;
+    h.payload_length = length;
+    if (masked) std::memcpy(h.mask, p + length_bytes, 4);
+    return st::complete;
+}
+
+// The same, returning the header in a result.
+inline header_parse_result parse_frame_header(std::span<const std::byte> in) noexcept {
+    header_parse_result r{header_parse_result::status::incomplete, 2};
+    r.state = parse_frame_header_into(in, r.header, r.size, r.close);
+    return r;
+}
 
 // Largest encoded header: 2 + 8 (64-bit length) + 4 (mask).
 inline constexpr std::size_t max_header_size = 14;

@@ -141,7 +141,7 @@ mask_function mask_for(simd_level level) noexcept {
 
 }  // namespace detail
 
-void apply_mask(std::byte* data, std::size_t n, const std::uint8_t mask[4], std::size_t phase) noexcept {
+void detail::apply_mask_wide(std::byte* data, std::size_t n, const std::uint8_t mask[4], std::size_t phase) noexcept {
     static const detail::mask_function best = detail::mask_for(detected_simd_level());
     best(data, n, mask, phase);
 }

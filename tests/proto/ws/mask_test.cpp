@@ -56,3 +56,19 @@ TEST(mask, a_payload_masked_in_pieces_equals_one_pass) {
     }
     EXPECT_EQ(whole, pieces);
 }
+
+TEST(mask, apply_mask_short_inline_path_equals_scalar_for_every_phase) {
+    std::mt19937 rng(7);
+    std::vector<std::byte> source(256), expected(source.size()), actual(source.size());
+    for (auto& b : source) b = static_cast<std::byte>(rng());
+    const std::uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};
+    for (std::size_t len = 0; len <= 130; ++len)
+        for (std::size_t align = 0; align < 16; ++align)
+            for (std::size_t phase = 0; phase < 4; ++phase) {
+                std::copy(source.begin(), source.end(), expected.begin());
+                std::copy(source.begin(), source.end(), actual.begin());
+                detail::mask_scalar(expected.data() + align, len, key, phase);
+                apply_mask(actual.data() + align, len, key, phase);
+                ASSERT_EQ(expected, actual) << "len " << len << " align " << align << " phase " << phase;
+            }
+}
