@@ -650,6 +650,12 @@ std::optional<double> process_cpu_seconds(int pid) {
     return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
+double own_user_seconds() {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_utime.tv_sec) + static_cast<double>(u.ru_utime.tv_usec) / 1e6;
+}
+
 double own_cpu_seconds() {
     rusage u{};
     ::getrusage(RUSAGE_SELF, &u);
@@ -805,6 +811,7 @@ int main(int argc, char** argv) {
     run.connected.wait();
     const std::uint64_t start = clock_ns::now();
     const double cpu0 = own_cpu_seconds();
+    const double user0 = own_user_seconds();
     const double server0 = cfg.server_pid ? process_cpu_seconds(cfg.server_pid).value_or(-1) : -1;
     run.start_ns.store(start);
     run.go.count_down();
@@ -861,6 +868,7 @@ int main(int argc, char** argv) {
     // The measured window ends here: what arrived by now sets the rate.
     const std::uint64_t end = clock_ns::now();
     const double cpu1 = own_cpu_seconds();
+    const double user1 = own_user_seconds();
     const double server1 = cfg.server_pid ? process_cpu_seconds(cfg.server_pid).value_or(-1) : -1;
     const auto [window_count, window_errors] = received_now();
     (void)window_errors;
@@ -901,6 +909,8 @@ int main(int argc, char** argv) {
     const double mb = static_cast<double>(bytes) / seconds / 1e6;
     const double cpu_share = (cpu1 - cpu0) / seconds / cfg.threads;
     const bool saturated = cpu_share >= 0.95;
+    // wsbench's own user-space time per message (the rest of its CPU is the kernel's).
+    const double user_ns = window_count ? (user1 - user0) * 1e9 / static_cast<double>(window_count) : 0.0;
     std::optional<double> server_us, server_share;
     if (server0 >= 0 && server1 >= 0) {
         server_share = (server1 - server0) / seconds;
@@ -947,6 +957,7 @@ int main(int argc, char** argv) {
         j["lost"] = lost;
         j["overflows"] = overflows;
         j["client_cpu_share"] = cpu_share;
+        j["client_user_ns_per_message"] = user_ns;
         j["client_saturated"] = saturated;
         j["server_pid"] = cfg.server_pid;
         j["server_cpu_us_per_message"] = server_us ? nlohmann::json(*server_us) : nlohmann::json(nullptr);
@@ -983,8 +994,11 @@ int main(int argc, char** argv) {
                    with_commas(connect.total()));
         fmt::print("  errors       {}   (mismatches {}, lost {}, unexpected closes {}, failed connects {}, other {})\n",
                    total_errors, mismatches, lost, closes, failures, errors + overflows);
-        fmt::print("  wsbench CPU  {:.0f} % of {} core{}{}\n", cpu_share * 100, cfg.threads,
-                   cfg.threads == 1 ? "" : "s",
+        fmt::print("  wsbench CPU  {:.0f} % of {} core{} ({:.0f} ns of its own user time per {}){}\n", cpu_share * 100,
+                   cfg.threads, cfg.threads == 1 ? "" : "s", user_ns,
+                   cfg.mode == "connect"     ? "handshake"
+                   : cfg.mode == "broadcast" ? "delivery"
+                                             : "message",
                    saturated ? "  -- SATURATED: these figures are wsbench's limit, not the server's" : "");
         if (server_us)
             fmt::print("  server CPU   {:.2f} µs per {}, {:.0f} % of a core (pid {})\n", *server_us,

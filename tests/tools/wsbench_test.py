@@ -68,7 +68,7 @@ def run_json(*args):
 
 FIELDS = ["url", "mode", "connections", "size", "threads", "duration_s", "sent", "received", "messages_per_s",
           "mb_per_s", "latency_us", "connect_ms", "errors", "mismatches", "unexpected_closes", "connect_failures",
-          "lost", "client_cpu_share", "client_saturated", "server_cpu_us_per_message"]
+          "lost", "client_cpu_share", "client_saturated", "client_user_ns_per_message", "server_cpu_us_per_message"]
 
 with Server(ECHO, "--quiet") as echo:
     # Closed loop, text, with the server's CPU sampled.
