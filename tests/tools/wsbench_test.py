@@ -6,12 +6,14 @@ documented fields, and each bad input gives its message and exit code.
   wsbench_test.py WSBENCH ECHO_SERVER BROADCAST_SERVER CONNECTION_LIMIT
 """
 import json
-import signal
-import socket
+import os
 import subprocess
 import sys
-import tempfile
-import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+import ws_examples_test as examples  # noqa: E402  (Server, free_port)
+
+free_port = examples.free_port
 
 WSBENCH, ECHO, BROADCAST, LIMIT = sys.argv[1:5]
 failures = []
@@ -23,33 +25,14 @@ def check(cond, what):
         print("FAIL:", what)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, binary, *args):
-        self.port = free_port()
-        self.log = tempfile.TemporaryFile(mode="w+", errors="replace")
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), *args], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        self.url = f"ws://127.0.0.1:{self.port}/ws"
+class Server(examples.Server):
+    """An example program on a free port (tests/examples' helper), stopped on leaving a `with`."""
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
+        self.stop()
 
 
 def wsbench(*args, timeout=60):
