@@ -215,8 +215,9 @@ void handler_failed(request_context& rc, const server_options& options, const st
 // One connection's requests, in turn. Its frame stays alive while a
 // WebSocket conversation runs inside a handler, so it holds little: the
 // request and response live on the heap and are freed at the upgrade, and
-// everything else happens in functions of their own.
-task<void> session(state_ptr st, io_context& ctx, tcp_stream s) {
+// everything else happens in functions of their own. It is its own detached
+// root (no spawn wrapper frame).
+detail::detached_task session(state_ptr st, io_context& ctx, tcp_stream s) {
     for (;;) {
         auto ex = std::make_unique<exchange>();
         if (!co_await read_request(s, st->options, ex->req)) co_return;
@@ -249,7 +250,7 @@ task<void> accept_loop(state_ptr st, io_context& ctx, tcp_listener listener, std
         } catch (const std::system_error&) {
             break;  // closed by stop()
         }
-        spawn(ctx, session(st, ctx, std::move(s)));
+        start_detached(ctx, session(st, ctx, std::move(s)));
     }
     st->listeners[slot] = nullptr;
 }
