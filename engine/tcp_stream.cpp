@@ -228,21 +228,17 @@ public:
 
     // A waiting reader (tcp_stream::receive_awaiter), and its deadline.
     void start_read_wait(std::coroutine_handle<> h, deadline d) {
-        ensure_receiving();
+        arm_read_wait(d);
         reader_ = h;
-        reader_timed_out_ = false;
-        if (d.is_set()) reader_timer_ = ctx_.arm_wait_timer(d, &stream_state::on_reader_timeout, this);
     }
 
     // The same wait for a reader that keeps no coroutine frame: `w` runs.
     void start_read_wait(read_waiter& w, deadline d) {
-        ensure_receiving();
+        arm_read_wait(d);
         reader_cb_ = &w;
-        reader_timed_out_ = false;
-        if (d.is_set()) reader_timer_ = ctx_.arm_wait_timer(d, &stream_state::on_reader_timeout, this);
     }
 
-    // What ended a wait_readable, without throwing.
+    // What ended a wait, without throwing. Data wins over a timer that fired with it.
     tcp_stream::read_status finish_read_wait_status() noexcept {
         if (reader_timer_) {
             ctx_.disarm_wait_timer(reader_timer_);
@@ -254,15 +250,20 @@ public:
         return tcp_stream::read_status::ended;
     }
 
+    // The same, as receive_awaiter reports it: the view, empty at the end,
+    // or std::system_error (ETIMEDOUT past the deadline, or the socket's error).
     std::span<const std::byte> finish_read_wait() {
-        if (reader_timer_) {
-            ctx_.disarm_wait_timer(reader_timer_);
-            reader_timer_ = nullptr;
+        switch (finish_read_wait_status()) {
+            case tcp_stream::read_status::data:
+                return front();
+            case tcp_stream::read_status::timed_out:
+                throw std::system_error(std::make_error_code(std::errc::timed_out), "cnetmod: tcp_stream receive");
+            case tcp_stream::read_status::failed:
+                throw_if_receive_failed();
+                break;
+            case tcp_stream::read_status::ended:
+                break;
         }
-        if (auto view = front(); !view.empty()) return view;  // data wins over a timer that fired with it
-        if (std::exchange(reader_timed_out_, false))
-            throw std::system_error(std::make_error_code(std::errc::timed_out), "cnetmod: tcp_stream receive");
-        throw_if_receive_failed();
         return {};
     }
 
@@ -487,6 +488,13 @@ private:
             ctx_.recv_buffers().release(static_cast<std::uint16_t>(c.buffer_id));
         else
             delete[] c.data;
+    }
+
+    // Starts receiving for a reader about to wait, and arms its deadline.
+    void arm_read_wait(deadline d) {
+        ensure_receiving();
+        reader_timed_out_ = false;
+        if (d.is_set()) reader_timer_ = ctx_.arm_wait_timer(d, &stream_state::on_reader_timeout, this);
     }
 
     void drop_received() noexcept {
