@@ -252,7 +252,6 @@ struct run_state {
     config cfg;
     std::atomic<bool> sending{true};
     std::atomic<std::uint64_t> start_ns{0};
-    std::atomic<std::uint64_t> end_ns{0};
     std::latch connected;
     std::latch go{1};
     std::atomic<unsigned> finished{0};
@@ -370,16 +369,25 @@ private:
         }
     }
 
-    task<void> connect_one(conn& c, const ws::options& opts, std::size_t& running) {
+    // One connection and handshake, timed and counted; empty when it failed.
+    task<std::optional<ws::connection>> connect_timed(const ws::options& opts) {
         const std::uint64_t t0 = clock_ns::now();
         try {
-            c.ws = co_await ws::connect(ctx_, cfg_.url, opts);
+            auto c = co_await ws::connect(ctx_, cfg_.url, opts);
             stats_.connect.record(clock_ns::now() - t0);
             stats_.handshakes.add();
-            c.open = true;
+            co_return std::optional<ws::connection>(std::move(c));
         } catch (const std::exception& e) {
             stats_.connect_failures.add();
             if (stats_.connect_failures.get() == 1) fmt::print(stderr, "wsbench: a connection failed: {}\n", e.what());
+        }
+        co_return std::nullopt;
+    }
+
+    task<void> connect_one(conn& c, const ws::options& opts, std::size_t& running) {
+        if (auto ws = co_await connect_timed(opts)) {
+            c.ws = std::move(*ws);
+            c.open = true;
         }
         --running;
     }
@@ -394,16 +402,12 @@ private:
 
     task<void> storm_loop(const ws::options& opts, std::uint64_t end) {
         while (run_.sending.load(std::memory_order_relaxed) && clock_ns::now() < end) {
-            const std::uint64_t t0 = clock_ns::now();
-            try {
-                auto c = co_await ws::connect(ctx_, cfg_.url, opts);
-                stats_.connect.record(clock_ns::now() - t0);
-                stats_.handshakes.add();
-                co_await c.close(ws::close_code::normal);
-            } catch (const std::exception& e) {
-                stats_.connect_failures.add();
-                if (stats_.connect_failures.get() == 1)
-                    fmt::print(stderr, "wsbench: a connection failed: {}\n", e.what());
+            if (auto c = co_await connect_timed(opts)) {
+                try {
+                    co_await c->close(ws::close_code::normal);
+                } catch (const std::exception&) {
+                    stats_.connect_failures.add();  // a handshake cycle that did not complete
+                }
             }
         }
         --live_;
@@ -680,6 +684,13 @@ std::string duration_text(double ns) {
 
 std::atomic<bool> interrupted{false};
 
+// An exception's text without the library's "cnetmod: " prefix, for a one-line error.
+std::string plain_message(const std::exception& e) {
+    std::string what = e.what();
+    if (what.rfind("cnetmod: ", 0) == 0) what.erase(0, 9);
+    return what;
+}
+
 // One quick connection before the run, so that a bad URL, a refused
 // connection, an unreachable host or a refused handshake is one clear line.
 std::optional<std::string> probe(const config& cfg) {
@@ -693,8 +704,7 @@ std::optional<std::string> probe(const config& cfg) {
                   }));
         return std::nullopt;
     } catch (const std::system_error& e) {
-        std::string what = e.what();
-        if (what.rfind("cnetmod: ", 0) == 0) what = what.substr(9);
+        std::string what = plain_message(e);
         // A refused handshake says what the server answered; the error
         // code's text after it ("Connection refused") would mislead.
         const std::string suffix = ": " + e.code().message();
@@ -702,9 +712,7 @@ std::optional<std::string> probe(const config& cfg) {
             what.resize(what.size() - suffix.size());
         return what;
     } catch (const std::exception& e) {
-        std::string what = e.what();
-        if (what.rfind("cnetmod: ", 0) == 0) what = what.substr(9);
-        return what;
+        return plain_message(e);
     }
 }
 
@@ -762,9 +770,7 @@ int main(int argc, char** argv) {
         const auto u = ws::parse_url(cfg.url);
         if (u.scheme == "wss") throw std::invalid_argument("wss:// needs TLS, which this build does not offer yet");
     } catch (const std::exception& e) {
-        std::string what = e.what();
-        if (what.rfind("cnetmod: ", 0) == 0) what = what.substr(9);
-        fmt::print(stderr, "wsbench: bad URL \"{}\": {}\n", cfg.url, what);
+        fmt::print(stderr, "wsbench: bad URL \"{}\": {}\n", cfg.url, plain_message(e));
         return 2;
     }
     if (cfg.deflate) {
@@ -872,7 +878,6 @@ int main(int argc, char** argv) {
     const double server1 = cfg.server_pid ? process_cpu_seconds(cfg.server_pid).value_or(-1) : -1;
     const auto [window_count, window_errors] = received_now();
     (void)window_errors;
-    run.end_ns.store(end);
     run.sending.store(false);
     for (auto& t : threads) t.join();
 
