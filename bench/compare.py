@@ -52,10 +52,14 @@ SERVERS = {
 
 
 class Server:
-    def __init__(self, name, core):
+    """A server on a free loopback port, pinned to `cpus` (a taskset list);
+    `command(port)` gives its command line. Returns once it accepts."""
+
+    def __init__(self, name, cpus, command=None):
         self.port = free_port()
         env = dict(os.environ, NODE_PATH="/usr/share/nodejs")
-        self.proc = subprocess.Popen(["taskset", "-c", str(core), *SERVERS[name](self.port)], env=env,
+        cmd = (command or SERVERS[name])(self.port)
+        self.proc = subprocess.Popen(["taskset", "-c", str(cpus), *cmd], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
         while time.time() < deadline:

@@ -14,46 +14,29 @@ a core of its own for the load; the script is there for larger machines.
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD = os.path.join(ROOT, "build")
-RESULTS = os.path.join(ROOT, "bench", "results")
+from compare import BUILD, RESULTS, ROOT, Server
+
 BEGIN, END = "<!-- scale:begin -->", "<!-- scale:end -->"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_once(n, load_cores, args):
-    port = free_port()
-    server = subprocess.Popen(["taskset", "-c", f"0-{n - 1}", os.path.join(BUILD, "examples", "echo_server"),
-                               "--port", str(port), "--quiet", "--cores", str(n)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    echo = os.path.join(BUILD, "examples", "echo_server")
+    server = Server("echo_server", f"0-{n - 1}",
+                    lambda port: [echo, "--port", str(port), "--quiet", "--cores", str(n)])
     try:
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         cpus = ",".join(str(c) for c in load_cores)
         r = subprocess.run(["taskset", "-c", cpus, os.path.join(BUILD, "tools", "wsbench"),
-                            f"ws://127.0.0.1:{port}/ws", "-c", str(args.connections), "-i", str(args.inflight),
+                            f"ws://127.0.0.1:{server.port}/ws", "-c", str(args.connections), "-i", str(args.inflight),
                             "-s", str(args.size), "-t", str(len(load_cores)), "-d", str(args.duration), "--json", "-q",
-                            "--binary", "--server-pid", str(server.pid)],
+                            "--binary", "--server-pid", str(server.proc.pid)],
                            capture_output=True, text=True, timeout=args.duration + 120)
         return json.loads(r.stdout)
     finally:
-        server.terminate()
-        server.wait()
+        server.stop()
 
 
 def main():
