@@ -3,6 +3,7 @@
 #include <cnetmod/engine/io_operation.hpp>
 #include <cnetmod/engine/provided_buffer_ring.hpp>
 #include <cnetmod/engine/tcp_stream.hpp>
+#include <cnetmod/engine/tls.hpp>
 #include <cnetmod/engine/waiter_queue.hpp>
 
 #include <netinet/tcp.h>
@@ -188,8 +189,42 @@ public:
     bool at_end() const noexcept { return rx_bytes_ == 0 && (eof_ || rx_error_ != 0 || fd_ < 0); }
 
     void throw_if_receive_failed() const {
-        if (rx_bytes_ == 0 && rx_error_ != 0)
+        if (rx_bytes_ == 0 && rx_error_ != 0) {
+            if (tls_ && tls_->failed())
+                throw std::system_error(rx_error_, std::system_category(), "cnetmod: TLS: " + tls_->error_text());
             throw std::system_error(rx_error_, std::system_category(), "cnetmod: tcp_stream receive");
+        }
+    }
+
+    // ---- TLS ----
+    //
+    // With TLS the stream carries records: what the socket receives is fed
+    // to the session and the decrypted bytes become the receive queue; what
+    // is queued for sending is plaintext, encrypted at the end-of-turn flush
+    // into one buffer of records. Readers and writers see plaintext only.
+
+    void start_tls(const tls_context& context, std::string_view server_name, deadline handshake_deadline) {
+        if (tls_) throw std::logic_error("cnetmod: TLS is already on for this stream");
+        if (rx_bytes_ > 0) throw std::logic_error("cnetmod: start_tls on a stream with unread bytes");
+        tls_ = std::make_unique<tls_session>(context, server_name);
+        if (handshake_deadline.is_set())
+            tls_timer_ = ctx_.arm_wait_timer(handshake_deadline, &stream_state::on_tls_timeout, this);
+        if (!context.is_server()) {
+            tls_->handshake();  // the ClientHello
+            ctx_.at_turn_end(flush_hook_);
+        }
+        ensure_receiving();
+    }
+
+    const tls_session* tls() const noexcept { return tls_.get(); }
+
+    // Queues close_notify ahead of a graceful close.
+    void tls_close_notify() {
+        if (!tls_ || tls_->failed() || fd_ < 0) return;
+        // What is queued goes into records first: nothing is written after close_notify.
+        if (tls_->handshake_done() && tx_ && !tx_->queued.empty()) encrypt_queued();
+        tls_->shutdown();
+        ctx_.at_turn_end(flush_hook_);
     }
 
     void consume(std::size_t n) noexcept {
@@ -425,6 +460,7 @@ public:
     // The handle is gone: close, and free this state once the kernel is done with it.
     void release() noexcept {
         released_ = true;
+        if (tls_timer_) ctx_.disarm_wait_timer(std::exchange(tls_timer_, nullptr));
         if (reader_timer_) {
             ctx_.disarm_wait_timer(reader_timer_);
             reader_timer_ = nullptr;
@@ -556,13 +592,63 @@ private:
         }
     }
 
+    // Bytes the socket delivered: the receive queue's, or the TLS session's.
+    void received(std::byte* data, std::size_t size, int buffer_id) {
+        if (!tls_) {
+            push_chunk(data, size, buffer_id);
+            return;
+        }
+        tls_->feed(std::span<const std::byte>(data, size));
+        release_chunk(chunk{data, size, buffer_id});  // the session copied it: the buffer goes back now
+        if (rx_error_ == 0) pump_tls();
+    }
+
+    // Advances the handshake, then moves whatever decrypts into the receive queue.
+    void pump_tls() {
+        if (!tls_->handshake_done()) {
+            const auto st = tls_->handshake();
+            if (tls_->pending_output() > 0) ctx_.at_turn_end(flush_hook_);
+            if (st == tls_session::step::failed) return fail_tls(EPROTO);
+            if (st == tls_session::step::want_more) return;
+            if (tls_timer_) ctx_.disarm_wait_timer(std::exchange(tls_timer_, nullptr));
+            if (tx_ && !tx_->queued.empty()) ctx_.at_turn_end(flush_hook_);  // plaintext held for the handshake
+        }
+        // Decrypted into per-core scratch, then into a chunk of its exact size.
+        thread_local std::unique_ptr<std::byte[]> scratch(new std::byte[scratch_size]);
+        while (std::size_t n = tls_->read(std::span<std::byte>(scratch.get(), scratch_size))) {
+            auto* copy = new std::byte[n];
+            std::memcpy(copy, scratch.get(), n);
+            push_chunk(copy, n, -1);
+        }
+        if (tls_->pending_output() > 0) ctx_.at_turn_end(flush_hook_);  // a KeyUpdate's answer, an alert
+        if (tls_->failed())
+            fail_tls(EPROTO);
+        else if (tls_->closed_by_peer())
+            eof_ = true;
+    }
+
+    // The TLS session failed (or its handshake ran out of time): the reader
+    // sees a receive error naming the reason, and the alert goes out if it can.
+    void fail_tls(int error) {
+        if (tls_timer_) ctx_.disarm_wait_timer(std::exchange(tls_timer_, nullptr));
+        if (rx_error_ == 0) rx_error_ = error;
+        if (rx_armed_) ctx_.cancel(static_cast<completion*>(&recv_completion_));
+    }
+
+    static void on_tls_timeout(void* p) {
+        auto* s = static_cast<stream_state*>(p);
+        s->tls_timer_ = nullptr;
+        s->fail_tls(ETIMEDOUT);
+        s->wake_reader();
+    }
+
     static void on_recv(completion* c, int result, std::uint32_t flags) {
         stream_state* s = static_cast<owned_completion*>(c)->self;
         if (flags & IORING_CQE_F_BUFFER) {
             const auto id = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
             s->ctx_.recv_buffers().taken(id);
             if (result > 0 && !s->released_)
-                s->push_chunk(s->ctx_.recv_buffers().data(id), static_cast<std::size_t>(result), id);
+                s->received(s->ctx_.recv_buffers().data(id), static_cast<std::size_t>(result), id);
             else
                 s->ctx_.recv_buffers().release(id);
         }
@@ -596,7 +682,7 @@ private:
         if (s->finish_operation()) return;
         if (s->released_) return;
         if (result > 0)
-            s->push_chunk(buffer.release(), static_cast<std::size_t>(result), -1);
+            s->received(buffer.release(), static_cast<std::size_t>(result), -1);
         else if (result == 0)
             s->eof_ = true;
         else if (result != -ECANCELED)
@@ -638,10 +724,15 @@ private:
 
     // Gives the send queue back once nothing is queued or in flight.
     void return_tx_if_idle() noexcept {
-        if (tx_ && !send_inflight_ && tx_->idle()) send_queues.release(std::exchange(tx_, nullptr));
+        if (tx_ && !send_inflight_ && tx_->idle()) {
+            send_queues.release(std::exchange(tx_, nullptr));
+            // Idle: OpenSSL's record buffers and grown BIO storage go too.
+            if (tls_ && tls_->pending_output() == 0) tls_->release_buffers();
+        }
     }
 
     void flush() {
+        if (tls_) return flush_tls();
         if (send_inflight_ || !tx_ || tx_->queued.empty() || fd_ < 0) return;
         send_queue& q = *tx_;
         q.inflight.swap(q.queued);
@@ -650,6 +741,39 @@ private:
         q.inflight_index = 0;
         q.inflight_offset = 0;
         submit_inflight();
+    }
+
+    // TLS: the queued plaintext (once the handshake is done) becomes records,
+    // and the session's output goes out as one send from the arena that is
+    // not being filled. Plaintext queued during the handshake waits there.
+    void flush_tls() {
+        if (send_inflight_ || fd_ < 0) return;
+        if (tls_->handshake_done() && tx_ && !tx_->queued.empty()) encrypt_queued();
+        const std::size_t n = tls_->pending_output();
+        if (n == 0) return return_tx_if_idle();
+        send_queue& q = tx();
+        const int out = q.fill ^ 1;
+        q.arenas[out].clear();
+        tls_->take_output(std::span<std::byte>(q.arenas[out].grow(n), n));
+        q.inflight.clear();
+        q.inflight.push_back(segment{{}, {}, nullptr, -1, 0, n});
+        q.inflight_arena = out;
+        q.inflight_index = q.inflight_offset = 0;
+        tx_bytes_ += n;
+        submit_inflight();
+    }
+
+    void encrypt_queued() {
+        send_queue& q = *tx_;
+        const std::byte* arena = q.arenas[q.fill].data();
+        std::size_t plain = 0;
+        for (const segment& seg : q.queued) {
+            tls_->write(std::span<const std::byte>(seg.base(arena), seg.size));
+            plain += seg.size;
+        }
+        release_segments(q.queued, 0);
+        q.arenas[q.fill].clear();
+        tx_bytes_ -= plain;
     }
 
     void submit_inflight() {
@@ -724,7 +848,7 @@ private:
         } else {
             q.inflight.clear();
             q.arenas[q.inflight_arena].clear();
-            if (!q.queued.empty())
+            if (!q.queued.empty() || (s->tls_ && s->tls_->pending_output() > 0))
                 s->ctx_.at_turn_end(s->flush_hook_);
             else
                 s->return_tx_if_idle();
@@ -818,6 +942,11 @@ private:
     std::vector<drain_wait*> writers_;
     owned_completion send_completion_;
     hook flush_hook_;
+
+    // TLS, when started: the session and its handshake's deadline.
+    std::unique_ptr<tls_session> tls_;
+    wait_timer* tls_timer_ = nullptr;
+    static constexpr std::size_t scratch_size = 64 * 1024;
 };
 
 }  // namespace cnetmod::detail
@@ -971,6 +1100,7 @@ task<void> tcp_stream::close(deadline d) {
     if (!state_ || !state_->is_open()) co_return;
     detail::stream_state& s = *state_;
     try {
+        s.tls_close_notify();
         co_await drain(d);
         co_await s.shutdown_send();
         // Read until the peer closes its side too, so the close is not turned
@@ -984,6 +1114,25 @@ task<void> tcp_stream::close(deadline d) {
         // Deadline or a reset: close regardless.
     }
     s.close_now(false);
+}
+
+void tcp_stream::start_tls(const tls_context& context, std::string_view server_name, deadline handshake_deadline) {
+    checked(state_).start_tls(context, server_name, handshake_deadline);
+}
+bool tcp_stream::is_tls() const noexcept {
+    return state_ && state_->tls();
+}
+bool tcp_stream::tls_failed() const noexcept {
+    return state_ && state_->tls() && state_->tls()->failed();
+}
+std::string tcp_stream::tls_error() const {
+    return state_ && state_->tls() ? state_->tls()->error_text() : std::string();
+}
+std::string_view tcp_stream::tls_version() const noexcept {
+    return state_ && state_->tls() ? state_->tls()->version() : std::string_view();
+}
+std::string_view tcp_stream::alpn() const noexcept {
+    return state_ && state_->tls() ? state_->tls()->alpn() : std::string_view();
 }
 
 void tcp_stream::abort() noexcept {

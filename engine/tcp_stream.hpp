@@ -35,6 +35,7 @@
 namespace cnetmod {
 
 class io_context;
+class tls_context;
 
 namespace detail {
 class stream_state;
@@ -155,6 +156,24 @@ public:
     // none: its queue goes back to the core's pool once it drains (keeping
     // at most 64 KiB per arena there) and is borrowed again by the next send.
     std::size_t send_capacity() const noexcept;
+
+    // ---- TLS ----
+
+    // Runs TLS over this stream from now on (server or client, as `context`
+    // is): readers and writers see plaintext; the records move underneath
+    // (OpenSSL over memory BIOs, no extra system calls). A client sends its
+    // hello at once, with `server_name` as SNI and the name its certificate
+    // must carry; bytes queued before the handshake ends wait for it. A
+    // handshake that fails, or is not done by `handshake_deadline`, shows as
+    // a receive error (std::system_error, "cnetmod: TLS: <reason>").
+    void start_tls(const tls_context& context, std::string_view server_name = {}, deadline handshake_deadline = {});
+    bool is_tls() const noexcept;
+    // The TLS session failed (handshake, verification, a bad record); why:
+    bool tls_failed() const noexcept;
+    std::string tls_error() const;
+    // After the handshake: "TLSv1.3", and the ALPN protocol agreed.
+    std::string_view tls_version() const noexcept;
+    std::string_view alpn() const noexcept;
 
     // ---- closing ----
 

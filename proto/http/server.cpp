@@ -18,6 +18,7 @@ struct server::shared_state {
     };
 
     server_options options;
+    std::optional<tls_context> tls;  // made once from options.tls, shared by every core
     std::vector<route_entry> routes;
     std::vector<tcp_listener*> listeners;  // per slot; each touched only on its own core
 
@@ -250,6 +251,13 @@ task<void> accept_loop(state_ptr st, io_context& ctx, tcp_listener listener, std
         } catch (const std::system_error&) {
             break;  // closed by stop()
         }
+        if (st->tls) {
+            try {
+                s.start_tls(*st->tls, {}, timeout(st->options.tls_handshake_timeout));
+            } catch (const std::exception&) {
+                continue;  // no memory for the session: this connection only is dropped
+            }
+        }
         start_detached(ctx, session(st, ctx, std::move(s)));
     }
     st->listeners[slot] = nullptr;
@@ -263,10 +271,12 @@ void listen_on(const state_ptr& st, io_context& ctx, int fd, std::size_t slot) {
 
 server::server(io_context& ctx, server_options options) : ctx_(&ctx), state_(std::make_shared<shared_state>()) {
     state_->options = std::move(options);
+    if (state_->options.tls) state_->tls = tls_context::server(*state_->options.tls);
 }
 
 server::server(runtime& rt, server_options options) : rt_(&rt), state_(std::make_shared<shared_state>()) {
     state_->options = std::move(options);
+    if (state_->options.tls) state_->tls = tls_context::server(*state_->options.tls);
 }
 
 server::~server() {

@@ -14,6 +14,7 @@
 #include <cnetmod/engine/runtime.hpp>
 #include <cnetmod/engine/task.hpp>
 #include <cnetmod/engine/tcp_listener.hpp>
+#include <cnetmod/engine/tls.hpp>
 #include <cnetmod/proto/http/request_context.hpp>
 #include <cnetmod/proto/http/request_parser.hpp>
 
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +38,12 @@ struct server_options {
     std::chrono::milliseconds keep_alive_timeout{60'000};
     std::string server_name = "cnetmod";
     listen_options listen{};
+    // HTTPS and wss:// on the same port: every connection speaks TLS with
+    // this certificate and key (PEM files). The server's constructor throws
+    // tls_error naming the file when either cannot be used.
+    std::optional<tls_server_options> tls;
+    // Time allowed for a TLS handshake to complete.
+    std::chrono::milliseconds tls_handshake_timeout{10'000};
 };
 
 class server {

@@ -3,12 +3,15 @@
 #include <cnetmod/proto/http/request_parser.hpp>
 #include <cnetmod/proto/ws/client.hpp>
 #include <cnetmod/proto/ws/handshake.hpp>
+#include <cnetmod/proto/ws/permessage_deflate.hpp>
 
 #include <system_error>
 
 #include <charconv>
 #include <memory>
 #include <stdexcept>
+#include <variant>
+#include <vector>
 
 namespace cnetmod::ws {
 
@@ -88,6 +91,21 @@ handshake_response parse_response_head(std::string_view head) {
     return r;
 }
 
+// The client TLS configuration for `o`, made once per thread and reused:
+// loading a trust store costs far more than a handshake.
+const tls_context& client_tls_context(const tls_client_options& o) {
+    struct entry {
+        bool verify;
+        std::string ca_file;
+        tls_context context;
+    };
+    thread_local std::vector<entry> made;
+    for (const auto& e : made)
+        if (e.verify == o.verify && e.ca_file == o.ca_file) return e.context;
+    made.push_back(entry{o.verify, o.ca_file, tls_context::client(o)});
+    return made.back().context;
+}
+
 [[noreturn]] void refuse(std::string_view url, const std::string& why) {
     throw std::system_error(std::make_error_code(std::errc::connection_refused),
                             "cnetmod: WebSocket handshake with " + std::string(url) + " failed: " + why);
@@ -103,10 +121,11 @@ namespace {
 task<connection> connect_impl(io_context& ctx, std::string url_copy, std::unique_ptr<options> opts_ptr) {
     options& opts = *opts_ptr;
     const url u = parse_url(url_copy);
-    if (u.scheme == "wss")
-        throw std::invalid_argument("cnetmod: wss:// needs TLS, which this build does not offer yet");
     const deadline d = timeout(opts.handshake_timeout);
     tcp_stream stream = co_await tcp_connect(ctx, u.host, u.port, d);
+    // wss://: TLS over the stream, with SNI and the host name checked
+    // against the certificate; the request below goes out once it is up.
+    if (u.scheme == "wss") stream.start_tls(client_tls_context(opts.tls), u.host);
 
     const std::string key = generate_client_key();
     std::string request = "GET " + u.target + " HTTP/1.1\r\nHost: ";
@@ -116,6 +135,7 @@ task<connection> connect_impl(io_context& ctx, std::string url_copy, std::unique
     request += "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
                "\r\nSec-WebSocket-Version: 13\r\n";
     if (!opts.subprotocol.empty()) request += "Sec-WebSocket-Protocol: " + opts.subprotocol + "\r\n";
+    if (opts.enable_compression) request += "Sec-WebSocket-Extensions: " + std::string(deflate_client_offer()) + "\r\n";
     request += "\r\n";
     stream.queue(request);
 
@@ -127,6 +147,7 @@ task<connection> connect_impl(io_context& ctx, std::string url_copy, std::unique
             view = co_await stream.recv_view(d);
         } catch (const std::system_error& e) {
             if (e.code() == std::errc::timed_out) refuse(url_copy, "no answer within the handshake timeout");
+            if (stream.tls_failed()) refuse(url_copy, "TLS: " + stream.tls_error());
             throw;
         }
         if (view.empty()) refuse(url_copy, head.empty() ? "the server closed the connection" : "answer cut short");
@@ -150,9 +171,26 @@ task<connection> connect_impl(io_context& ctx, std::string url_copy, std::unique
     std::string protocol(r.field("Sec-WebSocket-Protocol"));
     if (!protocol.empty() && !http::list_contains_token(opts.subprotocol, protocol))
         refuse(url_copy, "server chose subprotocol \"" + protocol + "\", which was not offered");
-    if (!r.field("Sec-WebSocket-Extensions").empty())
-        refuse(url_copy, "server chose an extension that was not offered");
-    co_return connection(std::move(stream), role::client, std::move(opts), std::move(protocol));
+    std::string extensions;
+    for (const auto& [name, value] : r.fields) {
+        if (!http::iequals(name, "Sec-WebSocket-Extensions")) continue;
+        if (!extensions.empty()) extensions += ", ";
+        extensions += value;
+    }
+    bool deflate = false, deflate_send = false;
+    if (!extensions.empty()) {
+        if (!opts.enable_compression) refuse(url_copy, "server chose an extension that was not offered");
+        auto checked = check_deflate_response(extensions);
+        if (auto* why = std::get_if<std::string>(&checked)) refuse(url_copy, *why);
+        const auto& result = std::get<deflate_client_result>(checked);
+        deflate = result.negotiated;
+        // Each compressed message ends in a final DEFLATE block: only a
+        // server that resets its inflater per message
+        // (client_no_context_takeover) can read them; to any other this
+        // client sends plain messages, and still reads compressed ones.
+        deflate_send = deflate && result.agreement.client_no_context_takeover;
+    }
+    co_return connection(std::move(stream), role::client, opts, std::move(protocol), deflate, deflate_send);
 }
 
 }  // namespace

@@ -1,10 +1,14 @@
 #include <cnetmod/engine/spawn.hpp>
 #include <cnetmod/proto/ws/connection.hpp>
 #include <cnetmod/proto/ws/mask.hpp>
+#include <cnetmod/proto/ws/permessage_deflate.hpp>
+#include <cnetmod/proto/ws/prepared_message.hpp>
 #include <cnetmod/proto/ws/utf8.hpp>
 
 #include <sys/random.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
 #include <stdexcept>
 
@@ -29,6 +33,10 @@ struct mask_generator {
 };
 thread_local mask_generator masks;
 
+// Per-core scratch for permessage-deflate: a compressed message before it is
+// queued, an inflated one before it swaps into the connection's buffer.
+thread_local std::string deflate_scratch;
+
 }  // namespace
 
 class connection_state {
@@ -37,11 +45,12 @@ public:
     static void* operator new(std::size_t n) { return cnetmod::detail::frame_allocator::allocate(n); }
     static void operator delete(void* p, std::size_t n) noexcept { cnetmod::detail::frame_allocator::deallocate(p, n); }
 
-    connection_state(tcp_stream stream, role r, options opts, std::string subprotocol)
+    connection_state(tcp_stream stream, role r, const options& opts, std::string subprotocol, bool deflate,
+                     bool deflate_send)
         : ctx_(stream.context()),
           stream_(std::move(stream)),
           role_(r),
-          opts_(opts),
+          opts_(opts, deflate, deflate_send),
           subprotocol_(std::move(subprotocol)) {
         rd_waiter_.self = this;
     }
@@ -59,17 +68,26 @@ public:
     role role_;
     // The options a connection consults after its handshake, kept compact.
     struct settings {
-        explicit settings(const options& o)
+        settings(const options& o, bool negotiated_deflate, bool compress_sends)
             : max_message_size(o.max_message_size),
               send_high_water(o.send_high_water),
               idle_timeout(o.idle_timeout),
               close_timeout(o.close_timeout),
               send_timeout(o.send_timeout),
-              auto_pong(o.auto_pong) {}
+              compression_threshold(
+                  static_cast<std::uint32_t>(std::min<std::size_t>(o.compression_threshold, UINT32_MAX))),
+              compression_level(static_cast<std::int8_t>(std::clamp(o.compression_level, 1, 12))),
+              auto_pong(o.auto_pong),
+              deflate(negotiated_deflate),
+              deflate_send(negotiated_deflate && compress_sends) {}
         std::size_t max_message_size;
         std::size_t send_high_water;
         std::chrono::milliseconds idle_timeout, close_timeout, send_timeout;
+        std::uint32_t compression_threshold;
+        std::int8_t compression_level;
         bool auto_pong;
+        bool deflate;       // permessage-deflate was negotiated: compressed messages may arrive
+        bool deflate_send;  // and this side compresses what it sends
     };
     settings opts_;
     std::string subprotocol_;
@@ -85,13 +103,14 @@ public:
     std::string rd_message_;  // payload of a message that did not arrive in one piece
     ws::opcode rd_op_ = ws::opcode::text;
     bool rd_in_message_ = false;  // between a first frame and its final fragment
+    bool rd_compressed_ = false;  // the message's first frame had RSV1 (permessage-deflate)
     utf8_validator rd_utf8_;
     std::size_t rd_pending_consume_ = 0;  // a zero-copy view handed out, consumed at the next read
     std::string rd_control_;              // the payload of the last control frame
 
     // ---- sending ----
 
-    void queue_frame(ws::opcode op, std::span<const std::byte> payload, bool fin = true) {
+    void queue_frame(ws::opcode op, std::span<const std::byte> payload, bool fin = true, bool rsv1 = false) {
         std::byte header[max_header_size];
         std::uint8_t mask[4];
         const bool masked = role_ == role::client;  // §5.1: a client masks every frame, a server none
@@ -99,13 +118,39 @@ public:
             const std::uint32_t key = masks.next();
             std::memcpy(mask, &key, 4);
         }
-        const std::size_t n = encode_frame_header(header, op, payload.size(), fin, false, masked ? mask : nullptr);
+        const std::size_t n = encode_frame_header(header, op, payload.size(), fin, rsv1, masked ? mask : nullptr);
         auto space = stream_.queue_space(n + payload.size());
         std::memcpy(space.data(), header, n);
         if (!payload.empty()) {
             std::memcpy(space.data() + n, payload.data(), payload.size());
             if (masked) apply_mask(space.data() + n, payload.size(), mask, 0);
         }
+    }
+
+    // A whole data message: compressed (RSV1 on its only frame, RFC 7692
+    // §6) when permessage-deflate is on, the payload reaches the threshold
+    // and compressing makes it smaller; plain otherwise.
+    void queue_data(ws::opcode op, std::span<const std::byte> payload) {
+        if (opts_.deflate_send && payload.size() >= opts_.compression_threshold) {
+            deflate_scratch.clear();
+            if (compress_message(payload, opts_.compression_level, deflate_scratch) > 0) {
+                queue_frame(op, std::as_bytes(std::span(deflate_scratch.data(), deflate_scratch.size())), true, true);
+                return;
+            }
+        }
+        queue_frame(op, payload);
+    }
+
+    // A message prepared once for many connections: its frame is queued by
+    // reference, the compressed one where this connection negotiated it.
+    void queue_prepared(const prepared_message& m) {
+        const bool compressed = opts_.deflate_send && m.has_compressed();
+        if (role_ == role::server) {
+            stream_.queue(compressed ? m.compressed_frame() : m.plain_frame());
+            return;
+        }
+        // A client masks each frame with its own key: a copy, masked here.
+        queue_frame(m.op(), compressed ? m.compressed_payload() : m.plain_payload(), true, compressed);
     }
 
     void throw_if_not_open() const {
@@ -129,7 +174,10 @@ public:
 
     task<void> send_message(ws::opcode op, std::span<const std::byte> payload) {
         throw_if_not_open();
-        queue_frame(op, payload);
+        if (is_control(op))
+            queue_frame(op, payload);
+        else
+            queue_data(op, payload);
         co_await wait_for_room();
     }
 
@@ -219,9 +267,24 @@ public:
             stream_.consume(rd_pending_consume_);
             rd_pending_consume_ = 0;
         }
-        if (!rd_in_message_ && rd_stage_ == rd_stage::header) rd_message_.clear();
+        if (!rd_in_message_ && rd_stage_ == rd_stage::header) park_message_buffer();
         rd_step_ = advance();
         return rd_step_ == read_step::done;
+    }
+
+    // Between messages, a large message buffer goes back to the core's
+    // scratch (or to the heap), so that an idle connection keeps at most
+    // kept_message_capacity bytes for it; the core's busy connections reuse
+    // the scratch buffer instead of allocating per message.
+    static constexpr std::size_t kept_message_capacity = 512;
+    void park_message_buffer() noexcept {
+        rd_message_.clear();
+        if (rd_message_.capacity() <= kept_message_capacity) return;
+        if (deflate_scratch.capacity() < rd_message_.capacity())
+            rd_message_.swap(deflate_scratch);
+        else
+            std::string().swap(rd_message_);
+        rd_message_.clear();
     }
 
     void suspend_read(std::coroutine_handle<> h) {
@@ -299,8 +362,12 @@ public:
     std::optional<std::uint16_t> check(const frame_header& h) const {
         // §5.1: a server closes on an unmasked frame, a client on a masked one.
         if (h.masked != (role_ == role::server)) return close_code::protocol_error;
-        // §5.2: RSV bits without a negotiated extension.
-        if (h.rsv1 || h.rsv2 || h.rsv3) return close_code::protocol_error;
+        // §5.2: RSV bits without a negotiated extension. permessage-deflate
+        // gives RSV1 a meaning on the first frame of a data message only
+        // (RFC 7692 §6): on a control frame or a continuation it is an error.
+        if (h.rsv2 || h.rsv3) return close_code::protocol_error;
+        if (h.rsv1 && (!opts_.deflate || is_control(h.op) || h.op == ws::opcode::continuation))
+            return close_code::protocol_error;
         if (!is_control(h.op)) {
             // §5.4: continuation only inside a message, a new message only outside one.
             if (h.op == ws::opcode::continuation && !rd_in_message_) return close_code::protocol_error;
@@ -330,7 +397,8 @@ public:
             const auto take = static_cast<std::size_t>(std::min<std::uint64_t>(rd_remaining_, view.size()));
             if (rd_frame_.masked) apply_mask(view.data(), take, rd_frame_.mask, rd_phase_);
             rd_phase_ = static_cast<std::uint8_t>((rd_phase_ + take) & 3);
-            if (!rd_control_frame_ && rd_op_ == ws::opcode::text && !rd_utf8_.feed(view.first(take))) {
+            if (!rd_control_frame_ && rd_op_ == ws::opcode::text && !rd_compressed_ &&
+                !rd_utf8_.feed(view.first(take))) {
                 stream_.consume(take);
                 return start_fail(close_code::invalid_payload, "invalid UTF-8");  // §8.1: fail fast
             }
@@ -378,6 +446,7 @@ public:
             const bool first = rd_frame_.op != ws::opcode::continuation;
             if (first) {
                 rd_op_ = rd_frame_.op;
+                rd_compressed_ = rd_frame_.rsv1;
                 rd_utf8_.reset();
             }
             // A whole message in one frame that lies entirely in the current
@@ -387,11 +456,20 @@ public:
                 if (rest.size() >= rd_remaining_) {
                     const auto len = static_cast<std::size_t>(rd_remaining_);
                     if (rd_frame_.masked) apply_mask(rest.data(), len, rd_frame_.mask, 0);
+                    rd_remaining_ = 0;
+                    if (rd_compressed_) {
+                        // Inflated from where it landed into the scratch buffer,
+                        // which then swaps places with the message buffer.
+                        deflate_scratch.clear();
+                        const auto st = decompress_message(rest.first(len), opts_.max_message_size, deflate_scratch);
+                        rd_message_.swap(deflate_scratch);
+                        stream_.consume(len);
+                        return message_inflated(st);
+                    }
                     if (rd_op_ == ws::opcode::text && (!rd_utf8_.feed(rest.first(len)) || !rd_utf8_.complete())) {
                         stream_.consume(len);
                         return start_fail(close_code::invalid_payload, "invalid UTF-8");
                     }
-                    rd_remaining_ = 0;
                     rd_event_.control = false;
                     rd_event_.op = rd_op_;
                     rd_event_.payload = rest.first(len);
@@ -430,8 +508,31 @@ public:
         }
         if (!rd_frame_.fin) return std::nullopt;
         rd_in_message_ = false;
+        if (rd_compressed_) {
+            // The compressed fragments, reassembled, inflate into the scratch
+            // buffer, which then swaps places with the message buffer.
+            deflate_scratch.clear();
+            const auto st = decompress_message(std::as_bytes(std::span(rd_message_.data(), rd_message_.size())),
+                                               opts_.max_message_size, deflate_scratch);
+            rd_message_.swap(deflate_scratch);
+            return message_inflated(st);
+        }
         if (rd_op_ == ws::opcode::text && !rd_utf8_.complete())
             return start_fail(close_code::invalid_payload, "truncated UTF-8");
+        rd_event_.control = false;
+        rd_event_.op = rd_op_;
+        rd_event_.payload = std::as_bytes(std::span(rd_message_.data(), rd_message_.size()));
+        return pump_step::event;
+    }
+
+    // A compressed message has been inflated into rd_message_: over the size
+    // limit it fails with 1009 (a bomb stops there, RFC 7692 §8.1 leaves the
+    // limit to us), undecodable with 1007; text is then validated whole.
+    pump_step message_inflated(inflate_status st) {
+        if (st == inflate_status::too_big) return start_fail(close_code::message_too_big, "message too big");
+        if (st != inflate_status::ok) return start_fail(close_code::invalid_payload, "invalid compressed data");
+        if (rd_op_ == ws::opcode::text && !is_valid_utf8(rd_message_))
+            return start_fail(close_code::invalid_payload, "invalid UTF-8");
         rd_event_.control = false;
         rd_event_.op = rd_op_;
         rd_event_.payload = std::as_bytes(std::span(rd_message_.data(), rd_message_.size()));
@@ -461,9 +562,10 @@ public:
 }  // namespace detail
 
 connection::connection() noexcept = default;
-connection::connection(tcp_stream stream, role r, options opts, std::string subprotocol)
-    : state_(
-          std::make_unique<detail::connection_state>(std::move(stream), r, std::move(opts), std::move(subprotocol))) {}
+connection::connection(tcp_stream stream, role r, const options& opts, std::string subprotocol, bool deflate,
+                       bool deflate_send)
+    : state_(std::make_unique<detail::connection_state>(std::move(stream), r, opts, std::move(subprotocol), deflate,
+                                                        deflate_send)) {}
 connection::connection(connection&&) noexcept = default;
 connection& connection::operator=(connection&&) noexcept = default;
 
@@ -560,7 +662,18 @@ void connection::queue_message(ws::opcode op, std::span<const std::byte> payload
     if (op != opcode::text && op != opcode::binary)
         throw std::invalid_argument("cnetmod: queue_message sends text or binary messages");
     state_->throw_if_not_open();
-    state_->queue_frame(op, payload);
+    state_->queue_data(op, payload);
+}
+
+void connection::queue_prepared(const prepared_message& message) {
+    if (!state_) throw connection_closed(close_code::abnormal);
+    state_->throw_if_not_open();
+    state_->queue_prepared(message);
+}
+
+task<void> connection::send(const prepared_message& message) {
+    queue_prepared(message);
+    co_await state_->wait_for_room();
 }
 
 task<void> connection::send_fragmented(std::string_view payload, std::size_t fragment_size, ws::opcode op) {
@@ -629,6 +742,9 @@ std::string_view connection::subprotocol() const noexcept {
 }
 io_context& connection::context() const noexcept {
     return state_->ctx_;
+}
+bool connection::compression() const noexcept {
+    return state_ && state_->opts_.deflate;
 }
 std::size_t connection::buffered_amount() const noexcept {
     return state_ ? state_->stream_.queued_bytes() : 0;

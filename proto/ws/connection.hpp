@@ -16,6 +16,7 @@
 #include <cnetmod/engine/tcp_stream.hpp>
 #include <cnetmod/proto/ws/frame.hpp>
 #include <cnetmod/proto/ws/options.hpp>
+#include <cnetmod/proto/ws/prepared_message.hpp>
 
 #include <system_error>
 
@@ -64,7 +65,13 @@ class connection_state;
 class connection {
 public:
     connection() noexcept;
-    connection(tcp_stream stream, role r, options opts, std::string subprotocol = {});
+    // Binds a stream whose opening handshake is done. `deflate`: the
+    // handshake negotiated permessage-deflate (RFC 7692), so compressed
+    // messages may arrive; `deflate_send`: this side compresses too (it
+    // may, only when the peer resets its inflater per message:
+    // libdeflate's messages each end in a final block).
+    connection(tcp_stream stream, role r, const options& opts, std::string subprotocol = {}, bool deflate = false,
+               bool deflate_send = true);
     connection(connection&&) noexcept;
     connection& operator=(connection&&) noexcept;
     connection(const connection&) = delete;
@@ -126,6 +133,11 @@ public:
     // Throws ws::connection_closed when the connection is not open.
     void queue_message(ws::opcode op, std::span<const std::byte> payload);
     // A message of several frames: the first with `op`, the rest continuations.
+    // A message prepared once (and compressed once) for many connections:
+    // the same frame is queued on each by reference, the compressed one on
+    // those that negotiated permessage-deflate. queue_prepared never suspends.
+    void queue_prepared(const prepared_message& message);
+    task<void> send(const prepared_message& message);
     task<void> send_fragmented(std::string_view payload, std::size_t fragment_size, ws::opcode op = ws::opcode::text);
     // Control frames: at most 125 bytes of data (std::invalid_argument beyond).
     task<void> ping(std::string_view data = "");
@@ -146,6 +158,9 @@ public:
     // that an echo can answer binary with binary.
     ws::opcode last_opcode() const noexcept;
     io_context& context() const noexcept;
+    // permessage-deflate was negotiated: messages at or above
+    // options::compression_threshold go compressed when that makes them smaller.
+    bool compression() const noexcept;
     // Bytes queued for sending, not yet taken by the kernel.
     std::size_t buffered_amount() const noexcept;
 

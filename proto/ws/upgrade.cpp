@@ -4,6 +4,7 @@
 #include <cnetmod/proto/http/request_context.hpp>
 #include <cnetmod/proto/ws/connection.hpp>
 #include <cnetmod/proto/ws/handshake.hpp>
+#include <cnetmod/proto/ws/permessage_deflate.hpp>
 
 namespace cnetmod::http {
 
@@ -41,11 +42,29 @@ task<ws::connection> request_context::upgrade_to_websocket(const ws::options& op
         out += selected;
         out += "\r\n";
     }
+    // RFC 7692: permessage-deflate when this side enables it and the client
+    // offers it in a form libdeflate can honour (several header lines are
+    // one comma-separated list, RFC 9110 §5.3).
+    bool deflate = false;
+    if (opts.enable_compression) {
+        std::string offers;
+        for (const auto& f : req().headers()) {
+            if (!iequals(f.name, "Sec-WebSocket-Extensions")) continue;
+            if (!offers.empty()) offers += ", ";
+            offers += f.value;
+        }
+        if (auto accepted = ws::negotiate_deflate_server(offers)) {
+            out += "Sec-WebSocket-Extensions: ";
+            out += accepted->response;
+            out += "\r\n";
+            deflate = true;
+        }
+    }
     out += "\r\n";
     stream_.queue(out);
     mark_upgraded();
     release_request();  // the request and response are not needed for the life of the socket
-    co_return ws::connection(std::move(stream_), ws::role::server, opts, std::move(selected));
+    co_return ws::connection(std::move(stream_), ws::role::server, opts, std::move(selected), deflate);
 }
 
 }  // namespace cnetmod::http

@@ -70,6 +70,8 @@ inline std::string close_payload(std::uint16_t code, std::string_view reason = "
 // What the server sent back after some raw frames.
 struct raw_outcome {
     std::vector<std::pair<std::uint8_t, std::string>> frames;  // opcode, payload (server frames are unmasked)
+    std::vector<bool> rsv1;                                    // per frame: RSV1 (permessage-deflate's compressed bit)
+    std::string head;                                          // the handshake answer's head
     bool tcp_closed = false;
     std::uint16_t close_code() const {
         for (const auto& [op, payload] : frames)
@@ -83,12 +85,16 @@ struct raw_outcome {
 
 // Handshakes raw, sends `wire`, and collects the server's frames until it
 // closes the TCP connection (or the deadline).
+// `extra_headers` ("Name: value\r\n" lines) go into the handshake request.
 inline task<raw_outcome> raw_exchange(io_context& ctx, std::uint16_t port, std::vector<std::byte> wire,
-                                      std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+                                      std::chrono::milliseconds limit = std::chrono::seconds(5),
+                                      std::string extra_headers = {}) {
     auto s = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(port));
     s.queue(
         std::string_view("GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"));
+                         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"));
+    s.queue(extra_headers);
+    s.queue(std::string_view("\r\n"));
     s.queue(std::span<const std::byte>(wire));
     std::string in;
     raw_outcome out;
@@ -107,6 +113,7 @@ inline task<raw_outcome> raw_exchange(io_context& ctx, std::uint16_t port, std::
     }
     const auto head_end = http::find_head_end(in);
     if (head_end == std::string::npos || !in.starts_with("HTTP/1.1 101")) co_return out;
+    out.head = in.substr(0, head_end);
     std::string_view rest = std::string_view(in).substr(head_end);
     while (rest.size() >= 2) {
         const auto r = ws::parse_frame_header(std::as_bytes(std::span(rest.data(), rest.size())));
@@ -114,6 +121,7 @@ inline task<raw_outcome> raw_exchange(io_context& ctx, std::uint16_t port, std::
             break;
         out.frames.emplace_back(static_cast<std::uint8_t>(r.header.op),
                                 std::string(rest.substr(r.size, static_cast<std::size_t>(r.header.payload_length))));
+        out.rsv1.push_back(r.header.rsv1);
         rest.remove_prefix(r.size + static_cast<std::size_t>(r.header.payload_length));
     }
     co_return out;

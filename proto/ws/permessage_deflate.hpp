@@ -1,0 +1,128 @@
+// permessage-deflate (RFC 7692) over libdeflate: the Sec-WebSocket-Extensions
+// grammar, the negotiation on both sides, and a per-thread codec for whole
+// messages. Pure functions, no I/O.
+//
+// libdeflate compresses and inflates whole buffers and keeps no state between
+// calls, so cnetmod always negotiates "no context takeover" in both
+// directions: each message is a DEFLATE stream of its own, and a connection
+// holds no compressor or inflater (no 300 KiB of zlib state per socket).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace cnetmod::ws {
+
+// ---- Sec-WebSocket-Extensions (RFC 6455 §9.1) ----------------------------
+
+// One parameter of an extension: `name` or `name=value`; a quoted value is
+// stored unquoted and unescaped.
+struct extension_param {
+    std::string name;
+    std::optional<std::string> value;
+};
+
+// One element of the header: the extension's name and its parameters in order.
+struct extension_offer {
+    std::string name;
+    std::vector<extension_param> params;
+};
+
+// Parses a Sec-WebSocket-Extensions value: comma-separated extensions, each
+// `token *( ";" param )`, param = token [ "=" ( token | quoted-string ) ], with
+// optional whitespace around the separators. Empty list elements are skipped
+// (RFC 9110 §5.6.1) and an empty header gives an empty list. Several header
+// lines are joined by the caller with ", ". Names compare case-sensitively, as
+// browsers and most servers send them in lower case. Returns std::nullopt when
+// the syntax is broken (including a quoted value that is not a token once
+// unescaped, which §9.1 forbids).
+std::optional<std::vector<extension_offer>> parse_extensions(std::string_view header);
+
+// ---- Negotiation (RFC 7692 §7.1) -----------------------------------------
+
+inline constexpr std::string_view permessage_deflate_name = "permessage-deflate";
+
+// What both sides agreed to for permessage-deflate. A side may send messages
+// made by compress_message only when the peer resets its inflater per message,
+// that is when its own *_no_context_takeover is true here: each message ends in
+// a final DEFLATE block, which a peer keeping one zlib stream would take as the
+// end of all input. The server always agrees to both; a client whose server
+// left out client_no_context_takeover must send uncompressed.
+struct deflate_agreement {
+    bool server_no_context_takeover = false;
+    bool client_no_context_takeover = false;
+    std::uint8_t server_max_window_bits = 15;
+    std::uint8_t client_max_window_bits = 15;
+};
+
+struct deflate_accept {
+    std::string response;  // the Sec-WebSocket-Extensions value to send back
+    deflate_agreement agreement;
+};
+
+// Server side: accepts the first permessage-deflate offer in `extensions_header`
+// that libdeflate can honour and returns the response to send. An offer with an
+// unknown, duplicated or ill-valued parameter is declined and the next one tried
+// (RFC 7692 §5.1); so is one asking for server_max_window_bits below 15, as
+// libdeflate always compresses with a 32 KiB window. The response always holds
+// server_no_context_takeover and client_no_context_takeover (we carry no state
+// either way), and echoes server_max_window_bits=15 when the offer named it.
+// Returns std::nullopt when no offer is acceptable: answer without the extension.
+std::optional<deflate_accept> negotiate_deflate_server(std::string_view extensions_header);
+
+// Client side: the offer to send,
+// "permessage-deflate; client_no_context_takeover; server_no_context_takeover".
+std::string_view deflate_client_offer() noexcept;
+
+struct deflate_client_result {
+    bool negotiated = false;  // false: the server answered without the extension
+    deflate_agreement agreement;
+};
+
+// Checks the server's Sec-WebSocket-Extensions answer to deflate_client_offer().
+// An empty header means "not negotiated". Anything the offer did not allow —
+// another extension, more than one element, an unknown or duplicated parameter,
+// client_max_window_bits (not offered), a bad window value, or a missing
+// server_no_context_takeover (we need a fresh stream per message) — returns an
+// error text; the client must then fail the connection (RFC 7692 §5.1,
+// RFC 6455 §4.1).
+std::variant<deflate_client_result, std::string> check_deflate_response(std::string_view header);
+
+// ---- The message codec (RFC 7692 §7.2) -----------------------------------
+//
+// Per-thread: one libdeflate compressor per level used and one decompressor,
+// allocated on first use and freed at thread exit. Both functions throw
+// std::bad_alloc only when memory runs out (for the codec or for `out`); bad
+// input is a status, never an exception.
+
+// Compresses a whole message payload at `level` (clamped to 1..12) as a DEFLATE
+// stream of its own (see deflate_agreement for when a peer can take it) and appends
+// the frame payload to `out`, ready to send with RSV1 set. Returns the bytes
+// appended, or 0 (appending nothing) when the compressed form would not be
+// smaller than `payload`: send the message uncompressed then (RFC 7692 §6:
+// RSV1 marks each message compressed or not).
+std::size_t compress_message(std::span<const std::byte> payload, int level, std::string& out);
+
+enum class inflate_status {
+    ok,
+    too_big,   // the message inflates to more than max_size bytes: close with 1009
+    bad_data,  // not a valid DEFLATE stream: close with 1007
+};
+
+// Inflates one compressed message — the payloads of all its frames
+// concatenated, without the 00 00 ff ff tail the sender removed — and appends
+// it to `out`. On an error `out` keeps its old contents. Never writes more than
+// `max_size` bytes: output of exactly max_size is accepted, one byte more is
+// too_big. Memory bound: `out` grows in doubling steps up to
+// out.size() + max_size, so its capacity stays below 2 × (old size + max_size)
+// whatever the input claims; the input is copied into a per-thread scratch
+// buffer that keeps the size of the largest compressed message seen.
+inflate_status decompress_message(std::span<const std::byte> compressed, std::size_t max_size, std::string& out);
+
+}  // namespace cnetmod::ws

@@ -1,0 +1,52 @@
+// A WebSocket message encoded once for many connections (a broadcast): the
+// server frame is built in a shared, refcounted buffer, and so is its
+// permessage-deflate form when compressing makes it smaller, so that each
+// connection's send queue references the same bytes instead of copying
+// them. Buffers are reference-counted atomically: a prepared message may be
+// queued on connections of every core.
+//
+//   ws::prepared_message m(ws::opcode::text, payload, opts);   // compressed once
+//   for (auto* c : subscribers) c->queue_prepared(m);          // no copy, no compression
+#pragma once
+
+#include <cnetmod/engine/shared_buffer.hpp>
+#include <cnetmod/proto/ws/frame.hpp>
+#include <cnetmod/proto/ws/options.hpp>
+
+#include <cstddef>
+#include <span>
+#include <string_view>
+
+namespace cnetmod::ws {
+
+class prepared_message {
+public:
+    prepared_message() = default;
+    // Encodes `payload` as one unmasked (server) frame of opcode `op` (text
+    // or binary). With opts.enable_compression, and a payload at or above
+    // opts.compression_threshold, it is also compressed once at
+    // opts.compression_level.
+    prepared_message(ws::opcode op, std::span<const std::byte> payload, const options& opts);
+    prepared_message(ws::opcode op, std::string_view payload, const options& opts)
+        : prepared_message(op, std::as_bytes(std::span(payload.data(), payload.size())), opts) {}
+
+    ws::opcode op() const noexcept { return op_; }
+    // The whole frame, header and payload, as a server sends it.
+    const shared_buffer& plain_frame() const noexcept { return plain_; }
+    std::span<const std::byte> plain_payload() const noexcept { return plain_.bytes().subspan(plain_header_); }
+    // The compressed frame (RSV1 set), when there is one.
+    bool has_compressed() const noexcept { return !compressed_.empty(); }
+    const shared_buffer& compressed_frame() const noexcept { return compressed_; }
+    std::span<const std::byte> compressed_payload() const noexcept {
+        return compressed_.bytes().subspan(compressed_header_);
+    }
+
+private:
+    ws::opcode op_ = ws::opcode::text;
+    shared_buffer plain_;
+    shared_buffer compressed_;
+    std::size_t plain_header_ = 0;
+    std::size_t compressed_header_ = 0;
+};
+
+}  // namespace cnetmod::ws
