@@ -25,62 +25,82 @@ int main(int argc, char** argv) {
                    "beyond the seed: when idle, wake for this many completions or after --wait-batch-us")
         ->capture_default_str();
     app.add_option("--wait-batch-us", wait_batch_us, "the most latency --wait-batch may add")->capture_default_str();
+    ws::options opts;
+    std::string cert, key;
+    app.add_flag("--deflate", opts.enable_compression,
+                 "beyond the seed: accept permessage-deflate (RFC 7692) when the client offers it");
+    app.add_option("--deflate-level", opts.compression_level, "libdeflate level, 1..12")->capture_default_str();
+    app.add_option("--deflate-threshold", opts.compression_threshold, "messages under this many bytes go plain")
+        ->capture_default_str();
+    auto* cert_opt = app.add_option("--cert", cert, "TLS certificate (PEM): serve wss:// instead of ws://");
+    auto* key_opt = app.add_option("--key", key, "TLS private key (PEM) of --cert");
+    cert_opt->needs(key_opt);
+    key_opt->needs(cert_opt);
     CLI11_PARSE(app, argc, argv);
-    io_context_options loop;
-    loop.wait_batch = wait_batch;
-    loop.wait_batch_timeout = std::chrono::microseconds(wait_batch_us);
+    try {
+        http::server_options server_opts;
+        if (!cert.empty()) server_opts.tls = tls_server_options{cert, key};
+        const char* scheme = cert.empty() ? "ws" : "wss";
+        io_context_options loop;
+        loop.wait_batch = wait_batch;
+        loop.wait_batch_timeout = std::chrono::microseconds(wait_batch_us);
 
-    net_init guard;
-    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a line at a time, also into a file or pipe
+        net_init guard;
+        std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a line at a time, also into a file or pipe
 
-    auto echo = [quiet](http::request_context& ctx) -> task<void> {
-        // Check if WebSocket upgrade request
-        if (!ctx.is_websocket_upgrade()) {
-            ctx.resp().set_status(http::status::bad_request);
-            co_return;
+        auto echo = [quiet, &opts](http::request_context& ctx) -> task<void> {
+            // Check if WebSocket upgrade request
+            if (!ctx.is_websocket_upgrade()) {
+                ctx.resp().set_status(http::status::bad_request);
+                co_return;
+            }
+
+            // Upgrade to WebSocket
+            auto ws = co_await ctx.upgrade_to_websocket(opts);
+            if (!quiet) fmt::print("WebSocket client connected\n");
+
+            // Echo loop
+            while (true) {
+                auto msg = co_await ws.recv();
+                if (!msg) break;  // Connection closed
+
+                if (!quiet) fmt::print("Received: {}\n", *msg);
+                // Binary comes back as binary (the seed's echo knows only text).
+                if (ws.last_opcode() == ws::opcode::binary)
+                    co_await ws.send_binary(*msg);
+                else
+                    co_await ws.send(*msg);
+            }
+
+            if (!quiet) fmt::print("WebSocket client disconnected\n");
+        };
+
+        if (cores > 1) {
+            // Beyond the seed: the same handler on every core of a runtime.
+            runtime_options options;
+            options.cores = cores;
+            options.context = loop;
+            runtime rt(options);
+            rt.start();
+            http::server srv(rt, server_opts);
+            srv.get("/ws", echo);
+            srv.listen(port, address);
+            fmt::print("WebSocket server on {}://localhost:{}/ws ({} cores)\n", scheme, srv.port(), rt.size());
+            std::fflush(stdout);
+            rt.wait();
+            return 0;
         }
 
-        // Upgrade to WebSocket
-        auto ws = co_await ctx.upgrade_to_websocket();
-        if (!quiet) fmt::print("WebSocket client connected\n");
-
-        // Echo loop
-        while (true) {
-            auto msg = co_await ws.recv();
-            if (!msg) break;  // Connection closed
-
-            if (!quiet) fmt::print("Received: {}\n", *msg);
-            // Binary comes back as binary (the seed's echo knows only text).
-            if (ws.last_opcode() == ws::opcode::binary)
-                co_await ws.send_binary(*msg);
-            else
-                co_await ws.send(*msg);
-        }
-
-        if (!quiet) fmt::print("WebSocket client disconnected\n");
-    };
-
-    if (cores > 1) {
-        // Beyond the seed: the same handler on every core of a runtime.
-        runtime_options options;
-        options.cores = cores;
-        options.context = loop;
-        runtime rt(options);
-        rt.start();
-        http::server srv(rt);
+        io_context ctx(loop);
+        http::server srv(ctx, server_opts);
         srv.get("/ws", echo);
         srv.listen(port, address);
-        fmt::print("WebSocket server on ws://localhost:{}/ws ({} cores)\n", srv.port(), rt.size());
+        fmt::print("WebSocket server on {}://localhost:{}/ws\n", scheme, srv.port());
         std::fflush(stdout);
-        rt.wait();
-        return 0;
+        ctx.run();
+    } catch (const std::exception& e) {
+        // A certificate or key that cannot be used, a port that is taken.
+        fmt::print(stderr, "echo_server: {}\n", e.what());
+        return 1;
     }
-
-    io_context ctx(loop);
-    http::server srv(ctx);
-    srv.get("/ws", echo);
-    srv.listen(port, address);
-    fmt::print("WebSocket server on ws://localhost:{}/ws\n", srv.port());
-    std::fflush(stdout);
-    ctx.run();
 }

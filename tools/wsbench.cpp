@@ -192,6 +192,9 @@ struct config {
     double rate = 0;
     unsigned threads = 1;
     bool deflate = false;
+    bool deflate_negotiated = false;  // what the probe connection found
+    std::string ca_file;              // wss://: trust this CA (PEM) instead of the system store
+    bool insecure = false;            // wss://: do not verify the server's certificate
     unsigned publishers = 1;
     int server_pid = 0;
     bool spin = false;
@@ -231,6 +234,16 @@ std::optional<std::uint64_t> get_number(const std::byte* in, std::size_t chars) 
         v = (v << 6) | d;
     }
     return v;
+}
+
+// What every connection asks for: handshake timeout, compression, TLS trust.
+ws::options client_options(const config& cfg) {
+    ws::options o;
+    o.handshake_timeout = std::chrono::milliseconds(static_cast<long>(cfg.connect_timeout * 1000));
+    o.enable_compression = cfg.deflate;
+    o.tls.ca_file = cfg.ca_file;
+    o.tls.verify = !cfg.insecure;
+    return o;
 }
 
 std::vector<std::byte> make_payload(std::size_t size, unsigned salt) {
@@ -297,9 +310,7 @@ private:
     }
 
     ws::options ws_options() const {
-        ws::options o;
-        o.handshake_timeout = std::chrono::milliseconds(static_cast<long>(cfg_.connect_timeout * 1000));
-        o.enable_compression = cfg_.deflate;
+        ws::options o = client_options(cfg_);
         o.max_message_size = std::max<std::size_t>(cfg_.size * 2, 16 * 1024 * 1024);
         o.send_high_water = SIZE_MAX / 4;  // wsbench bounds what it queues itself
         return o;
@@ -693,13 +704,14 @@ std::string plain_message(const std::exception& e) {
 
 // One quick connection before the run, so that a bad URL, a refused
 // connection, an unreachable host or a refused handshake is one clear line.
-std::optional<std::string> probe(const config& cfg) {
+// It also finds whether the server accepts permessage-deflate.
+std::optional<std::string> probe(config& cfg) {
     try {
         io_context ctx;
-        ws::options o;
-        o.handshake_timeout = std::chrono::milliseconds(static_cast<long>(cfg.connect_timeout * 1000));
+        const ws::options o = client_options(cfg);
         sync_wait(ctx, co_invoke([&]() -> task<void> {
                       auto c = co_await ws::connect(ctx, cfg.url, o);
+                      cfg.deflate_negotiated = c.compression();
                       co_await c.close(ws::close_code::normal);
                   }));
         return std::nullopt;
@@ -752,7 +764,10 @@ int main(int argc, char** argv) {
     app.add_option("-t,--threads", cfg.threads, "load threads, one io_uring loop each")
         ->check(CLI::Range(1u, 256u))
         ->capture_default_str();
-    app.add_flag("--deflate", cfg.deflate, "offer permessage-deflate");
+    app.add_flag("--deflate", cfg.deflate,
+                 "offer permessage-deflate (RFC 7692); the payload pattern is highly compressible");
+    app.add_option("--ca", cfg.ca_file, "wss://: trust this CA certificate (PEM) instead of the system store");
+    app.add_flag("-k,--insecure", cfg.insecure, "wss://: do not verify the server's certificate");
     app.add_option("-p,--publishers", cfg.publishers, "broadcast: publishing connections")
         ->check(CLI::Range(1u, 9999u))
         ->capture_default_str();
@@ -766,15 +781,15 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
 
+    bool tls = false;
     try {
-        const auto u = ws::parse_url(cfg.url);
-        if (u.scheme == "wss") throw std::invalid_argument("wss:// needs TLS, which this build does not offer yet");
+        tls = ws::parse_url(cfg.url).scheme == "wss";
     } catch (const std::exception& e) {
         fmt::print(stderr, "wsbench: bad URL \"{}\": {}\n", cfg.url, plain_message(e));
         return 2;
     }
-    if (cfg.deflate) {
-        fmt::print(stderr, "wsbench: --deflate: permessage-deflate is not in cnetmod yet\n");
+    if (!tls && (cfg.insecure || !cfg.ca_file.empty())) {
+        fmt::print(stderr, "wsbench: --ca and --insecure are for wss:// URLs\n");
         return 2;
     }
     if (cfg.mode == "broadcast") {
@@ -800,6 +815,8 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "wsbench: {}\n", *error);
         return 1;
     }
+    if (cfg.deflate && !cfg.deflate_negotiated && !cfg.quiet)
+        fmt::print(stderr, "wsbench: the server declined permessage-deflate: messages go uncompressed\n");
 
     std::signal(SIGINT, [](int) { interrupted.store(true); });
     std::signal(SIGTERM, [](int) { interrupted.store(true); });
@@ -932,6 +949,8 @@ int main(int argc, char** argv) {
         j["inflight"] = cfg.rate > 0 ? 0u : cfg.inflight;
         j["rate_target"] = cfg.rate;
         j["threads"] = cfg.threads;
+        j["tls"] = tls;
+        j["deflate"] = cfg.deflate_negotiated;
         j["duration_s"] = seconds;
         j["sent"] = sent;
         j["received"] = received;
@@ -976,8 +995,9 @@ int main(int argc, char** argv) {
                               cfg.connections - cfg.publishers, cfg.rate > 0 ? cfg.rate : 100.0)
             : cfg.rate > 0 ? fmt::format("echo, {} connections, open loop at {:.0f} msg/s", cfg.connections, cfg.rate)
                            : fmt::format("echo, {} connections, {} in flight", cfg.connections, cfg.inflight);
-        fmt::print("wsbench {}  {}, {} B {}, {} thread{}, {:.1f} s\n\n", cfg.url, shape, cfg.size,
-                   cfg.binary ? "binary" : "text", cfg.threads, cfg.threads == 1 ? "" : "s", seconds);
+        fmt::print("wsbench {}  {}, {} B {}{}, {} thread{}, {:.1f} s\n\n", cfg.url, shape, cfg.size,
+                   cfg.binary ? "binary" : "text", cfg.deflate_negotiated ? " (permessage-deflate)" : "", cfg.threads,
+                   cfg.threads == 1 ? "" : "s", seconds);
         if (cfg.mode == "connect") {
             fmt::print("  handshakes   {} ({} /s)\n", with_commas(handshakes),
                        with_commas(static_cast<std::uint64_t>(rate)));

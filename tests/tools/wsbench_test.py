@@ -7,8 +7,10 @@ documented fields, and each bad input gives its message and exit code.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 import ws_examples_test as examples  # noqa: E402  (Server, free_port)
@@ -108,6 +110,35 @@ with Server(ECHO, "--quiet") as echo:
     rc, out, err = wsbench(echo.url, "--connections", "0")
     check(rc != 0 and err, "a bad option is refused")
     check(len(err.strip().splitlines()) <= 2, "errors are short")
+
+# permessage-deflate and wss://, with a throwaway certificate.
+certs = tempfile.mkdtemp(prefix="cnetmod-wsbench-certs-")
+try:
+    subprocess.run(["sh", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support", "make_certs.sh"),
+                    certs], check=True, stdout=subprocess.DEVNULL)
+    with Server(ECHO, "--quiet", "--deflate", "--cert", f"{certs}/server.pem", "--key", f"{certs}/server.key") as tls:
+        wss = f"wss://localhost:{tls.port}/ws"
+        rc, j, err = run_json(wss, "--ca", f"{certs}/ca.pem", "-c", "10", "-i", "4", "-n", "2000", "-s", "4096",
+                              "--deflate")
+        check(rc == 0 and j and j["received"] == 2000 and j["errors"] == 0,
+              f"wss:// with --deflate: 2000 messages of 4 KiB come back whole (rc {rc}, {err})")
+        check(j and j["tls"] is True and j["deflate"] is True, "JSON says TLS and permessage-deflate were on")
+        rc, j, err = run_json(wss, "--insecure", "-c", "2", "-n", "100")
+        check(rc == 0 and j and j["received"] == 100 and j["deflate"] is False,
+              f"--insecure skips verification; no --deflate, no compression (rc {rc}, {err})")
+        rc, out, err = wsbench(wss, "-n", "10")
+        check(rc == 1 and "certificate verify failed" in err,
+              f"an untrusted certificate is one clear line (rc {rc}: {err.strip()})")
+        rc, out, err = wsbench(f"ws://127.0.0.1:{tls.port}/ws", "--ca", f"{certs}/ca.pem", "-n", "10")
+        check(rc == 2 and "wss://" in err, f"--ca with a ws:// URL is refused (rc {rc}: {err.strip()})")
+    with Server(ECHO, "--quiet") as plain:
+        rc, j, err = run_json(plain.url, "--deflate", "-c", "2", "-n", "100")
+        check(rc == 0 and j and j["deflate"] is False,
+              f"a server without compression: the run goes on uncompressed (rc {rc}, {err})")
+        rc, out, err = wsbench(plain.url, "--deflate", "-c", "2", "-n", "100")
+        check(rc == 0 and "declined permessage-deflate" in err, f"and says so ({err.strip()})")
+finally:
+    shutil.rmtree(certs, ignore_errors=True)
 
 with Server(BROADCAST) as bc:
     rc, j, err = run_json(bc.url, "-m", "broadcast", "-c", "11", "-p", "1", "-r", "200", "-d", "1")
