@@ -16,4 +16,5 @@
 #include <cnetmod/engine/tcp_listener.hpp>
 #include <cnetmod/engine/tcp_stream.hpp>
 #include <cnetmod/engine/timer.hpp>
+#include <cnetmod/engine/tls.hpp>
 #include <cnetmod/engine/yield.hpp>

@@ -9,7 +9,7 @@ packages=(
   liburing-dev libdeflate-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libfmt-dev nlohmann-json3-dev
   libboost-dev gnuplot-nox linux-perf
-  python3-websockets node-ws nodejs clang libclang-rt-14-dev
+  python3-websockets node-ws nodejs clang libclang-rt-14-dev chromium
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -23,6 +23,20 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# tests/browser drives Debian's chromium with playwright-core, kept in the
+# git-ignored .cache/npm; 1.64.x is the release made for Chromium 156 (Debian 12's).
+playwright_core=1.64.1
+if ! grep -qs "\"version\": \"$playwright_core\"" .cache/npm/node_modules/playwright-core/package.json; then
+  if ! command -v npm >/dev/null; then
+    # Debian's nodejs comes without npm (other builds of nodejs carry their own).
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+  fi
+  echo "setup: installing playwright-core $playwright_core into .cache/npm"
+  mkdir -p .cache/npm
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix .cache/npm --no-save --no-audit --no-fund \
+    --loglevel=error "playwright-core@$playwright_core"
 fi
 
 if [ ! -f build/build.ninja ]; then

@@ -3,6 +3,7 @@
 // copy of the request head, so a request is self-contained and movable.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,10 @@ struct header_field {
 std::string_view trim_ows(std::string_view s) noexcept;
 // ASCII case-insensitive comparison, as header names and tokens require (RFC 9110 §5.1).
 bool iequals(std::string_view a, std::string_view b) noexcept;
+// The value of `key` in a query string ("name=J%C3%B6rg&x=1"), percent-decoded
+// with '+' as a space (the form encoding browsers use); nullopt when the key
+// is absent or its value is not valid percent-encoding.
+std::optional<std::string> query_param(std::string_view query, std::string_view key);
 // True when the comma-separated list `list` holds `token`, case-insensitively
 // (`Connection: keep-alive, Upgrade` holds "upgrade").
 bool list_contains_token(std::string_view list, std::string_view token) noexcept;

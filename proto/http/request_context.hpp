@@ -16,6 +16,8 @@
 
 #include <system_error>
 
+#include <chrono>
+#include <cstddef>
 #include <memory>
 #include <string_view>
 
@@ -25,6 +27,14 @@ struct options;
 }  // namespace cnetmod::ws
 
 namespace cnetmod::http {
+
+namespace detail {
+// Defined by the WebSocket layer (proto/ws/connection.cpp), which keeps the
+// per-core list of connections each server upgraded: starts closing those
+// of `server_tag` on this core with 1001 within `grace`; and counts them.
+void close_upgraded_connections(const void* server_tag, std::chrono::milliseconds grace);
+std::size_t count_upgraded_connections(const void* server_tag) noexcept;
+}  // namespace detail
 
 // Thrown by a handler (or by upgrade_to_websocket) to answer with the
 // response as prepared in resp() — a refused handshake, say — instead of 500.
@@ -85,6 +95,10 @@ public:
     void mark_upgraded() noexcept { upgraded_ = true; }
     // Frees the request and the response once they are no longer needed (after an upgrade).
     void release_request() noexcept { ex_.reset(); }
+    // The server this request came through (an opaque tag): its graceful
+    // shutdown finds the WebSocket connections it upgraded by it.
+    const void* server_tag() const noexcept { return server_tag_; }
+    void set_server_tag(const void* tag) noexcept { server_tag_ = tag; }
 
 private:
     static const request& empty_request() noexcept;
@@ -93,6 +107,7 @@ private:
     io_context& ctx_;
     tcp_stream& stream_;
     std::unique_ptr<exchange> ex_;
+    const void* server_tag_ = nullptr;
     bool upgraded_ = false;
 };
 

@@ -43,6 +43,40 @@ std::string_view trim_ows(std::string_view s) noexcept {
     return s;
 }
 
+std::optional<std::string> query_param(std::string_view query, std::string_view key) {
+    auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const std::string_view pair = query.substr(0, amp);
+        query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
+        const auto eq = pair.find('=');
+        if (pair.substr(0, eq) != key) continue;
+        const std::string_view raw = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+        std::string out;
+        out.reserve(raw.size());
+        for (std::size_t i = 0; i < raw.size(); ++i) {
+            if (raw[i] == '+') {
+                out += ' ';
+            } else if (raw[i] == '%') {
+                if (i + 2 >= raw.size()) return std::nullopt;
+                const int hi = hex(raw[i + 1]), lo = hex(raw[i + 2]);
+                if (hi < 0 || lo < 0) return std::nullopt;
+                out += static_cast<char>(hi * 16 + lo);
+                i += 2;
+            } else {
+                out += raw[i];
+            }
+        }
+        return out;
+    }
+    return std::nullopt;
+}
+
 bool iequals(std::string_view a, std::string_view b) noexcept {
     if (a.size() != b.size()) return false;
     for (std::size_t i = 0; i < a.size(); ++i) {

@@ -1,10 +1,14 @@
 #include <cnetmod/engine/spawn.hpp>
+#include <cnetmod/engine/timer.hpp>
 #include <cnetmod/proto/http/server.hpp>
 
 #include <system_error>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <latch>
 
 namespace cnetmod::http {
 
@@ -218,7 +222,7 @@ void handler_failed(request_context& rc, const server_options& options, const st
 // request and response live on the heap and are freed at the upgrade, and
 // everything else happens in functions of their own. It is its own detached
 // root (no spawn wrapper frame).
-detail::detached_task session(state_ptr st, io_context& ctx, tcp_stream s) {
+cnetmod::detail::detached_task session(state_ptr st, io_context& ctx, tcp_stream s) {
     for (;;) {
         auto ex = std::make_unique<exchange>();
         if (!co_await read_request(s, st->options, ex->req)) co_return;
@@ -226,6 +230,7 @@ detail::detached_task session(state_ptr st, io_context& ctx, tcp_stream s) {
         const bool is_head = ex->req.method() == "HEAD";
         bool keep_alive = ex->req.keep_alive();
         request_context rc(ctx, std::move(ex), s);
+        rc.set_server_tag(st.get());
         if (const server::handler* h = route_request(*st, rc)) {
             try {
                 co_await (*h)(rc);
@@ -262,6 +267,46 @@ task<void> accept_loop(state_ptr st, io_context& ctx, tcp_listener listener, std
     }
     st->listeners[slot] = nullptr;
 }
+
+// One core's part of a graceful shutdown: its WebSocket connections are
+// sent 1001 and given `grace`, then waited for (reset ones end at once).
+task<void> shutdown_core(state_ptr st, io_context& ctx, std::chrono::milliseconds grace) {
+    detail::close_upgraded_connections(st.get(), grace);
+    const auto give_up = std::chrono::steady_clock::now() + grace + std::chrono::seconds(1);
+    while (detail::count_upgraded_connections(st.get()) > 0 && std::chrono::steady_clock::now() < give_up)
+        co_await async_sleep(ctx, std::chrono::milliseconds(5));
+}
+
+// Waits for every core of a runtime to finish its part, then resumes the
+// caller on its own core.
+struct all_cores_shut {
+    all_cores_shut(runtime& r, state_ptr s, std::chrono::milliseconds g) : rt(r), st(std::move(s)), grace(g) {}
+    runtime& rt;
+    state_ptr st;
+    std::chrono::milliseconds grace;
+    std::atomic<std::size_t> left{0};
+    std::coroutine_handle<> waiter;
+    int origin = -1;
+
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h) {
+        waiter = h;
+        origin = runtime::current_core();
+        left = rt.size();
+        for (std::size_t i = 0; i < rt.size(); ++i)
+            rt.submit_to(i, [this] { spawn(*io_context::current(), run_core(this)); });
+    }
+    void await_resume() const noexcept {}
+
+    static task<void> run_core(all_cores_shut* self) {
+        co_await shutdown_core(self->st, *io_context::current(), self->grace);
+        if (self->left.fetch_sub(1) != 1) co_return;
+        if (runtime::current_core() == self->origin)
+            io_context::current()->schedule(self->waiter);
+        else
+            self->rt.submit_to(static_cast<std::size_t>(self->origin), [h = self->waiter] { h.resume(); });
+    }
+};
 
 void listen_on(const state_ptr& st, io_context& ctx, int fd, std::size_t slot) {
     spawn(ctx, accept_loop(st, ctx, tcp_listener::adopt(ctx, fd, st->options.listen), slot));
@@ -342,6 +387,32 @@ void server::stop() {
             rt_->submit_to(slot % rt_->size(), [close_slot, st = state_, slot] { close_slot(st, slot); });
         }
     }
+}
+
+task<void> server::shutdown(std::chrono::milliseconds grace) {
+    stop();
+    if (ctx_) {
+        co_await shutdown_core(state_, *ctx_, grace);
+        co_return;
+    }
+    co_await all_cores_shut(*rt_, state_, grace);
+}
+
+void server::shutdown_and_wait(std::chrono::milliseconds grace) {
+    stop();
+    const std::size_t cores = ctx_ ? 1 : rt_->size();
+    std::latch done(static_cast<std::ptrdiff_t>(cores));
+    auto part = [st = state_, grace, &done]() {
+        spawn(*io_context::current(), co_invoke([st, grace, &done]() -> task<void> {
+            co_await shutdown_core(st, *io_context::current(), grace);
+            done.count_down();
+        }));
+    };
+    if (ctx_)
+        ctx_->post(part);
+    else
+        for (std::size_t i = 0; i < cores; ++i) rt_->submit_to(i, part);
+    done.wait();
 }
 
 }  // namespace cnetmod::http

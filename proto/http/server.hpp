@@ -75,6 +75,19 @@ public:
     // Stops accepting; connections already open carry on.
     void stop();
 
+    // Graceful shutdown: stops accepting on every core, then sends close
+    // 1001 ("server shutting down") to every WebSocket connection this
+    // server upgraded, behind whatever is already queued for it (nothing
+    // queued is lost), waits up to `grace` for each peer's close frame
+    // (closing TCP after it), and resets the connections that remain.
+    // Completes once all of them are gone (at most `grace` plus a second).
+    // Await it on a core of the server (its io_context, or any core of its
+    // runtime); then stop the io_context or the runtime.
+    task<void> shutdown(std::chrono::milliseconds grace = std::chrono::seconds(5));
+    // The same from a thread that is none of the server's cores (main, a
+    // signal-waiting thread); blocks until done.
+    void shutdown_and_wait(std::chrono::milliseconds grace = std::chrono::seconds(5));
+
     const server_options& settings() const noexcept;
 
     // Internal: the state sessions share (routes, settings, listeners).

@@ -3,6 +3,7 @@
 #include <cnetmod/proto/ws/mask.hpp>
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
 #include <cnetmod/proto/ws/prepared_message.hpp>
+#include <cnetmod/proto/ws/pubsub.hpp>
 #include <cnetmod/proto/ws/utf8.hpp>
 
 #include <sys/random.h>
@@ -53,6 +54,62 @@ public:
           opts_(opts, deflate, deflate_send),
           subprotocol_(std::move(subprotocol)) {
         rd_waiter_.self = this;
+    }
+
+    ~connection_state() {
+        if (subs_) release_subscriptions(*subs_);
+        if (close_timer_) ctx_.disarm_wait_timer(close_timer_);
+        unregister();
+    }
+
+    // ---- pub/sub, graceful shutdown ----
+
+    subscription_set* subs_ = nullptr;  // the topics this connection is subscribed to
+    cnetmod::detail::wait_timer* close_timer_ = nullptr;
+    // The per-core list of server connections, for their server's shutdown.
+    connection_state* reg_prev_ = nullptr;
+    connection_state* reg_next_ = nullptr;
+    const void* server_tag_ = nullptr;
+
+    static connection_state*& registry_head() noexcept {
+        thread_local connection_state* head = nullptr;
+        return head;
+    }
+    void register_as(const void* tag) noexcept {
+        server_tag_ = tag;
+        connection_state*& head = registry_head();
+        reg_next_ = head;
+        if (head) head->reg_prev_ = this;
+        head = this;
+    }
+    void unregister() noexcept {
+        if (!server_tag_) return;
+        if (reg_prev_)
+            reg_prev_->reg_next_ = reg_next_;
+        else
+            registry_head() = reg_next_;
+        if (reg_next_) reg_next_->reg_prev_ = reg_prev_;
+        server_tag_ = nullptr;
+    }
+
+    // A close this side starts without waiting in close(): the close frame
+    // goes after what is queued, the reader (if one waits) finishes the
+    // handshake when the peer answers, and a peer that has not answered by
+    // `grace` is reset.
+    void close_within(std::uint16_t code, std::string_view reason, std::chrono::milliseconds grace) {
+        if (phase_ != phase::open) return;
+        queue_close(code, reason);
+        phase_ = phase::closing;
+        close_code_ = code;
+        close_reason_ = std::string(reason);
+        if (!close_timer_)
+            close_timer_ = ctx_.arm_wait_timer(timeout(grace), &connection_state::on_close_timeout, this);
+    }
+    static void on_close_timeout(void* p) {
+        auto* s = static_cast<connection_state*>(p);
+        s->close_timer_ = nullptr;
+        s->phase_ = phase::closed;
+        s->stream_.abort();  // wakes a waiting reader, which returns empty
     }
 
     enum class phase { open, closing, closed };
@@ -750,4 +807,55 @@ std::size_t connection::buffered_amount() const noexcept {
     return state_ ? state_->stream_.queued_bytes() : 0;
 }
 
+namespace detail {
+
+subscription_set*& subscriptions(connection_state& s) noexcept {
+    return s.subs_;
+}
+bool is_open(const connection_state& s) noexcept {
+    return s.phase_ == connection_state::phase::open && s.stream_.is_open();
+}
+std::size_t queued_bytes(const connection_state& s) noexcept {
+    return s.stream_.queued_bytes();
+}
+void queue_prepared(connection_state& s, const prepared_message& m) {
+    s.queue_prepared(m);
+}
+void close_within(connection_state& s, std::uint16_t code, std::string_view reason, std::chrono::milliseconds grace) {
+    s.close_within(code, reason, grace);
+}
+void register_server_connection(connection& c, const void* server_tag) noexcept {
+    if (c.state() && server_tag) c.state()->register_as(server_tag);
+}
+std::size_t close_server_connections(const void* server_tag, std::uint16_t code, std::string_view reason,
+                                     std::chrono::milliseconds grace) {
+    std::size_t n = 0;
+    for (connection_state* s = connection_state::registry_head(); s; s = s->reg_next_) {
+        if (s->server_tag_ != server_tag) continue;
+        ++n;
+        if (s->stream_.is_open()) s->close_within(code, reason, grace);
+    }
+    return n;
+}
+std::size_t count_server_connections(const void* server_tag) noexcept {
+    std::size_t n = 0;
+    for (connection_state* s = connection_state::registry_head(); s; s = s->reg_next_)
+        n += s->server_tag_ == server_tag;
+    return n;
+}
+
+}  // namespace detail
 }  // namespace cnetmod::ws
+
+namespace cnetmod::http::detail {
+
+void close_upgraded_connections(const void* server_tag, std::chrono::milliseconds grace) {
+    ws::detail::close_server_connections(server_tag, ws::close_code::going_away, "server shutting down", grace);
+}
+std::size_t count_upgraded_connections(const void* server_tag) noexcept {
+    return ws::detail::count_server_connections(server_tag);
+}
+
+}  // namespace cnetmod::http::detail
+
+namespace cnetmod::ws {}  // namespace cnetmod::ws

@@ -20,6 +20,7 @@
 
 #include <system_error>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -58,9 +59,12 @@ private:
     std::uint16_t code_;
 };
 
+class prepared_message;
+
 namespace detail {
 class connection_state;
-}
+struct subscription_set;
+}  // namespace detail
 
 class connection {
 public:
@@ -164,8 +168,29 @@ public:
     // Bytes queued for sending, not yet taken by the kernel.
     std::size_t buffered_amount() const noexcept;
 
+    // Internal (pub/sub, graceful shutdown): the connection's state.
+    detail::connection_state* state() const noexcept { return state_.get(); }
+
 private:
     std::unique_ptr<detail::connection_state> state_;
 };
+
+// Internal hooks for pub/sub and graceful shutdown, on the connection's core.
+namespace detail {
+// The pub/sub subscriptions a connection holds (released when it closes or is destroyed).
+subscription_set*& subscriptions(connection_state& s) noexcept;
+bool is_open(const connection_state& s) noexcept;
+std::size_t queued_bytes(const connection_state& s) noexcept;
+void queue_prepared(connection_state& s, const prepared_message& m);
+// Sends a close frame with `code` after what is queued; the peer has until
+// `grace` to drain and answer, then the connection is reset.
+void close_within(connection_state& s, std::uint16_t code, std::string_view reason, std::chrono::milliseconds grace);
+// Server connections, per core, tagged by the server that upgraded them.
+void register_server_connection(connection& c, const void* server_tag) noexcept;
+// Starts close_within on every open connection of `server_tag` on this core; returns how many remain.
+std::size_t close_server_connections(const void* server_tag, std::uint16_t code, std::string_view reason,
+                                     std::chrono::milliseconds grace);
+std::size_t count_server_connections(const void* server_tag) noexcept;
+}  // namespace detail
 
 }  // namespace cnetmod::ws

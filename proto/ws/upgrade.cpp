@@ -64,7 +64,9 @@ task<ws::connection> request_context::upgrade_to_websocket(const ws::options& op
     stream_.queue(out);
     mark_upgraded();
     release_request();  // the request and response are not needed for the life of the socket
-    co_return ws::connection(std::move(stream_), ws::role::server, opts, std::move(selected), deflate);
+    ws::connection conn(std::move(stream_), ws::role::server, opts, std::move(selected), deflate);
+    ws::detail::register_server_connection(conn, server_tag_);
+    co_return conn;
 }
 
 }  // namespace cnetmod::http

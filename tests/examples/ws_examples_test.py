@@ -130,6 +130,27 @@ async def chat_room(s):
     await ann.close()
 
 
+async def chat_room_topics(s):
+    # The same room over two cores: members connect until both cores have some
+    # (SO_REUSEPORT spreads them), and every member sees every line in order.
+    names = [f"m{i}" for i in range(8)]
+    members = []
+    for n in names:
+        ws = await websockets.connect(s.url + "?name=" + n)
+        members.append(ws)
+        # Each earlier member sees this join; the newcomer sees its own.
+        for m in members:
+            assert await asyncio.wait_for(m.recv(), 5) == f"{n} joined"
+    await members[0].send("hello all")
+    for m in members:
+        assert await asyncio.wait_for(m.recv(), 5) == "m0: hello all"
+    await members[-1].close()
+    for m in members[:-1]:
+        assert await asyncio.wait_for(m.recv(), 5) == f"{names[-1]} left"
+    for m in members[:-1]:
+        await m.close()
+
+
 async def heartbeat(s):
     async with websockets.connect(s.url) as ws:
         # websockets answers the server's pings itself; count them on the server side.

@@ -1,0 +1,152 @@
+// cnetmod-demo: the chat room of the seed grown into a multi-core server
+// with a browser page.
+//
+//   GET  /                  the chat page (tools/demo/index.html, built in)
+//   WS   /chat?name=NAME    the chat room: "NAME joined", "NAME: message", "NAME left"
+//   WS   /ws                echo
+//   WS   /broadcast         every message sent here goes to every /broadcast connection
+//
+// Every core serves connections; the chat room and the fan-out are pub/sub
+// topics over all cores (ws::pubsub). Ctrl-C (or SIGTERM) shuts down
+// gracefully: no more connections, close 1001 to every WebSocket after
+// what is queued for it, a bounded wait for the peers, then exit.
+#include "demo_page.hpp"
+#include <cnetmod/engine/engine.hpp>
+#include <cnetmod/proto/ws/ws.hpp>
+
+#include <fmt/core.h>
+#include <pthread.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+
+using namespace cnetmod;
+
+namespace {
+
+// A display name from the query: printable, at most 32 bytes of it.
+std::string clean_name(std::string raw) {
+    std::string name;
+    for (char c : raw) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) continue;
+        name += c;
+    }
+    if (name.size() > 32) name.resize(32);
+    if (!ws::is_valid_utf8(name)) return {};
+    return name;
+}
+
+struct demo {
+    ws::options ws_opts;
+    std::unique_ptr<ws::pubsub> topics;
+    bool quiet = false;
+
+    task<void> page(http::request_context& ctx) {
+        ctx.resp().set_header("Content-Type", "text/html; charset=utf-8");
+        ctx.resp().set_header("Cache-Control", "no-store");
+        ctx.resp().set_body(std::string(demo_page));
+        co_return;
+    }
+
+    task<void> chat(http::request_context& ctx) {
+        const std::string name = clean_name(http::query_param(ctx.query(), "name").value_or(""));
+        if (name.empty()) {
+            ctx.resp().set_status(http::status::bad_request);
+            ctx.resp().set_body("400 Bad Request: /chat?name=NAME (a printable name, at most 32 bytes)\n");
+            co_return;
+        }
+        auto ws = co_await ctx.upgrade_to_websocket(ws_opts);
+        topics->subscribe(ws, "chat");
+        topics->publish("chat", fmt::format("{} joined", name));
+        while (auto msg = co_await ws.recv()) {
+            if (ws.last_opcode() != ws::opcode::text) continue;  // the room speaks text
+            topics->publish("chat", fmt::format("{}: {}", name, *msg));
+        }
+        topics->publish("chat", fmt::format("{} left", name));
+    }
+
+    task<void> echo(http::request_context& ctx) {
+        auto ws = co_await ctx.upgrade_to_websocket(ws_opts);
+        while (auto msg = co_await ws.recv()) {
+            if (ws.last_opcode() == ws::opcode::binary)
+                co_await ws.send_binary(*msg);
+            else
+                co_await ws.send(*msg);
+        }
+    }
+
+    task<void> fan_out(http::request_context& ctx) {
+        auto ws = co_await ctx.upgrade_to_websocket(ws_opts);
+        topics->subscribe(ws, "broadcast");
+        while (auto msg = co_await ws.recv_view()) topics->publish("broadcast", msg->payload, msg->opcode);
+    }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"cnetmod-demo: a chat room in the browser, echo and fan-out endpoints, on every core"};
+    std::uint16_t port = 8080;
+    std::string address = "127.0.0.1";
+    std::size_t cores = 0;
+    std::string cert, key;
+    double grace = 5;
+    demo d;
+    d.ws_opts.enable_compression = true;
+    app.add_option("--port", port, "TCP port")->capture_default_str();
+    app.add_option("--address", address, "address to listen on")->capture_default_str();
+    app.add_option("--cores", cores, "cores to serve on (0: every core this process may use)")->capture_default_str();
+    auto* cert_opt = app.add_option("--cert", cert, "TLS certificate (PEM): serve https:// and wss://");
+    auto* key_opt = app.add_option("--key", key, "TLS private key (PEM) of --cert");
+    cert_opt->needs(key_opt);
+    key_opt->needs(cert_opt);
+    app.add_option("--grace", grace, "seconds a shutdown waits for WebSocket peers to answer 1001")
+        ->capture_default_str();
+    app.add_flag("--quiet", d.quiet, "print only errors");
+    CLI11_PARSE(app, argc, argv);
+
+    // SIGINT and SIGTERM are taken by this thread alone (sigwait), so they
+    // are blocked before the cores' threads start and inherit the mask.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    try {
+        net_init guard;
+        runtime_options ro;
+        ro.cores = cores;
+        runtime rt(ro);
+        ws::pubsub_options po;
+        po.message_options = d.ws_opts;
+        d.topics = std::make_unique<ws::pubsub>(rt, po);
+        http::server_options so;
+        if (!cert.empty()) so.tls = tls_server_options{cert, key};
+        rt.start();
+        http::server srv(rt, so);
+        srv.get("/", [&d](http::request_context& c) { return d.page(c); });
+        srv.get("/chat", [&d](http::request_context& c) { return d.chat(c); });
+        srv.get("/ws", [&d](http::request_context& c) { return d.echo(c); });
+        srv.get("/broadcast", [&d](http::request_context& c) { return d.fan_out(c); });
+        srv.listen(port, address);
+        const bool tls = !cert.empty();
+        const std::string host = address == "0.0.0.0" || address == "127.0.0.1" ? "localhost" : address;
+        fmt::print("cnetmod demo: chat at {}://{}:{}/  (echo {}://{}:{}/ws, fan-out {}://{}:{}/broadcast, {} core{})\n",
+                   tls ? "https" : "http", host, srv.port(), tls ? "wss" : "ws", host, srv.port(), tls ? "wss" : "ws",
+                   host, srv.port(), rt.size(), rt.size() == 1 ? "" : "s");
+        std::fflush(stdout);
+
+        int sig = 0;
+        sigwait(&signals, &sig);
+        if (!d.quiet) fmt::print("cnetmod demo: {}, shutting down\n", sig == SIGINT ? "interrupted" : "terminated");
+        srv.shutdown_and_wait(std::chrono::milliseconds(static_cast<long>(grace * 1000)));
+        rt.stop();
+        rt.wait();
+        if (!d.quiet) fmt::print("cnetmod demo: stopped\n");
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "cnetmod-demo: {}\n", e.what());
+        return 1;
+    }
+}
