@@ -147,6 +147,9 @@ public:
     // The context whose loop runs on the calling thread, or nullptr.
     static io_context* current() noexcept;
     bool running_in_this_thread() const noexcept { return current() == this; }
+    // One pointer a protocol layer may keep per core (the WebSocket layer's
+    // list of server connections, for a server's graceful shutdown).
+    void*& protocol_slot() noexcept { return protocol_slot_; }
 
     const io_context_features& features() const noexcept { return features_; }
     const io_context_options& options() const noexcept { return options_; }
@@ -253,6 +256,7 @@ private:
     runtime* runtime_ = nullptr;
     std::size_t core_ = 0;
     std::vector<detail::message_batch*> outgoing_;
+    void* protocol_slot_ = nullptr;
     std::vector<io_context*> outgoing_targets_;
     detail::context_hook message_hook_;
 

@@ -59,6 +59,10 @@ int runtime::current_core() noexcept {
     return this_core;
 }
 
+runtime* runtime::current() noexcept {
+    return this_runtime;
+}
+
 void runtime::start(init_function init) {
     if (!threads_.empty()) throw std::logic_error("cnetmod: runtime already started");
     init_ = std::move(init);

@@ -61,6 +61,8 @@ public:
 
     // The core the calling thread runs, or -1 off the runtime.
     static int current_core() noexcept;
+    // The runtime the calling thread is a core of, or nullptr.
+    static runtime* current() noexcept;
 
     // Runs `fn` on core `target`. From a core of this runtime it travels by
     // MSG_RING, batched with everything else sent there this turn; from any

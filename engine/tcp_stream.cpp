@@ -152,9 +152,10 @@ public:
           options_(options),
           recv_completion_(&stream_state::on_recv),
           fallback_completion_(&stream_state::on_fallback_recv),
-          rearm_hook_([](turn_hook* h) { static_cast<hook*>(h)->self->rearm_after_starvation(); }),
+          rearm_hook_(
+              [](turn_hook* h) { static_cast<hook*>(h)->self->run_hook(&stream_state::rearm_after_starvation); }),
           send_completion_(&stream_state::on_send),
-          flush_hook_([](turn_hook* h) { static_cast<hook*>(h)->self->flush(); }) {
+          flush_hook_([](turn_hook* h) { static_cast<hook*>(h)->self->run_hook(&stream_state::flush); }) {
         recv_completion_.self = fallback_completion_.self = send_completion_.self = this;
         flush_hook_.self = rearm_hook_.self = this;
         if (options_.no_delay) {
@@ -224,8 +225,12 @@ public:
         // What is queued goes into records first: nothing is written after close_notify.
         if (tls_->handshake_done() && tx_ && !tx_->queued.empty()) encrypt_queued();
         tls_->shutdown();
-        ctx_.at_turn_end(flush_hook_);
+        flush_tls();  // now, so that the records are submitted before the shutdown that follows the drain
     }
+
+    // Bytes not yet taken by the kernel: queued, in flight, and records
+    // OpenSSL holds for the next send.
+    std::size_t unsent_bytes() const noexcept { return tx_bytes_ + (tls_ ? tls_->pending_output() : 0); }
 
     void consume(std::size_t n) noexcept {
         while (n > 0 && rx_head_ < chunks_.size()) {
@@ -306,12 +311,15 @@ public:
 
     // ---- sending ----
 
-    std::size_t queued_bytes() const noexcept { return tx_bytes_; }
+    std::size_t queued_bytes() const noexcept { return unsent_bytes(); }
     std::uint64_t send_calls() const noexcept { return send_calls_; }
 
     void throw_if_cannot_send() const {
         if (fd_ < 0 || shut_down_)
             throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: tcp_stream is closed");
+        if (tls_ && tls_->failed())
+            throw std::system_error(std::make_error_code(std::errc::protocol_error),
+                                    "cnetmod: TLS: " + tls_->error_text());
         if (tx_error_) throw std::system_error(tx_error_, std::system_category(), "cnetmod: tcp_stream send");
     }
 
@@ -397,7 +405,7 @@ public:
         wait_timer* timer = nullptr;
         bool timed_out = false;
 
-        bool await_ready() const noexcept { return s.tx_bytes_ <= threshold || s.tx_error_ || s.fd_ < 0; }
+        bool await_ready() const noexcept { return s.unsent_bytes() <= threshold || s.tx_error_ || s.fd_ < 0; }
         void await_suspend(std::coroutine_handle<> h) {
             node.handle = h;
             node.ctx = &s.ctx_;
@@ -419,7 +427,7 @@ public:
             if (timed_out)
                 throw std::system_error(std::make_error_code(std::errc::timed_out), "cnetmod: tcp_stream send");
             if (s.tx_error_) throw std::system_error(s.tx_error_, std::system_category(), "cnetmod: tcp_stream send");
-            if (s.fd_ < 0 && s.tx_bytes_ > threshold)
+            if (s.fd_ < 0 && s.unsent_bytes() > threshold)
                 throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: tcp_stream closed");
         }
         ~drain_wait() {
@@ -457,9 +465,12 @@ public:
         wake_writers();
     }
 
-    // The handle is gone: close, and free this state once the kernel is done with it.
+    // The handle is gone: close, and free this state once the kernel is done
+    // with it and the loop has run the hooks it queued for the turn's end.
     void release() noexcept {
         released_ = true;
+        if (flush_hook_.queued) ++pending_;
+        if (rearm_hook_.queued) ++pending_;
         if (tls_timer_) ctx_.disarm_wait_timer(std::exchange(tls_timer_, nullptr));
         if (reader_timer_) {
             ctx_.disarm_wait_timer(reader_timer_);
@@ -475,6 +486,15 @@ public:
             destroy = [](orphan_node* n) { delete static_cast<stream_state*>(n); };
             ctx_.add_orphan(*this);  // the last CQE deletes it, or the context does
         }
+    }
+
+    // An end-of-turn hook: its work, or, once released, its share of pending_.
+    void run_hook(void (stream_state::*work)()) {
+        if (released_) {
+            finish_operation();
+            return;
+        }
+        (this->*work)();
     }
 
     // Called by each CQE handler: true when this state was freed.
@@ -633,6 +653,10 @@ private:
         if (tls_timer_) ctx_.disarm_wait_timer(std::exchange(tls_timer_, nullptr));
         if (rx_error_ == 0) rx_error_ = error;
         if (rx_armed_) ctx_.cancel(static_cast<completion*>(&recv_completion_));
+        // Nothing more can be sent (but the alert OpenSSL may have queued).
+        if (tx_error_ == 0) tx_error_ = error;
+        drop_queued();
+        wake_writers();
     }
 
     static void on_tls_timeout(void* p) {
@@ -747,7 +771,7 @@ private:
     // and the session's output goes out as one send from the arena that is
     // not being filled. Plaintext queued during the handshake waits there.
     void flush_tls() {
-        if (send_inflight_ || fd_ < 0) return;
+        if (send_inflight_ || fd_ < 0 || shut_down_) return;
         if (tls_->handshake_done() && tx_ && !tx_->queued.empty()) encrypt_queued();
         const std::size_t n = tls_->pending_output();
         if (n == 0) return return_tx_if_idle();
@@ -767,13 +791,19 @@ private:
         send_queue& q = *tx_;
         const std::byte* arena = q.arenas[q.fill].data();
         std::size_t plain = 0;
+        bool refused = false;
         for (const segment& seg : q.queued) {
-            tls_->write(std::span<const std::byte>(seg.base(arena), seg.size));
+            refused = refused || !tls_->write(std::span<const std::byte>(seg.base(arena), seg.size));
             plain += seg.size;
         }
         release_segments(q.queued, 0);
         q.arenas[q.fill].clear();
         tx_bytes_ -= plain;
+        if (refused && tx_error_ == 0) {
+            // The session failed or was shut down: those bytes cannot go.
+            tx_error_ = EPIPE;
+            wake_writers();
+        }
     }
 
     void submit_inflight() {
@@ -857,7 +887,7 @@ private:
     }
 
     void advance(std::size_t sent) noexcept {
-        tx_bytes_ -= sent;
+        tx_bytes_ -= std::min(sent, tx_bytes_);  // after an abort dropped the queue, a late CQE may still count bytes
         send_queue& q = *tx_;
         while (sent > 0 && q.inflight_index < q.inflight.size()) {
             const std::size_t left = q.inflight[q.inflight_index].size - q.inflight_offset;
@@ -889,7 +919,7 @@ private:
         // Wake, in order, every writer whose threshold is met.
         for (std::size_t i = 0; i < writers_.size();) {
             drain_wait* w = writers_[i];
-            if (tx_bytes_ <= w->threshold || tx_error_ || fd_ < 0) {
+            if (unsent_bytes() <= w->threshold || tx_error_ || fd_ < 0) {
                 writers_.erase(writers_.begin() + static_cast<std::ptrdiff_t>(i));
                 ctx_.schedule(w->node.handle);
             } else {

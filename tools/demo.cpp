@@ -103,6 +103,12 @@ int main(int argc, char** argv) {
     key_opt->needs(cert_opt);
     app.add_option("--grace", grace, "seconds a shutdown waits for WebSocket peers to answer 1001")
         ->capture_default_str();
+    unsigned wait_batch = 0, wait_batch_us = 200;
+    app.add_option("--wait-batch", wait_batch,
+                   "when idle, wake for this many completions or after --wait-batch-us: fan-out batches more "
+                   "messages per send at the cost of that much latency")
+        ->capture_default_str();
+    app.add_option("--wait-batch-us", wait_batch_us, "the most latency --wait-batch may add")->capture_default_str();
     app.add_flag("--quiet", d.quiet, "print only errors");
     CLI11_PARSE(app, argc, argv);
 
@@ -118,6 +124,8 @@ int main(int argc, char** argv) {
         net_init guard;
         runtime_options ro;
         ro.cores = cores;
+        ro.context.wait_batch = wait_batch;
+        ro.context.wait_batch_timeout = std::chrono::microseconds(wait_batch_us);
         runtime rt(ro);
         ws::pubsub_options po;
         po.message_options = d.ws_opts;

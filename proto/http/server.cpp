@@ -271,10 +271,14 @@ task<void> accept_loop(state_ptr st, io_context& ctx, tcp_listener listener, std
 // One core's part of a graceful shutdown: its WebSocket connections are
 // sent 1001 and given `grace`, then waited for (reset ones end at once).
 task<void> shutdown_core(state_ptr st, io_context& ctx, std::chrono::milliseconds grace) {
-    detail::close_upgraded_connections(st.get(), grace);
     const auto give_up = std::chrono::steady_clock::now() + grace + std::chrono::seconds(1);
-    while (detail::count_upgraded_connections(st.get()) > 0 && std::chrono::steady_clock::now() < give_up)
+    for (;;) {
+        // Again each time: a request read before the listener closed may
+        // still upgrade; it is sent 1001 at once.
+        detail::close_upgraded_connections(st.get(), grace);
+        if (detail::count_upgraded_connections(st.get()) == 0 || std::chrono::steady_clock::now() >= give_up) break;
         co_await async_sleep(ctx, std::chrono::milliseconds(5));
+    }
 }
 
 // Waits for every core of a runtime to finish its part, then resumes the
@@ -291,7 +295,7 @@ struct all_cores_shut {
     bool await_ready() const noexcept { return false; }
     void await_suspend(std::coroutine_handle<> h) {
         waiter = h;
-        origin = runtime::current_core();
+        origin = runtime::current() == &rt ? runtime::current_core() : -1;
         left = rt.size();
         for (std::size_t i = 0; i < rt.size(); ++i)
             rt.submit_to(i, [this] { spawn(*io_context::current(), run_core(this)); });
@@ -390,6 +394,10 @@ void server::stop() {
 }
 
 task<void> server::shutdown(std::chrono::milliseconds grace) {
+    if (rt_ && runtime::current() != rt_)
+        throw std::logic_error(
+            "cnetmod: server::shutdown is awaited on a core of the server's runtime "
+            "(from elsewhere: shutdown_and_wait)");
     stop();
     if (ctx_) {
         co_await shutdown_core(state_, *ctx_, grace);
@@ -399,6 +407,10 @@ task<void> server::shutdown(std::chrono::milliseconds grace) {
 }
 
 void server::shutdown_and_wait(std::chrono::milliseconds grace) {
+    if ((ctx_ && ctx_->running_in_this_thread()) || (rt_ && runtime::current() == rt_))
+        throw std::logic_error(
+            "cnetmod: shutdown_and_wait on one of the server's cores would wait forever: "
+            "co_await shutdown() there");
     stop();
     const std::size_t cores = ctx_ ? 1 : rt_->size();
     std::latch done(static_cast<std::ptrdiff_t>(cores));

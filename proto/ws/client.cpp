@@ -131,7 +131,7 @@ task<connection> connect_impl(io_context& ctx, std::string url_copy, std::unique
     std::string request = "GET " + u.target + " HTTP/1.1\r\nHost: ";
     const bool v6 = u.host.find(':') != std::string::npos;
     request += v6 ? "[" + u.host + "]" : u.host;
-    if (u.port != 80) request += ":" + std::to_string(u.port);
+    if (u.port != (u.scheme == "wss" ? 443 : 80)) request += ":" + std::to_string(u.port);
     request += "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
                "\r\nSec-WebSocket-Version: 13\r\n";
     if (!opts.subprotocol.empty()) request += "Sec-WebSocket-Protocol: " + opts.subprotocol + "\r\n";

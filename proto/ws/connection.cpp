@@ -71,23 +71,25 @@ public:
     connection_state* reg_next_ = nullptr;
     const void* server_tag_ = nullptr;
 
-    static connection_state*& registry_head() noexcept {
-        thread_local connection_state* head = nullptr;
-        return head;
+    // The list's head is kept by the io_context (one per core), so that a
+    // state destroyed off its core, as a runtime tears down, unlinks from
+    // the right list.
+    static connection_state* registry_head(io_context& ctx) noexcept {
+        return static_cast<connection_state*>(ctx.protocol_slot());
     }
     void register_as(const void* tag) noexcept {
         server_tag_ = tag;
-        connection_state*& head = registry_head();
+        connection_state* head = registry_head(ctx_);
         reg_next_ = head;
         if (head) head->reg_prev_ = this;
-        head = this;
+        ctx_.protocol_slot() = this;
     }
     void unregister() noexcept {
         if (!server_tag_) return;
         if (reg_prev_)
             reg_prev_->reg_next_ = reg_next_;
         else
-            registry_head() = reg_next_;
+            ctx_.protocol_slot() = reg_next_;
         if (reg_next_) reg_next_->reg_prev_ = reg_prev_;
         server_tag_ = nullptr;
     }
@@ -337,10 +339,8 @@ public:
     void park_message_buffer() noexcept {
         rd_message_.clear();
         if (rd_message_.capacity() <= kept_message_capacity) return;
-        if (deflate_scratch.capacity() < rd_message_.capacity())
-            rd_message_.swap(deflate_scratch);
-        else
-            std::string().swap(rd_message_);
+        if (deflate_scratch.capacity() < rd_message_.capacity()) rd_message_.swap(deflate_scratch);
+        if (rd_message_.capacity() > kept_message_capacity) std::string().swap(rd_message_);
         rd_message_.clear();
     }
 
@@ -830,7 +830,9 @@ void register_server_connection(connection& c, const void* server_tag) noexcept 
 std::size_t close_server_connections(const void* server_tag, std::uint16_t code, std::string_view reason,
                                      std::chrono::milliseconds grace) {
     std::size_t n = 0;
-    for (connection_state* s = connection_state::registry_head(); s; s = s->reg_next_) {
+    io_context* ctx = io_context::current();
+    if (!ctx) return 0;
+    for (connection_state* s = connection_state::registry_head(*ctx); s; s = s->reg_next_) {
         if (s->server_tag_ != server_tag) continue;
         ++n;
         if (s->stream_.is_open()) s->close_within(code, reason, grace);
@@ -839,7 +841,9 @@ std::size_t close_server_connections(const void* server_tag, std::uint16_t code,
 }
 std::size_t count_server_connections(const void* server_tag) noexcept {
     std::size_t n = 0;
-    for (connection_state* s = connection_state::registry_head(); s; s = s->reg_next_)
+    io_context* ctx = io_context::current();
+    if (!ctx) return 0;
+    for (connection_state* s = connection_state::registry_head(*ctx); s; s = s->reg_next_)
         n += s->server_tag_ == server_tag;
     return n;
 }

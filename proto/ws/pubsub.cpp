@@ -127,7 +127,7 @@ pubsub::~pubsub() = default;
 
 std::size_t pubsub::local_index() const {
     if (!rt_) return 0;
-    const int core = runtime::current_core();
+    const int core = runtime::current() == rt_ ? runtime::current_core() : -1;
     if (core < 0 || static_cast<std::size_t>(core) >= cores_.size())
         throw std::logic_error("cnetmod: pubsub: subscribe on a core of the pubsub's runtime");
     return static_cast<std::size_t>(core);
@@ -136,6 +136,8 @@ std::size_t pubsub::local_index() const {
 void pubsub::subscribe(connection& c, std::string_view topic) {
     detail::connection_state* state = c.state();
     if (!state || !detail::is_open(*state)) throw connection_closed(c.close_code() ? c.close_code() : 1006);
+    if (!c.context().running_in_this_thread())
+        throw std::logic_error("cnetmod: pubsub::subscribe runs on the connection's own core");
     const std::size_t here = local_index();
     detail::pubsub_core& core = *cores_[here];
     auto*& set = detail::subscriptions(*state);
@@ -178,7 +180,7 @@ void pubsub::publish(std::string_view topic, const prepared_message& message) {
     }
     // This core's subscribers at once; every other core by one function
     // each, which the runtime batches into one MSG_RING post per core per turn.
-    const int here = runtime::current_core();
+    const int here = runtime::current() == rt_ ? runtime::current_core() : -1;
     for (std::size_t i = 0; i < cores_.size(); ++i) {
         if (static_cast<int>(i) == here) {
             cores_[i]->deliver(topic, message);

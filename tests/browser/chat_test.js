@@ -138,6 +138,13 @@ async function run() {
     await bob.page.click('#send');
     await expectLine(alice, `bob: ${tricky}`, 'chat');
 
+    // A long line: above the server's compression threshold it reaches the
+    // browsers compressed (and Chromium compresses what it sends).
+    const long = 'all work and no play makes jack a dull boy. '.repeat(60).trim();
+    await alice.page.fill('#input', long);
+    await alice.page.press('#input', 'Enter');
+    await expectLine(bob, `alice: ${long}`, 'chat');
+
     expectDeflate(alice);
     expectDeflate(bob);
 
