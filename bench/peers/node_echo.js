@@ -1,7 +1,7 @@
 // Node's `ws` (Debian node-ws) as an echo server for the comparison runs:
 //   NODE_PATH=/usr/share/nodejs node bench/peers/node_echo.js PORT [--deflate] [--cert FILE --key FILE]
 // Echoes every message with its type on /ws. --deflate: permessage-deflate
-// (zlib level 6, messages from 64 bytes, as cnetmod's defaults); --cert and
+// (zlib level 6, messages from 1 KiB, as cnetmod's defaults); --cert and
 // --key: wss:// over Node's https server.
 'use strict';
 const fs = require('fs');
@@ -11,7 +11,7 @@ const args = process.argv.slice(2);
 const port = Number(args[0] || 8080);
 const flag = (name) => args.includes(name);
 const value = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
-const deflate = flag('--deflate') ? { threshold: 64, zlibDeflateOptions: { level: 6 } } : false;
+const deflate = flag('--deflate') ? { threshold: 1024, zlibDeflateOptions: { level: 6 } } : false;
 const cert = value('--cert');
 let wss;
 if (cert) {
