@@ -8,8 +8,11 @@ the process exits 0).
 """
 import asyncio
 import http.client
+import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -26,9 +29,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(port):
+def start(port, *extra):
     log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen([DEMO, "--port", str(port), "--cores", "2", "--grace", "2"], stdout=log,
+    proc = subprocess.Popen([DEMO, "--port", str(port), "--cores", "2", "--grace", "2", *extra], stdout=log,
                             stderr=subprocess.STDOUT, text=True)
     for _ in range(200):
         try:
@@ -109,7 +112,43 @@ async def shutdown(proc, port):
     assert codes == [1001] * len(codes), codes
 
 
+async def secure_chat(port, ca):
+    ctx = ssl.create_default_context(cafile=ca)
+    ws = await websockets.connect(f"wss://localhost:{port}/chat?name=tls", ssl=ctx)
+    assert await recv(ws) == "tls joined"
+    await ws.send("over TLS")
+    assert await recv(ws) == "tls: over TLS"
+    await ws.close()
+
+
+def tls(port):
+    """--cert/--key: the page over https:// and the room over wss://."""
+    certs = tempfile.mkdtemp(prefix="cnetmod-demo-certs-")
+    try:
+        subprocess.run(["sh", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support",
+                                           "make_certs.sh"), certs], check=True, stdout=subprocess.DEVNULL)
+        proc, log = start(port, "--cert", f"{certs}/server.pem", "--key", f"{certs}/server.key")
+        try:
+            c = http.client.HTTPSConnection("localhost", port, timeout=5,
+                                            context=ssl.create_default_context(cafile=f"{certs}/ca.pem"))
+            c.request("GET", "/")
+            r = c.getresponse()
+            assert r.status == 200 and "<html" in r.read().decode().lower()
+            asyncio.run(secure_chat(port, f"{certs}/ca.pem"))
+            log.seek(0)
+            assert f"https://localhost:{port}/" in log.read()
+        finally:
+            proc.kill()
+            proc.wait()
+        bad = subprocess.run([DEMO, "--port", str(port), "--cert", f"{certs}/bad.pem", "--key",
+                              f"{certs}/server.key"], capture_output=True, text=True, timeout=10)
+        assert bad.returncode == 1 and "bad.pem" in bad.stderr, (bad.returncode, bad.stderr)
+    finally:
+        shutil.rmtree(certs, ignore_errors=True)
+
+
 def main():
+    tls(free_port())
     port = free_port()
     proc, log = start(port)
     try:
