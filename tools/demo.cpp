@@ -109,6 +109,11 @@ int main(int argc, char** argv) {
                    "messages per send at the cost of that much latency")
         ->capture_default_str();
     app.add_option("--wait-batch-us", wait_batch_us, "the most latency --wait-batch may add")->capture_default_str();
+    unsigned batch_us = 0;
+    app.add_option("--batch-us", batch_us,
+                   "fan-out: keep publishes this many microseconds and send them together (fewer sends per "
+                   "delivery, up to this much more latency; 0: at once)")
+        ->capture_default_str();
     app.add_flag("--quiet", d.quiet, "print only errors");
     CLI11_PARSE(app, argc, argv);
 
@@ -129,6 +134,7 @@ int main(int argc, char** argv) {
         runtime rt(ro);
         ws::pubsub_options po;
         po.message_options = d.ws_opts;
+        po.batch_interval = std::chrono::microseconds(batch_us);
         d.topics = std::make_unique<ws::pubsub>(rt, po);
         http::server_options so;
         if (!cert.empty()) so.tls = tls_server_options{cert, key};

@@ -28,13 +28,14 @@ import compare  # noqa: E402
 
 ROOT, BUILD = compare.ROOT, compare.BUILD
 
-CASES = [  # subscribers, server cores, publishes per second
-    (1000, 1, 100), (1000, 1, 1000), (1000, 1, 3000), (1000, 1, 6000), (1000, 1, 9000),
-    (1000, 2, 1000), (1000, 2, 6000), (1000, 2, 9000),
-    (10000, 1, 100), (10000, 1, 300), (10000, 1, 600),
-    (10000, 2, 300), (10000, 2, 600),
+CASES = [  # subscribers, server cores, publishes per second, cnetmod-demo --batch-us
+    (1000, 1, 100, 0), (1000, 1, 1000, 0), (1000, 1, 3000, 0), (1000, 1, 6000, 0), (1000, 1, 9000, 0),
+    (1000, 1, 1000, 2000), (1000, 1, 6000, 2000),
+    (1000, 2, 1000, 0), (1000, 2, 6000, 0), (1000, 2, 9000, 0),
+    (10000, 1, 100, 0), (10000, 1, 300, 0), (10000, 1, 600, 0),
+    (10000, 2, 300, 0), (10000, 2, 600, 0),
 ]
-NODE_CASES = [(1000, 1, 100), (1000, 1, 170), (1000, 1, 1000)]
+NODE_CASES = [(1000, 1, 100, 0), (1000, 1, 170, 0), (1000, 1, 1000, 0)]
 
 
 def rss_kib(pid):
@@ -45,18 +46,18 @@ def rss_kib(pid):
     return 0
 
 
-def server_for(kind, cores):
+def server_for(kind, cores, batch_us):
     def cmd(port):
         if kind == "cnetmod":
             return [os.path.join(BUILD, "tools", "cnetmod-demo"), "--port", str(port), "--cores", str(cores),
-                    "--quiet"]
+                    "--batch-us", str(batch_us), "--quiet"]
         return ["node", os.path.join(ROOT, "bench", "peers", "node_broadcast.js"), str(port)]
     return cmd
 
 
-def run_case(kind, subs, cores, rate, duration):
+def run_case(kind, subs, cores, rate, batch_us, duration):
     cpus = "0" if cores == 1 else "0,1"
-    server = compare.Server(kind, cpus, server_for(kind, cores))
+    server = compare.Server(kind, cpus, server_for(kind, cores, batch_us))
     try:
         before = rss_kib(server.proc.pid)
         peak = [before]
@@ -98,9 +99,9 @@ def main():
     runs = [("cnetmod", c) for c in CASES] + [("node-ws", c) for c in NODE_CASES]
     for rep in range(args.reps):
         random.shuffle(runs)
-        for kind, (subs, cores, rate) in runs:
-            key = f"{kind}|{subs}|{cores}|{rate}"
-            r = run_case(kind, subs, cores, rate, args.duration)
+        for kind, (subs, cores, rate, batch_us) in runs:
+            key = f"{kind}|{subs}|{cores}|{rate}|{batch_us}"
+            r = run_case(kind, subs, cores, rate, batch_us, args.duration)
             results.setdefault(key, []).append(r)
             if "error" in r:
                 print(f"  {key}: {r['error']}", file=sys.stderr)
@@ -108,18 +109,20 @@ def main():
     os.makedirs(compare.RESULTS, exist_ok=True)
     with open(os.path.join(compare.RESULTS, "broadcast.json"), "w") as f:
         json.dump(results, f, indent=1)
-    print("| server | subscribers | server cores | publishes/s | deliveries/s | lost | p50 | p99 | "
+    print("| server | subscribers | server cores | publishes/s | batch | deliveries/s | lost | p50 | p99 | "
           "server µs/delivery | RSS B/subscriber |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for kind, cases in (("cnetmod", CASES), ("node-ws", NODE_CASES)):
-        for subs, cores, rate in cases:
-            rs = results[f"{kind}|{subs}|{cores}|{rate}"]
+        for subs, cores, rate, batch_us in cases:
+            rs = results[f"{kind}|{subs}|{cores}|{rate}|{batch_us}"]
             lost = [r.get("lost", 0) + r.get("errors", 0) for r in rs if "error" not in r]
 
             def lat(p):
                 v = compare.med(rs, "latency_us", p)
                 return "—" if v is None else (f"{v / 1000:.1f} ms" if v >= 1000 else f"{v:.0f} µs")
-            print(f"| {kind} | {subs:,} | {cores} | {rate:,} | {compare.fmt_rate(compare.med(rs, 'deliveries_per_s'))} "
+            batch = f"{batch_us / 1000:g} ms" if batch_us else "—"
+            print(f"| {kind} | {subs:,} | {cores} | {rate:,} | {batch} | "
+                  f"{compare.fmt_rate(compare.med(rs, 'deliveries_per_s'))} "
                   f"| {max(lost) if lost else '—'} | {lat('p50')} | {lat('p99')} | "
                   f"{compare.fmt_num(compare.med(rs, 'server_cpu_us_per_message'))} | "
                   f"{compare.fmt_num(compare.med(rs, 'rss_bytes_per_subscriber'), 0)} |")

@@ -1,3 +1,5 @@
+#include <cnetmod/engine/spawn.hpp>
+#include <cnetmod/engine/timer.hpp>
 #include <cnetmod/proto/ws/pubsub.hpp>
 
 #include <stdexcept>
@@ -34,7 +36,7 @@ struct topic_hash {
 };
 
 // One core's share of the topics: touched only on that core.
-class pubsub_core {
+class pubsub_core : public std::enable_shared_from_this<pubsub_core> {
 public:
     explicit pubsub_core(const pubsub_options& o) : options_(o) {}
 
@@ -62,6 +64,29 @@ public:
         last->index = s.index;
         subs.pop_back();
         if (subs.empty()) topics_.erase(topics_.find(std::string_view(s.topic->name)));
+    }
+
+    // A publish reaching this core: delivered now, or, with a batch
+    // interval, kept with the others of the interval and delivered with
+    // them in one loop turn, so that each subscriber's frames leave in one send.
+    void arrive(std::string_view name, const prepared_message& m) {
+        if (options_.batch_interval.count() <= 0) return deliver(name, m);
+        pending_.emplace_back(std::string(name), m);
+        if (pending_.size() > 1) return;
+        io_context* ctx = io_context::current();
+        if (!ctx) return deliver_pending();
+        spawn(*ctx, deliver_later(shared_from_this(), *ctx));
+    }
+
+    static task<void> deliver_later(std::shared_ptr<pubsub_core> self, io_context& ctx) {
+        co_await async_sleep(ctx, self->options_.batch_interval);
+        self->deliver_pending();
+    }
+
+    void deliver_pending() noexcept {
+        auto batch = std::move(pending_);
+        pending_.clear();
+        for (const auto& [name, m] : batch) deliver(name, m);
     }
 
     // Queues `m` on every subscriber of `name` on this core.
@@ -100,6 +125,7 @@ private:
     }
 
     pubsub_options options_;
+    std::vector<std::pair<std::string, prepared_message>> pending_;  // publishes waiting for the batch interval
     std::unordered_map<std::string, std::unique_ptr<topic_state>, topic_hash, std::equal_to<>> topics_;
     // Written on this core only; read from any (relaxed: counters).
     std::atomic<std::uint64_t> dropped_{0};
@@ -175,7 +201,7 @@ void pubsub::publish(std::string_view topic, std::span<const std::byte> message,
 
 void pubsub::publish(std::string_view topic, const prepared_message& message) {
     if (!rt_) {
-        cores_[0]->deliver(topic, message);
+        cores_[0]->arrive(topic, message);
         return;
     }
     // This core's subscribers at once; every other core by one function
@@ -183,10 +209,10 @@ void pubsub::publish(std::string_view topic, const prepared_message& message) {
     const int here = runtime::current() == rt_ ? runtime::current_core() : -1;
     for (std::size_t i = 0; i < cores_.size(); ++i) {
         if (static_cast<int>(i) == here) {
-            cores_[i]->deliver(topic, message);
+            cores_[i]->arrive(topic, message);
             continue;
         }
-        rt_->submit_to(i, [core = cores_[i], name = std::string(topic), message] { core->deliver(name, message); });
+        rt_->submit_to(i, [core = cores_[i], name = std::string(topic), message] { core->arrive(name, message); });
     }
 }
 

@@ -266,3 +266,35 @@ TEST(pubsub, one_compressed_frame_for_those_that_negotiated_it_a_plain_one_for_t
     };
     sync_wait(ctx, t());
 }
+
+TEST(pubsub, a_batch_interval_keeps_every_message_and_its_order) {
+    ASSERT_TRUE(fd_limit_raised);
+    ws::pubsub_options po;
+    po.batch_interval = 2ms;
+    pubsub_server server(po);
+    io_context ctx;
+    constexpr int subscribers = 50, messages = 300;
+    std::vector<ws::connection> subs(subscribers);
+    int in_order = 0, done = 0;
+    auto t = [&]() -> task<void> {
+        for (auto& s : subs) s = co_await ws::connect(ctx, server.url("/sub?topic=batched"));
+        while (server.subscribed.load() < subscribers) co_await async_sleep(ctx, 5ms);
+        auto pub = co_await ws::connect(ctx, server.url("/pub?topic=batched"));
+        for (auto& s : subs)
+            spawn(ctx, co_invoke([&]() -> task<void> {
+                      in_order += co_await read_in_order(s, messages, 64);
+                      ++done;
+                  }));
+        for (int i = 0; i < messages; ++i) {
+            co_await pub.send(numbered(i, 64));
+            if (i % 10 == 9) co_await async_sleep(ctx, 1ms);  // publishes spread over several intervals
+        }
+        while (done < subscribers) co_await async_sleep(ctx, 5ms);
+        co_await pub.close();
+        for (auto& s : subs) co_await s.close();
+    };
+    sync_wait(ctx, t());
+    EXPECT_EQ(in_order, subscribers);
+    EXPECT_GT(server.per_core[0].load(), 0);
+    EXPECT_GT(server.per_core[1].load(), 0);
+}
