@@ -95,12 +95,6 @@ struct pubsub_server {
     }
 };
 
-std::string numbered(int i, std::size_t size) {
-    std::string s = std::to_string(i) + ":";
-    while (s.size() < size) s += static_cast<char>('a' + (s.size() + i) % 26);
-    return s;
-}
-
 // Reads `count` messages and checks they are numbered 0..count-1 in order
 // (counting each in `received`, when given).
 task<bool> read_in_order(ws::connection& c, int count, std::size_t size, int* received = nullptr) {

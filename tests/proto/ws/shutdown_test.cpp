@@ -17,12 +17,6 @@ namespace {
 
 net_init sigpipe_guard;
 
-std::string numbered(int i, std::size_t size) {
-    std::string s = std::to_string(i) + ":";
-    s.resize(size, static_cast<char>('a' + i % 26));
-    return s;
-}
-
 // Two cores; on "flood" a connection queues `count` messages of `size`
 // bytes at once, then goes back to reading.
 struct flooding_server {

@@ -61,6 +61,18 @@ std::string random_text(std::size_t n, unsigned seed) {
     return s;
 }
 
+// Connects with `opts`, sends `text`, and returns what came back.
+std::string round_trip(wss_echo& f, const std::string& url, const ws::options& opts, const std::string& text) {
+    auto t = [&]() -> task<std::string> {
+        auto c = co_await ws::connect(f.ctx, url, opts);
+        co_await c.send(text);
+        auto back = co_await c.recv();
+        co_await c.close();
+        co_return back.value_or("");
+    };
+    return sync_wait(f.ctx, t());
+}
+
 }  // namespace
 
 TEST(wss, echoes_every_size_with_and_without_compression) {
@@ -89,15 +101,7 @@ TEST(wss, echoes_every_size_with_and_without_compression) {
 
 TEST(wss, a_client_on_an_ip_address_checks_the_ip_in_the_certificate) {
     wss_echo f;
-    auto co = trusting_client();
-    auto t = [&]() -> task<std::string> {
-        auto c = co_await ws::connect(f.ctx, f.url("127.0.0.1"), co);
-        co_await c.send("by address");
-        auto back = co_await c.recv();
-        co_await c.close();
-        co_return back.value_or("");
-    };
-    EXPECT_EQ(sync_wait(f.ctx, t()), "by address");
+    EXPECT_EQ(round_trip(f, f.url("127.0.0.1"), trusting_client(), "by address"), "by address");
 }
 
 TEST(wss, an_untrusted_certificate_fails_with_openssls_reason) {
@@ -119,14 +123,7 @@ TEST(wss, verification_can_be_turned_off_for_tests) {
     wss_echo f;
     ws::options insecure;
     insecure.tls.verify = false;
-    auto t = [&]() -> task<std::string> {
-        auto c = co_await ws::connect(f.ctx, f.url(), insecure);
-        co_await c.send("unchecked");
-        auto back = co_await c.recv();
-        co_await c.close();
-        co_return back.value_or("");
-    };
-    EXPECT_EQ(sync_wait(f.ctx, t()), "unchecked");
+    EXPECT_EQ(round_trip(f, f.url(), insecure, "unchecked"), "unchecked");
 }
 
 TEST(wss, garbage_instead_of_tls_is_dropped_and_others_carry_on) {

@@ -127,6 +127,14 @@ inline task<raw_outcome> raw_exchange(io_context& ctx, std::uint16_t port, std::
     co_return out;
 }
 
+// Message `i` of a numbered series, `size` bytes: "i:" then letters that
+// depend on both, so a message out of place or cut short is caught.
+inline std::string numbered(int i, std::size_t size) {
+    std::string s = std::to_string(i) + ":";
+    while (s.size() < size) s += static_cast<char>('a' + (s.size() + i) % 26);
+    return s;
+}
+
 inline std::vector<std::byte> concat(std::initializer_list<std::vector<std::byte>> parts) {
     std::vector<std::byte> out;
     for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
