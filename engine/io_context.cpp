@@ -163,6 +163,7 @@ io_context::~io_context() {
     }
     recv_buffers_.reset();
     send_buffers.reset();
+    if (protocol_slot_deleter_ && protocol_slot_) protocol_slot_deleter_(std::exchange(protocol_slot_, nullptr));
     ::close(wake_fd_);
 }
 

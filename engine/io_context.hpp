@@ -148,8 +148,10 @@ public:
     static io_context* current() noexcept;
     bool running_in_this_thread() const noexcept { return current() == this; }
     // One pointer a protocol layer may keep per core (the WebSocket layer's
-    // list of server connections, for a server's graceful shutdown).
+    // connections, for liveness checks and a server's graceful shutdown);
+    // `deleter`, when given, frees it as the context is destroyed.
     void*& protocol_slot() noexcept { return protocol_slot_; }
+    void set_protocol_slot_deleter(void (*deleter)(void*)) noexcept { protocol_slot_deleter_ = deleter; }
 
     const io_context_features& features() const noexcept { return features_; }
     const io_context_options& options() const noexcept { return options_; }
@@ -257,6 +259,7 @@ private:
     std::size_t core_ = 0;
     std::vector<detail::message_batch*> outgoing_;
     void* protocol_slot_ = nullptr;
+    void (*protocol_slot_deleter_)(void*) = nullptr;
     std::vector<io_context*> outgoing_targets_;
     detail::context_hook message_hook_;
 

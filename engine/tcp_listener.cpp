@@ -1,6 +1,8 @@
 #include <cnetmod/engine/io_context.hpp>
 #include <cnetmod/engine/tcp_listener.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <system_error>
 #include <unistd.h>
@@ -190,6 +192,16 @@ int tcp_listener::open_socket(const ip_endpoint& endpoint, const listen_options&
     int one = 1;
     if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) fail("SO_REUSEADDR on");
     if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) fail("SO_REUSEPORT on");
+    if (options.keepalive) {
+        // Accepted sockets inherit these (Linux copies the listener's options).
+        const int idle = static_cast<int>(options.keepalive_idle.count());
+        const int interval = static_cast<int>(options.keepalive_interval.count());
+        if (::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) < 0 ||
+            ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) < 0 ||
+            ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval) < 0 ||
+            ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &options.keepalive_count, sizeof options.keepalive_count) < 0)
+            fail("TCP keepalive on");
+    }
     if (endpoint.is_v6()) {
         int v6only = options.v6_only ? 1 : 0;
         ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);

@@ -8,6 +8,7 @@
 #include <cnetmod/engine/endpoint.hpp>
 #include <cnetmod/engine/tcp_stream.hpp>
 
+#include <chrono>
 #include <cstddef>
 
 namespace cnetmod {
@@ -18,11 +19,22 @@ class listener_state;
 
 struct listen_options {
     int backlog = 4096;
+    // SO_REUSEPORT: other sockets (each core's, or another process's) may
+    // listen on the same port, the kernel spreading connections between them.
     bool reuse_port = true;
     bool v6_only = false;
     // Accepted connections queued before accept() takes them; past this the
     // multishot accept pauses and the kernel's backlog holds the rest.
     std::size_t max_queued = 1024;
+    // TCP keepalive on accepted connections (set on the listening socket,
+    // which they inherit): a peer that vanished without FIN or RST (a lost
+    // NAT entry, a pulled cable) is found dead after keepalive_idle of
+    // silence plus keepalive_count unanswered probes keepalive_interval
+    // apart (60 + 6 x 10 s by default), and its socket errors with ETIMEDOUT.
+    bool keepalive = true;
+    std::chrono::seconds keepalive_idle{60};
+    std::chrono::seconds keepalive_interval{10};
+    int keepalive_count = 6;
     stream_options stream{};
 };
 

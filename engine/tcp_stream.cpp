@@ -902,6 +902,21 @@ private:
         }
     }
 
+    // Drops what is queued and not yet handed to the kernel (a send in
+    // flight completes); returns the bytes dropped.
+    std::size_t discard_queued() noexcept {
+        if (!tx_) return 0;
+        send_queue& q = *tx_;
+        std::size_t n = 0;
+        for (const segment& seg : q.queued) n += seg.size;
+        release_segments(q.queued, 0);
+        q.arenas[q.fill].clear();
+        tx_bytes_ -= std::min(n, tx_bytes_);
+        return_tx_if_idle();
+        wake_writers();
+        return n;
+    }
+
     void drop_queued() noexcept {
         tx_bytes_ = 0;
         if (!tx_) return;
@@ -1167,6 +1182,10 @@ std::string_view tcp_stream::alpn() const noexcept {
 
 void tcp_stream::abort() noexcept {
     if (state_) state_->close_now(true);
+}
+
+std::size_t tcp_stream::discard_queued() noexcept {
+    return state_ ? state_->discard_queued() : 0;
 }
 
 task<tcp_stream> tcp_connect(io_context& ctx, ip_endpoint endpoint, deadline d, std::stop_token stop,

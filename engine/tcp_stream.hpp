@@ -148,6 +148,10 @@ public:
     task<void> drain_to(std::size_t bytes, deadline d = {});
     // Bytes queued or in flight, not yet accepted by the kernel.
     std::size_t queued_bytes() const noexcept;
+    // Drops the bytes queued and not yet handed to the kernel (a send in
+    // flight still completes), e.g. for a peer that is being cut off for
+    // not reading; writers waiting for room are woken. Returns the bytes dropped.
+    std::size_t discard_queued() noexcept;
     // System calls that sent data, for tests and benchmarks.
     std::uint64_t send_calls() const noexcept;
     // Of those, the zero-copy ones (SEND_ZC).

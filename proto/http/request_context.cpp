@@ -1,5 +1,7 @@
 #include <cnetmod/proto/http/request_context.hpp>
 
+#include <algorithm>
+
 namespace cnetmod::http {
 namespace {
 
@@ -31,9 +33,15 @@ response& request_context::discarded_response() noexcept {
 
 bool request_context::is_websocket_upgrade() const noexcept {
     const request& req_ = req();
+    // RFC 6455 §4.2.1 / §11.3.1: the key and the version are single-valued;
+    // a request carrying two of either is not a valid handshake.
+    auto once = [&](std::string_view name) {
+        return std::count_if(req_.headers().begin(), req_.headers().end(),
+                             [&](const header_field& h) { return iequals(h.name, name); }) == 1;
+    };
     return req_.method() == "GET" && list_contains_token(req_.header("Connection"), "upgrade") &&
            iequals(req_.header("Upgrade"), "websocket") && is_base64_of_16_bytes(req_.header("Sec-WebSocket-Key")) &&
-           req_.header("Sec-WebSocket-Version") == "13";
+           req_.header("Sec-WebSocket-Version") == "13" && once("Sec-WebSocket-Key") && once("Sec-WebSocket-Version");
 }
 
 bool request_context::is_websocket_version_mismatch() const noexcept {

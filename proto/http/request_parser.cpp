@@ -239,10 +239,34 @@ std::optional<parse_error> parse_request_head(std::string head, request& out, co
 
 std::optional<parse_error> body_framing_of(const request& r, const parser_limits& limits, body_framing& out) {
     out = {};
-    const auto te = r.header("Transfer-Encoding");
     bool has_length = false;
     std::size_t length = 0;
+    bool has_te = false;
+    std::size_t chunked = 0;        // how many times chunked is named
+    bool chunked_last = false;      // the last coding named is chunked
+    bool unknown_coding = false;    // a coding other than chunked (none is implemented)
     for (const auto& h : r.headers()) {
+        if (iequals(h.name, "Transfer-Encoding")) {
+            // RFC 9112 §6.1: the codings of every Transfer-Encoding line form
+            // one list, in order; empty elements are allowed (RFC 9110 §5.6.1).
+            if (h.value.empty()) return parse_error{status::bad_request, "empty Transfer-Encoding"};
+            has_te = true;
+            std::string_view list = h.value;
+            while (true) {
+                const auto comma = list.find(',');
+                const std::string_view coding = trim_ows(list.substr(0, comma));
+                if (!coding.empty()) {
+                    chunked_last = iequals(coding, "chunked");
+                    if (chunked_last)
+                        ++chunked;
+                    else
+                        unknown_coding = true;
+                }
+                if (comma == std::string_view::npos) break;
+                list.remove_prefix(comma + 1);
+            }
+            continue;
+        }
         if (!iequals(h.name, "Content-Length")) continue;
         std::size_t v = 0;
         if (h.value.empty()) return parse_error{status::bad_request, "empty Content-Length"};
@@ -255,10 +279,17 @@ std::optional<parse_error> body_framing_of(const request& r, const parser_limits
         has_length = true;
         length = v;
     }
-    if (!te.empty()) {
-        // RFC 9112 §6.1: chunked must be last; with Content-Length too, the request is suspect.
+    if (has_te) {
+        // RFC 9112 §6.1: HTTP/1.0 has no Transfer-Encoding, so its framing is
+        // faulty; with Content-Length too the request is a smuggling attempt
+        // (§6.3 item 3). Either way the connection closes after the error.
+        if (r.version_minor() == 0) return parse_error{status::bad_request, "Transfer-Encoding in an HTTP/1.0 request"};
         if (has_length) return parse_error{status::bad_request, "both Transfer-Encoding and Content-Length"};
-        if (!iequals(te, "chunked")) return parse_error{status::not_implemented, "unsupported transfer coding"};
+        if (unknown_coding) return parse_error{status::not_implemented, "unsupported transfer coding"};
+        // §6.3 item 4: chunked exactly once, as the final coding, or the
+        // length cannot be known.
+        if (chunked != 1 || !chunked_last)
+            return parse_error{status::bad_request, "chunked must be named once, as the final transfer coding"};
         out.type = body_framing::kind::chunked;
         return std::nullopt;
     }
@@ -294,6 +325,7 @@ std::size_t chunked_decoder::feed(std::string_view in, std::string& body, std::s
                     return fail(status::bad_request, "invalid chunk size");
                 } else if (c == ';') {
                     state_ = state::size_extension;
+                    extension_ = 0;
                     ++i;
                 } else if (c == '\r') {
                     state_ = state::size_lf;
@@ -304,7 +336,11 @@ std::size_t chunked_decoder::feed(std::string_view in, std::string& body, std::s
                 break;
             }
             case state::size_extension:
-                if (c == '\r') state_ = state::size_lf;
+                // Extensions are ignored, but a peer may not make us read them forever.
+                if (c == '\r')
+                    state_ = state::size_lf;
+                else if (++extension_ > max_extension_)
+                    return fail(status::bad_request, "chunk extension too long");
                 ++i;
                 break;
             case state::size_lf:
@@ -339,19 +375,24 @@ std::size_t chunked_decoder::feed(std::string_view in, std::string& body, std::s
                 break;
             case state::trailer:
                 // Trailer fields are read and ignored, up to the empty line.
+                // bounded like a head: in bytes and in lines.
                 if (c == '\r') {
                     state_ = state::trailer_lf;
-                } else if (++trailer_line_ > 8192) {
-                    return fail(status::request_header_fields_too_large, "trailer too large");
+                } else {
+                    ++trailer_line_;
+                    if (++trailer_bytes_ > max_trailer_bytes_)
+                        return fail(status::request_header_fields_too_large, "trailer too large");
                 }
                 ++i;
                 break;
             case state::trailer_lf:
                 if (c != '\n') return fail(status::bad_request, "trailer without LF");
                 ++i;
-                if (trailer_line_ == 0)
+                if (trailer_line_ == 0) {
                     state_ = state::done;
-                else {
+                } else {
+                    if (++trailer_lines_ > max_trailer_lines_)
+                        return fail(status::request_header_fields_too_large, "too many trailer fields");
                     trailer_line_ = 0;
                     state_ = state::trailer;
                 }

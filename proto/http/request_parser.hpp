@@ -18,6 +18,11 @@ struct parser_limits {
     std::size_t max_head_bytes = 8 * 1024;     // request line + header fields (431 beyond)
     std::size_t max_header_fields = 100;       // (431 beyond)
     std::size_t max_body_bytes = 1024 * 1024;  // (413 beyond)
+    // A chunk's extensions (";name=value" after its size) are read and
+    // ignored, but bounded per chunk (400 beyond); a chunked body's trailer
+    // fields are bounded like a head: max_head_bytes in all and
+    // max_header_fields lines (431 beyond).
+    std::size_t max_chunk_extension_bytes = 4 * 1024;
 };
 
 // Why a request was refused, and with which status.
@@ -48,6 +53,10 @@ std::optional<parse_error> body_framing_of(const request& r, const parser_limits
 // Decodes a chunked body (RFC 9112 §7.1) as bytes arrive.
 class chunked_decoder {
 public:
+    explicit chunked_decoder(const parser_limits& limits = {}) noexcept
+        : max_extension_(limits.max_chunk_extension_bytes),
+          max_trailer_bytes_(limits.max_head_bytes),
+          max_trailer_lines_(limits.max_header_fields) {}
     // Consumes what it can of `in`, appending chunk data to `body`; returns
     // the bytes consumed. Check done() and error() after each call.
     std::size_t feed(std::string_view in, std::string& body, std::size_t max_body);
@@ -59,7 +68,11 @@ private:
     state state_ = state::size;
     std::size_t remaining_ = 0;
     std::size_t size_digits_ = 0;
-    std::size_t trailer_line_ = 0;
+    std::size_t trailer_line_ = 0;   // bytes of the trailer line being read
+    std::size_t extension_ = 0;      // bytes of the chunk extension being read
+    std::size_t trailer_bytes_ = 0;  // bytes of trailer fields so far
+    std::size_t trailer_lines_ = 0;
+    std::size_t max_extension_, max_trailer_bytes_, max_trailer_lines_;
     std::optional<parse_error> error_;
 };
 

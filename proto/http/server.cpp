@@ -111,7 +111,7 @@ task<std::optional<parse_error>> read_body(tcp_stream& s, request& req, const bo
             s.consume(take);
         }
     } else if (framing.type == body_framing::kind::chunked) {
-        chunked_decoder decoder;
+        chunked_decoder decoder(options.limits);
         while (!decoder.done()) {
             auto view = co_await s.recv_view(d);
             if (view.empty()) co_return parse_error{status::bad_request, "chunked body cut short"};
@@ -159,22 +159,50 @@ task<bool> read_request(tcp_stream& s, const server_options& options, request& r
     co_return true;
 }
 
-// Sends the response; false when the connection is to close.
-task<bool> write_response(tcp_stream& s, const response& resp, bool keep_alive, bool is_head) {
+// Sends the response; false when the connection is to close. A peer that
+// does not take it within write_timeout is cut off.
+task<bool> write_response(tcp_stream& s, const response& resp, bool keep_alive, bool is_head,
+                          const server_options& options) {
     if (!s.is_open()) co_return false;
     std::string out;
     resp.serialize(out, keep_alive, is_head);
     try {
         if (!keep_alive) {
             s.queue(out);
-            co_await s.close(timeout(std::chrono::seconds(5)));
+            co_await s.close(timeout(options.write_timeout));
             co_return false;
         }
-        co_await s.send(out);
+        s.queue(out);
+        // Pipelining: the next request is read once this one's answer (and
+        // what was before it) has mostly gone, so that a client that never
+        // reads cannot make the server queue answers without limit.
+        if (s.queued_bytes() > options.max_queued_response_bytes)
+            co_await s.drain_to(options.max_queued_response_bytes / 2, timeout(options.write_timeout));
     } catch (const std::system_error&) {
+        s.abort();
         co_return false;
     }
     co_return true;
+}
+
+// The session is over: what was answered still goes out, then TCP closes
+// (a peer that half-closed after its requests gets every answer).
+task<void> end_session(tcp_stream& s, const server_options& options) {
+    if (s.is_open()) co_await s.close(timeout(options.write_timeout));
+}
+
+// RFC 6455 §4.2.2: a handshake of another WebSocket version that was not
+// upgraded is answered with the version this server speaks: 426 when the
+// handler left the status alone, its own error otherwise.
+void name_websocket_version(request_context& rc) {
+    if (rc.upgraded() || !rc.is_websocket_version_mismatch()) return;
+    response& resp = rc.resp();
+    if (code(resp.get_status()) < 300) {
+        resp.set_status(status::upgrade_required);
+        resp.set_header("Content-Type", "text/plain; charset=utf-8");
+        resp.set_body(error_body(status::upgrade_required, "WebSocket version 13 only"));
+    }
+    resp.set_header("Sec-WebSocket-Version", "13");
 }
 
 // Finds the handler for the request, or prepares the 404 or 405 answer.
@@ -225,7 +253,7 @@ void handler_failed(request_context& rc, const server_options& options, const st
 cnetmod::detail::detached_task session(state_ptr st, io_context& ctx, tcp_stream s) {
     for (;;) {
         auto ex = std::make_unique<exchange>();
-        if (!co_await read_request(s, st->options, ex->req)) co_return;
+        if (!co_await read_request(s, st->options, ex->req)) break;
         ex->resp.set_header("Server", st->options.server_name);
         const bool is_head = ex->req.method() == "HEAD";
         bool keep_alive = ex->req.keep_alive();
@@ -243,8 +271,10 @@ cnetmod::detail::detached_task session(state_ptr st, io_context& ctx, tcp_stream
             }
             if (rc.upgraded()) co_return;  // the stream belongs to the WebSocket connection
         }
-        if (!co_await write_response(s, rc.resp(), keep_alive, is_head)) co_return;
+        name_websocket_version(rc);
+        if (!co_await write_response(s, rc.resp(), keep_alive, is_head, st->options)) co_return;
     }
+    co_await end_session(s, st->options);
 }
 
 task<void> accept_loop(state_ptr st, io_context& ctx, tcp_listener listener, std::size_t slot) {
@@ -352,7 +382,14 @@ void server::listen(std::uint16_t port, std::string_view address) {
     ip_endpoint endpoint(address, port);
     const std::size_t cores = rt_ ? rt_->size() : 1;
     listen_options lo = state_->options.listen;
-    if (cores > 1) lo.reuse_port = true;
+    // The cores of one server share their port through SO_REUSEPORT; another
+    // server or process joins them only when the embedder asks (share_port).
+    lo.reuse_port = cores > 1 || state_->options.share_port;
+    if (lo.reuse_port && !state_->options.share_port && port != 0) {
+        listen_options exclusive = lo;
+        exclusive.reuse_port = false;
+        ::close(tcp_listener::open_socket(endpoint, exclusive));  // throws "Address already in use" when taken
+    }
     std::vector<int> fds;
     try {
         for (std::size_t i = 0; i < cores; ++i) {

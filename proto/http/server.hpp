@@ -36,8 +36,20 @@ struct server_options {
     std::chrono::milliseconds request_timeout{10'000};
     // Time an idle keep-alive connection waits for its next request.
     std::chrono::milliseconds keep_alive_timeout{60'000};
+    // A response the peer does not take within this time (its send queue
+    // does not drain) ends the connection: a client that pipelines requests
+    // and never reads holds memory only this long.
+    std::chrono::milliseconds write_timeout{30'000};
+    // Pipelined requests are read only while fewer response bytes than this
+    // wait to be sent: a client that never reads stops being served, rather
+    // than growing its queue (one response may pass it).
+    std::size_t max_queued_response_bytes = 64 * 1024;
     std::string server_name = "cnetmod";
     listen_options listen{};
+    // Let other servers and processes listen on the same port (SO_REUSEPORT,
+    // the kernel splitting connections between them). Off: listen() throws
+    // "Address already in use" when anything listens there already.
+    bool share_port = false;
     // HTTPS and wss:// on the same port: every connection speaks TLS with
     // this certificate and key (PEM files). The server's constructor throws
     // tls_error naming the file when either cannot be used.

@@ -1,4 +1,5 @@
 #include <cnetmod/engine/spawn.hpp>
+#include <cnetmod/engine/timer.hpp>
 #include <cnetmod/proto/ws/connection.hpp>
 #include <cnetmod/proto/ws/mask.hpp>
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
@@ -9,6 +10,7 @@
 #include <sys/random.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstring>
 #include <stdexcept>
@@ -38,7 +40,45 @@ thread_local mask_generator masks;
 // queued, an inflated one before it swaps into the connection's buffer.
 thread_local std::string deflate_scratch;
 
+// Peers cut off by a bound (rare events: relaxed atomics, process-wide).
+struct cutoff_counters {
+    std::atomic<std::uint64_t> send_queue{0}, reassembly{0}, message_timeout{0}, dead_peer{0}, inflate{0};
+};
+cutoff_counters cutoffs_seen;
+
 }  // namespace
+
+// One core's WebSocket connections (kept in its io_context's protocol slot):
+// the list a server's graceful shutdown walks, and the liveness sweep that
+// sends pings to silent peers, resets dead ones and ends stalled messages.
+// The sweep runs every `tick` while the core has connections; deadlines are
+// checked against `now_ms`, the time of the latest sweep, so the read path
+// records activity with one load and one store and no clock read.
+struct core_connections {
+    connection_state* head = nullptr;
+    bool sweeping = false;
+    std::uint32_t now_ms = 0;
+    std::chrono::milliseconds tick{1000};
+
+    static core_connections& of(io_context& ctx) {
+        if (!ctx.protocol_slot()) {
+            ctx.protocol_slot() = new core_connections;
+            ctx.set_protocol_slot_deleter([](void* p) { delete static_cast<core_connections*>(p); });
+        }
+        return *static_cast<core_connections*>(ctx.protocol_slot());
+    }
+    static std::uint32_t clock_ms() noexcept {
+        return static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::steady_clock::now().time_since_epoch())
+                                              .count());
+    }
+    // Sweeps at a quarter of the shortest liveness setting seen on this core
+    // (a deadline is met within that), between 5 ms and 1 s.
+    void consider(std::chrono::milliseconds interval) noexcept {
+        if (interval.count() <= 0) return;
+        tick = std::clamp(std::min(tick, interval / 4), std::chrono::milliseconds(5), std::chrono::milliseconds(1000));
+    }
+};
 
 class connection_state {
 public:
@@ -54,19 +94,22 @@ public:
           opts_(opts, deflate, deflate_send),
           subprotocol_(std::move(subprotocol)) {
         rd_waiter_.self = this;
+        link();
     }
 
     ~connection_state() {
         if (subs_) release_subscriptions(*subs_);
         if (close_timer_) ctx_.disarm_wait_timer(close_timer_);
-        unregister();
+        release_reassembly();
+        unlink();
     }
 
     // ---- pub/sub, graceful shutdown ----
 
     subscription_set* subs_ = nullptr;  // the topics this connection is subscribed to
     cnetmod::detail::wait_timer* close_timer_ = nullptr;
-    // The per-core list of server connections, for their server's shutdown.
+    // The core's list of connections (core_connections), tagged by the
+    // server that upgraded them for its shutdown (null for clients).
     connection_state* reg_prev_ = nullptr;
     connection_state* reg_next_ = nullptr;
     const void* server_tag_ = nullptr;
@@ -75,23 +118,135 @@ public:
     // state destroyed off its core, as a runtime tears down, unlinks from
     // the right list.
     static connection_state* registry_head(io_context& ctx) noexcept {
-        return static_cast<connection_state*>(ctx.protocol_slot());
+        return ctx.protocol_slot() ? static_cast<core_connections*>(ctx.protocol_slot())->head : nullptr;
     }
-    void register_as(const void* tag) noexcept {
-        server_tag_ = tag;
-        connection_state* head = registry_head(ctx_);
-        reg_next_ = head;
-        if (head) head->reg_prev_ = this;
-        ctx_.protocol_slot() = this;
+    void register_as(const void* tag) noexcept { server_tag_ = tag; }
+    void link() {
+        core_connections& core = core_connections::of(ctx_);
+        reg_next_ = core.head;
+        if (core.head) core.head->reg_prev_ = this;
+        core.head = this;
+        core.consider(opts_.ping_interval);
+        core.consider(opts_.pong_timeout);
+        core.consider(opts_.message_timeout);
+        if (!core.sweeping) core.now_ms = core_connections::clock_ms();
+        last_rx_ms_ = core.now_ms;
+        if (!core.sweeping && !ctx_.closing()) {
+            core.sweeping = true;
+            spawn(ctx_, sweep_core(ctx_));
+        }
     }
-    void unregister() noexcept {
-        if (!server_tag_) return;
+    void unlink() noexcept {
+        auto* core = static_cast<core_connections*>(ctx_.protocol_slot());
+        if (!core) return;
         if (reg_prev_)
             reg_prev_->reg_next_ = reg_next_;
-        else
-            ctx_.protocol_slot() = reg_next_;
+        else if (core->head == this)
+            core->head = reg_next_;
         if (reg_next_) reg_next_->reg_prev_ = reg_prev_;
-        server_tag_ = nullptr;
+        reg_prev_ = reg_next_ = nullptr;
+    }
+
+    // ---- liveness and bounds ----
+
+    std::uint32_t last_rx_ms_ = 0;     // the sweep time at which bytes last arrived
+    std::uint32_t msg_start_ms_ = 0;   // when the incomplete message began
+    std::uint32_t ping_sent_ms_ = 0;   // when the liveness ping went
+    bool ping_outstanding_ = false;    // a liveness ping waits for any answer
+    bool pong_owed_ = false;           // a ping was read: its pong (payload in rd_control_) goes when the reader stops
+    std::size_t rd_charged_ = 0;       // bytes of rd_message_ counted in the core's reassembly total
+
+    // Bytes of incomplete messages held by this core's connections.
+    static std::size_t& core_reassembly() noexcept {
+        thread_local std::size_t bytes = 0;
+        return bytes;
+    }
+
+    void note_activity() noexcept {
+        if (auto* core = static_cast<core_connections*>(ctx_.protocol_slot())) last_rx_ms_ = core->now_ms;
+    }
+
+    // The sweep's look at one connection (see core_connections).
+    void check_liveness(std::uint32_t now) {
+        if (phase_ != phase::open || !stream_.is_open()) return;
+        if (stream_.buffered() > 0) last_rx_ms_ = now;  // bytes wait for a reader: the peer is there
+        const auto since = [now](std::uint32_t then) { return std::chrono::milliseconds(now - then); };
+        if (opts_.message_timeout.count() > 0 && (rd_in_message_ || rd_stage_ == rd_stage::payload) &&
+            since(msg_start_ms_) >= opts_.message_timeout) {
+            ++cutoffs_seen.message_timeout;
+            return cut_off(close_code::policy_violation, "message not completed in time");
+        }
+        if (opts_.ping_interval.count() <= 0) return;
+        if (ping_outstanding_) {
+            if (static_cast<std::int32_t>(last_rx_ms_ - ping_sent_ms_) >= 0) {
+                ping_outstanding_ = false;  // something arrived after the ping
+            } else if (since(ping_sent_ms_) >= opts_.pong_timeout) {
+                // Nothing since the ping: the peer is gone without FIN or RST.
+                ++cutoffs_seen.dead_peer;
+                phase_ = phase::closed;
+                close_code_ = close_code::abnormal;
+                close_reason_ = "no answer to ping";
+                release_reassembly();
+                stream_.abort();  // wakes a waiting reader, which returns empty
+                return;
+            }
+        }
+        if (!ping_outstanding_ && since(last_rx_ms_) >= opts_.ping_interval) {
+            try {
+                queue_frame(ws::opcode::ping, {});
+            } catch (const std::system_error&) {
+                return;  // cut off, or closing
+            }
+            ping_outstanding_ = true;
+            ping_sent_ms_ = now;
+        }
+    }
+
+    static task<void> sweep_core(io_context& ctx) {
+        for (;;) {
+            core_connections* core = static_cast<core_connections*>(ctx.protocol_slot());
+            if (!core->head) {
+                core->sweeping = false;
+                co_return;
+            }
+            co_await async_sleep(ctx, core->tick);
+            core = static_cast<core_connections*>(ctx.protocol_slot());
+            // The next sweep's time first, so that activity from here on is newer than any ping sent now.
+            core->now_ms = core_connections::clock_ms();
+            for (connection_state* s = core->head; s;) {
+                connection_state* next = s->reg_next_;  // checking never frees a state
+                s->check_liveness(core->now_ms);
+                s = next;
+            }
+        }
+    }
+
+    // Cuts the peer off from outside the reader: what waits unsent is
+    // dropped, a close frame with `code` goes out, the reader (if one waits)
+    // returns empty, and the TCP connection is reset after close_timeout
+    // unless it ends sooner.
+    void cut_off(std::uint16_t code, std::string_view reason) {
+        if (phase_ == phase::closed) return;
+        stream_.discard_queued();
+        if (!close_sent_) queue_close(code, reason);
+        close_code_ = code;
+        close_reason_ = std::string(reason);
+        phase_ = phase::closed;
+        release_reassembly();
+        if (!close_timer_)
+            close_timer_ = ctx_.arm_wait_timer(timeout(opts_.close_timeout), &connection_state::on_close_timeout, this);
+    }
+
+    // Gives back this connection's share of the core's reassembly total and
+    // frees an incomplete message's buffer (a complete one may still be
+    // viewed by the application until its next read, and is left).
+    void release_reassembly() noexcept {
+        core_reassembly() -= std::min(rd_charged_, core_reassembly());
+        rd_charged_ = 0;
+        if (rd_in_message_) {
+            std::string().swap(rd_message_);
+            rd_in_message_ = false;
+        }
     }
 
     // A close this side starts without waiting in close(): the close frame
@@ -126,6 +281,7 @@ public:
     tcp_stream stream_;
     role role_;
     // The options a connection consults after its handshake, kept compact.
+    using ms32 = std::chrono::duration<std::uint32_t, std::milli>;
     struct settings {
         settings(const options& o, bool negotiated_deflate, bool compress_sends)
             : max_message_size(o.max_message_size),
@@ -133,6 +289,12 @@ public:
               idle_timeout(o.idle_timeout),
               close_timeout(o.close_timeout),
               send_timeout(o.send_timeout),
+              message_timeout(o.message_timeout.count()),
+              ping_interval(o.ping_interval.count()),
+              pong_timeout(o.pong_timeout.count()),
+              max_queued_bytes(o.max_queued_bytes),
+              core_reassembly_budget(o.core_reassembly_budget),
+              max_inflate_ratio(static_cast<std::uint32_t>(std::min<std::size_t>(o.max_inflate_ratio, UINT32_MAX))),
               compression_threshold(
                   static_cast<std::uint32_t>(std::min<std::size_t>(o.compression_threshold, UINT32_MAX))),
               compression_level(static_cast<std::int8_t>(std::clamp(o.compression_level, 1, 12))),
@@ -142,6 +304,10 @@ public:
         std::size_t max_message_size;
         std::size_t send_high_water;
         std::chrono::milliseconds idle_timeout, close_timeout, send_timeout;
+        ms32 message_timeout, ping_interval, pong_timeout;
+        std::size_t max_queued_bytes;
+        std::size_t core_reassembly_budget;
+        std::uint32_t max_inflate_ratio;
         std::uint32_t compression_threshold;
         std::int8_t compression_level;
         bool auto_pong;
@@ -169,7 +335,23 @@ public:
 
     // ---- sending ----
 
+    // Everything queued for the peer passes here first: a peer that has let
+    // more than max_queued_bytes pile up is cut off (1008), and the caller
+    // gets connection_closed.
+    void admit() {
+        if (stream_.queued_bytes() <= opts_.max_queued_bytes) return;
+        ++cutoffs_seen.send_queue;
+        cut_off(close_code::policy_violation, "send queue over its limit");
+        throw connection_closed(close_code_);
+    }
+
     void queue_frame(ws::opcode op, std::span<const std::byte> payload, bool fin = true, bool rsv1 = false) {
+        admit();
+        put_frame(op, payload, fin, rsv1);
+    }
+
+    // Builds a frame in the send queue, unchecked (the close frame of a cut-off goes this way).
+    void put_frame(ws::opcode op, std::span<const std::byte> payload, bool fin = true, bool rsv1 = false) {
         std::byte header[max_header_size];
         std::uint8_t mask[4];
         const bool masked = role_ == role::client;  // §5.1: a client masks every frame, a server none
@@ -205,6 +387,7 @@ public:
     void queue_prepared(const prepared_message& m) {
         const bool compressed = opts_.deflate_send && m.has_compressed();
         if (role_ == role::server) {
+            admit();
             stream_.queue(compressed ? m.compressed_frame() : m.plain_frame());
             return;
         }
@@ -252,7 +435,7 @@ public:
         }
         if (stream_.is_open()) {
             try {
-                queue_frame(ws::opcode::close, std::span<const std::byte>(body, n));
+                put_frame(ws::opcode::close, std::span<const std::byte>(body, n));
             } catch (const std::system_error&) {
             }
         }
@@ -337,6 +520,8 @@ public:
     // the scratch buffer instead of allocating per message.
     static constexpr std::size_t kept_message_capacity = 512;
     void park_message_buffer() noexcept {
+        core_reassembly() -= std::min(rd_charged_, core_reassembly());
+        rd_charged_ = 0;
         rd_message_.clear();
         if (rd_message_.capacity() <= kept_message_capacity) return;
         if (deflate_scratch.capacity() < rd_message_.capacity()) rd_message_.swap(deflate_scratch);
@@ -378,7 +563,23 @@ public:
         std::exchange(s->rd_awaiting_, {}).resume();  // `s` may be gone after this
     }
 
+    // Queues the pong for the latest ping read (its payload is rd_control_).
+    void send_owed_pong() {
+        if (!std::exchange(pong_owed_, false) || phase_ != phase::open) return;
+        try {
+            queue_frame(ws::opcode::pong, std::as_bytes(std::span(rd_control_.data(), rd_control_.size())));
+        } catch (const std::system_error&) {
+            // cut off, or the stream is closing: the reader sees the end next
+        }
+    }
+
     read_step advance() {
+        const read_step step = advance_events();
+        send_owed_pong();
+        return step;
+    }
+
+    read_step advance_events() {
         for (;;) {
             switch (pump()) {
                 case pump_step::event:
@@ -398,6 +599,7 @@ public:
     // Fails the connection (RFC 6455 §7.1.7) with `code`: the close frame is
     // queued now, the TCP closing runs before the reader returns.
     pump_step start_fail(std::uint16_t code, std::string_view reason) {
+        release_reassembly();
         if (!close_sent_) queue_close(code, reason);
         close_code_ = code;
         close_reason_ = reason;
@@ -412,6 +614,19 @@ public:
         dropped();
         if (st != tcp_stream::read_status::ended) stream_.abort();
         return pump_step::closed;
+    }
+
+    // Counts `n` more bytes of an incomplete message against the core's
+    // reassembly budget; false when they do not fit.
+    bool charge_reassembly(std::size_t n) noexcept {
+        std::size_t& total = core_reassembly();
+        if (total + n > opts_.core_reassembly_budget) {
+            ++cutoffs_seen.reassembly;
+            return false;
+        }
+        total += n;
+        rd_charged_ += n;
+        return true;
     }
 
     // Checks what the header alone cannot: masking direction, reserved bits,
@@ -446,6 +661,7 @@ public:
                 if (stream_.at_end()) return read_ended(stream_.finish_wait_readable());
                 return pump_step::need_bytes;
             }
+            note_activity();
             if (rd_stage_ == rd_stage::header) {
                 if (auto step = read_header(view)) return *step;
                 continue;
@@ -459,6 +675,8 @@ public:
                 stream_.consume(take);
                 return start_fail(close_code::invalid_payload, "invalid UTF-8");  // §8.1: fail fast
             }
+            if (!rd_control_frame_ && !charge_reassembly(take))
+                return start_fail(close_code::policy_violation, "server busy: too many large messages at once");
             (rd_control_frame_ ? rd_control_ : rd_message_).append(reinterpret_cast<const char*>(view.data()), take);
             stream_.consume(take);
             rd_remaining_ -= take;
@@ -498,6 +716,9 @@ public:
         rd_phase_ = 0;
         rd_control_frame_ = is_control(rd_frame_.op);
         if (rd_control_frame_) {
+            // A newer ping supersedes the owed pong; anything else keeps it.
+            if (pong_owed_ && rd_frame_.op != ws::opcode::ping) send_owed_pong();
+            pong_owed_ = false;
             rd_control_.clear();
         } else {
             const bool first = rd_frame_.op != ws::opcode::continuation;
@@ -505,6 +726,7 @@ public:
                 rd_op_ = rd_frame_.op;
                 rd_compressed_ = rd_frame_.rsv1;
                 rd_utf8_.reset();
+                msg_start_ms_ = last_rx_ms_;
             }
             // A whole message in one frame that lies entirely in the current
             // buffer is handed out where it is: no copy.
@@ -518,7 +740,7 @@ public:
                         // Inflated from where it landed into the scratch buffer,
                         // which then swaps places with the message buffer.
                         deflate_scratch.clear();
-                        const auto st = decompress_message(rest.first(len), opts_.max_message_size, deflate_scratch);
+                        const auto st = decompress_message(rest.first(len), inflate_limit(len), deflate_scratch);
                         rd_message_.swap(deflate_scratch);
                         stream_.consume(len);
                         return message_inflated(st);
@@ -554,13 +776,10 @@ public:
                 rd_close_event_ = true;
                 return on_close_frame();
             }
-            if (rd_frame_.op == ws::opcode::ping && opts_.auto_pong && phase_ == phase::open) {
-                try {
-                    queue_frame(ws::opcode::pong, rd_event_.payload);  // §5.5.2: same application data
-                } catch (const std::system_error&) {
-                    // the stream is closing: the reader sees its end next
-                }
-            }
+            // §5.5.2: a pong with the same application data — owed until the
+            // reader stops, so that pings read together get one pong, for the
+            // latest (§5.5.3).
+            if (rd_frame_.op == ws::opcode::ping && opts_.auto_pong && phase_ == phase::open) pong_owed_ = true;
             return pump_step::event;
         }
         if (!rd_frame_.fin) return std::nullopt;
@@ -570,7 +789,7 @@ public:
             // buffer, which then swaps places with the message buffer.
             deflate_scratch.clear();
             const auto st = decompress_message(std::as_bytes(std::span(rd_message_.data(), rd_message_.size())),
-                                               opts_.max_message_size, deflate_scratch);
+                                               inflate_limit(rd_message_.size()), deflate_scratch);
             rd_message_.swap(deflate_scratch);
             return message_inflated(st);
         }
@@ -585,8 +804,21 @@ public:
     // A compressed message has been inflated into rd_message_: over the size
     // limit it fails with 1009 (a bomb stops there, RFC 7692 §8.1 leaves the
     // limit to us), undecodable with 1007; text is then validated whole.
+    // How far a message of `compressed` bytes may inflate: max_message_size,
+    // and max_inflate_ratio times its size (always 1 MiB), so that the work
+    // a deflate bomb causes is bounded by its own size.
+    std::size_t inflate_limit(std::size_t compressed) const noexcept {
+        constexpr std::size_t always = 1024 * 1024;
+        const std::size_t ratio = opts_.max_inflate_ratio;
+        if (ratio == 0 || compressed > opts_.max_message_size / ratio) return opts_.max_message_size;
+        return std::min(opts_.max_message_size, std::max(always, compressed * ratio));
+    }
+
     pump_step message_inflated(inflate_status st) {
-        if (st == inflate_status::too_big) return start_fail(close_code::message_too_big, "message too big");
+        if (st == inflate_status::too_big) {
+            ++cutoffs_seen.inflate;
+            return start_fail(close_code::message_too_big, "message too big");
+        }
         if (st != inflate_status::ok) return start_fail(close_code::invalid_payload, "invalid compressed data");
         if (rd_op_ == ws::opcode::text && !is_valid_utf8(rd_message_))
             return start_fail(close_code::invalid_payload, "invalid UTF-8");
@@ -805,6 +1037,13 @@ bool connection::compression() const noexcept {
 }
 std::size_t connection::buffered_amount() const noexcept {
     return state_ ? state_->stream_.queued_bytes() : 0;
+}
+
+cutoff_counts cutoffs() noexcept {
+    const auto& c = detail::cutoffs_seen;
+    return {c.send_queue.load(std::memory_order_relaxed), c.reassembly.load(std::memory_order_relaxed),
+            c.message_timeout.load(std::memory_order_relaxed), c.dead_peer.load(std::memory_order_relaxed),
+            c.inflate.load(std::memory_order_relaxed)};
 }
 
 namespace detail {

@@ -61,6 +61,17 @@ private:
 
 class prepared_message;
 
+// Peers cut off by the bounds of ws::options since the process started,
+// over all cores (each also closed the connection with the code named).
+struct cutoff_counts {
+    std::uint64_t send_queue = 0;       // max_queued_bytes passed: 1008
+    std::uint64_t reassembly = 0;       // core_reassembly_budget passed: 1008
+    std::uint64_t message_timeout = 0;  // message_timeout passed: 1008
+    std::uint64_t dead_peer = 0;        // no answer to a liveness ping: reset (1006)
+    std::uint64_t inflate = 0;          // inflating passed max_inflate_ratio or max_message_size: 1009
+};
+cutoff_counts cutoffs() noexcept;
+
 namespace detail {
 class connection_state;
 struct subscription_set;

@@ -1,5 +1,7 @@
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
 
+#include <sys/mman.h>
+
 #include <libdeflate.h>
 
 #include <algorithm>
@@ -239,13 +241,31 @@ std::span<const std::byte> with_inflate_tail(std::span<const std::byte> compress
     return scratch;
 }
 
-// The first output room to try: most messages inflate to a few times their
-// compressed size, so one pass is the usual case.
-std::size_t initial_room(std::size_t compressed_size, std::size_t max_size) noexcept {
-    constexpr std::size_t min_room = 4096, expected_ratio = 4;
-    if (compressed_size >= max_size / expected_ratio) return max_size;
-    return std::min(max_size, std::max(min_room, compressed_size * expected_ratio));
-}
+// Where one message inflates: a buffer the caller keeps, or, for a larger
+// limit, pages mapped for this call alone (untouched pages cost nothing, and
+// all of them go back to the kernel afterwards).
+class output_room {
+public:
+    output_room(std::byte* kept, std::size_t size) : data_(kept), size_(size) {
+        if (data_) return;
+        void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) {
+            data_ = static_cast<std::byte*>(p);
+            mapped_ = true;
+        }
+    }
+    ~output_room() {
+        if (mapped_) ::munmap(data_, size_);
+    }
+    output_room(const output_room&) = delete;
+    output_room& operator=(const output_room&) = delete;
+    std::byte* data() const noexcept { return data_; }
+
+private:
+    std::byte* data_;
+    std::size_t size_;
+    bool mapped_ = false;
+};
 
 }  // namespace
 
@@ -329,24 +349,23 @@ std::size_t compress_message(std::span<const std::byte> payload, int level, std:
 inflate_status decompress_message(std::span<const std::byte> compressed, std::size_t max_size, std::string& out) {
     const auto input = with_inflate_tail(compressed);
     auto& inflater = decompressor();
-    const std::size_t base = out.size();
-    // libdeflate inflates whole buffers only: when the room is too small, grow it
-    // (doubling, never past max_size) and start again.
-    for (std::size_t room = initial_room(compressed.size(), max_size);;) {
-        out.resize(base + room);
-        std::size_t produced = 0;
-        const auto result = libdeflate_deflate_decompress_ex(&inflater, input.data(), input.size(), out.data() + base,
-                                                             room, nullptr, &produced);
-        if (result == LIBDEFLATE_SUCCESS) {
-            out.resize(base + produced);
-            return inflate_status::ok;
-        }
-        if (result != LIBDEFLATE_INSUFFICIENT_SPACE || room == max_size) {
-            out.resize(base);
-            return result == LIBDEFLATE_INSUFFICIENT_SPACE ? inflate_status::too_big : inflate_status::bad_data;
-        }
-        room = room > max_size / 2 ? max_size : room * 2;
-    }
+    // libdeflate inflates whole buffers only and cannot resume, so it gets
+    // room for the whole limit at once: one pass, which stops where the
+    // output would pass max_size (a bomb costs at most max_size bytes of
+    // work, never a restart per doubling). The room is uninitialised: up to
+    // 256 KiB it is kept per thread; beyond, it is mapped for this call and
+    // only the pages actually written are ever touched.
+    constexpr std::size_t kept_room = 256 * 1024;
+    thread_local std::unique_ptr<std::byte[]> kept(new std::byte[kept_room]);
+    output_room room(max_size <= kept_room ? kept.get() : nullptr, max_size);
+    if (!room.data()) return inflate_status::too_big;  // no memory for it: treated as over the limit
+    std::size_t produced = 0;
+    const auto result = libdeflate_deflate_decompress_ex(&inflater, input.data(), input.size(), room.data(), max_size,
+                                                         nullptr, &produced);
+    if (result == LIBDEFLATE_INSUFFICIENT_SPACE) return inflate_status::too_big;
+    if (result != LIBDEFLATE_SUCCESS) return inflate_status::bad_data;
+    out.append(reinterpret_cast<const char*>(room.data()), produced);
+    return inflate_status::ok;
 }
 
 }  // namespace cnetmod::ws

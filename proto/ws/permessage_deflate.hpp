@@ -119,10 +119,12 @@ enum class inflate_status {
 // concatenated, without the 00 00 ff ff tail the sender removed — and appends
 // it to `out`. On an error `out` keeps its old contents. Never writes more than
 // `max_size` bytes: output of exactly max_size is accepted, one byte more is
-// too_big. Memory bound: `out` grows in doubling steps up to
-// out.size() + max_size, so its capacity stays below 2 × (old size + max_size)
-// whatever the input claims; the input is copied into a per-thread scratch
-// buffer that keeps the size of the largest compressed message seen.
+// too_big. One pass, never restarted: inflating stops where the output would
+// pass max_size, so a bomb costs at most max_size bytes of work. Memory
+// bound: `out` grows by the inflated size only; the output room is
+// uninitialised (per thread up to 256 KiB, mapped for the call beyond, with
+// only the written pages touched); the input is copied into a per-thread
+// scratch buffer that keeps the size of the largest compressed message seen.
 inflate_status decompress_message(std::span<const std::byte> compressed, std::size_t max_size, std::string& out);
 
 }  // namespace cnetmod::ws
