@@ -242,9 +242,9 @@ std::optional<parse_error> body_framing_of(const request& r, const parser_limits
     bool has_length = false;
     std::size_t length = 0;
     bool has_te = false;
-    std::size_t chunked = 0;        // how many times chunked is named
-    bool chunked_last = false;      // the last coding named is chunked
-    bool unknown_coding = false;    // a coding other than chunked (none is implemented)
+    std::size_t chunked = 0;      // how many times chunked is named
+    bool chunked_last = false;    // the last coding named is chunked
+    bool unknown_coding = false;  // a coding other than chunked (none is implemented)
     for (const auto& h : r.headers()) {
         if (iequals(h.name, "Transfer-Encoding")) {
             // RFC 9112 §6.1: the codings of every Transfer-Encoding line form

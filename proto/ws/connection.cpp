@@ -68,9 +68,9 @@ struct core_connections {
         return *static_cast<core_connections*>(ctx.protocol_slot());
     }
     static std::uint32_t clock_ms() noexcept {
-        return static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                              std::chrono::steady_clock::now().time_since_epoch())
-                                              .count());
+        return static_cast<std::uint32_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+                .count());
     }
     // Sweeps at a quarter of the shortest liveness setting seen on this core
     // (a deadline is met within that), between 5 ms and 1 s.
@@ -149,12 +149,12 @@ public:
 
     // ---- liveness and bounds ----
 
-    std::uint32_t last_rx_ms_ = 0;     // the sweep time at which bytes last arrived
-    std::uint32_t msg_start_ms_ = 0;   // when the incomplete message began
-    std::uint32_t ping_sent_ms_ = 0;   // when the liveness ping went
-    bool ping_outstanding_ = false;    // a liveness ping waits for any answer
-    bool pong_owed_ = false;           // a ping was read: its pong (payload in rd_control_) goes when the reader stops
-    std::size_t rd_charged_ = 0;       // bytes of rd_message_ counted in the core's reassembly total
+    std::uint32_t last_rx_ms_ = 0;    // the sweep time at which bytes last arrived
+    std::uint32_t msg_start_ms_ = 0;  // when the incomplete message began
+    std::uint32_t ping_sent_ms_ = 0;  // when the liveness ping went
+    bool ping_outstanding_ = false;   // a liveness ping waits for any answer
+    bool pong_owed_ = false;          // a ping was read: its pong (payload in rd_control_) goes when the reader stops
+    std::size_t rd_charged_ = 0;      // bytes of rd_message_ counted in the core's reassembly total
 
     // Bytes of incomplete messages held by this core's connections.
     static std::size_t& core_reassembly() noexcept {

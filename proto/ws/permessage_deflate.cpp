@@ -1,8 +1,7 @@
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
 
-#include <sys/mman.h>
-
 #include <libdeflate.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <array>
