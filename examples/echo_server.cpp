@@ -32,11 +32,25 @@ int main(int argc, char** argv) {
     app.add_option("--deflate-level", opts.compression_level, "libdeflate level, 1..12")->capture_default_str();
     app.add_option("--deflate-threshold", opts.compression_threshold, "messages under this many bytes go plain")
         ->capture_default_str();
+    // Beyond the seed: the liveness and stall bounds (ws::options; README "Limits and timeouts").
+    unsigned ping_interval_ms = static_cast<unsigned>(opts.ping_interval.count());
+    unsigned pong_timeout_ms = static_cast<unsigned>(opts.pong_timeout.count());
+    unsigned message_timeout_ms = static_cast<unsigned>(opts.message_timeout.count());
+    app.add_option("--ping-interval-ms", ping_interval_ms, "ping a peer silent this long (0: never)")
+        ->capture_default_str();
+    app.add_option("--pong-timeout-ms", pong_timeout_ms, "reset a peer silent this long after a ping")
+        ->capture_default_str();
+    app.add_option("--message-timeout-ms", message_timeout_ms,
+                   "close (1008) a message not complete this long after it began")
+        ->capture_default_str();
     auto* cert_opt = app.add_option("--cert", cert, "TLS certificate (PEM): serve wss:// instead of ws://");
     auto* key_opt = app.add_option("--key", key, "TLS private key (PEM) of --cert");
     cert_opt->needs(key_opt);
     key_opt->needs(cert_opt);
     CLI11_PARSE(app, argc, argv);
+    opts.ping_interval = std::chrono::milliseconds(ping_interval_ms);
+    opts.pong_timeout = std::chrono::milliseconds(pong_timeout_ms);
+    opts.message_timeout = std::chrono::milliseconds(message_timeout_ms);
     try {
         http::server_options server_opts;
         if (!cert.empty()) server_opts.tls = tls_server_options{cert, key};

@@ -616,16 +616,18 @@ public:
         return pump_step::closed;
     }
 
-    // Counts `n` more bytes of an incomplete message against the core's
-    // reassembly budget; false when they do not fit.
-    bool charge_reassembly(std::size_t n) noexcept {
+    // Counts the memory of the message buffer (its capacity: what it really
+    // holds) against the core's reassembly budget; false when it does not fit.
+    bool charge_reassembly() noexcept {
+        if (rd_message_.capacity() <= rd_charged_) return true;
+        const std::size_t more = rd_message_.capacity() - rd_charged_;
         std::size_t& total = core_reassembly();
-        if (total + n > opts_.core_reassembly_budget) {
+        if (total + more > opts_.core_reassembly_budget) {
             ++cutoffs_seen.reassembly;
             return false;
         }
-        total += n;
-        rd_charged_ += n;
+        total += more;
+        rd_charged_ += more;
         return true;
     }
 
@@ -675,9 +677,11 @@ public:
                 stream_.consume(take);
                 return start_fail(close_code::invalid_payload, "invalid UTF-8");  // §8.1: fail fast
             }
-            if (!rd_control_frame_ && !charge_reassembly(take))
-                return start_fail(close_code::policy_violation, "server busy: too many large messages at once");
             (rd_control_frame_ ? rd_control_ : rd_message_).append(reinterpret_cast<const char*>(view.data()), take);
+            if (!rd_control_frame_ && !charge_reassembly()) {
+                stream_.consume(take);
+                return start_fail(close_code::policy_violation, "server busy: too many large messages at once");
+            }
             stream_.consume(take);
             rd_remaining_ -= take;
             if (rd_remaining_ > 0) continue;
@@ -805,10 +809,10 @@ public:
     // limit it fails with 1009 (a bomb stops there, RFC 7692 §8.1 leaves the
     // limit to us), undecodable with 1007; text is then validated whole.
     // How far a message of `compressed` bytes may inflate: max_message_size,
-    // and max_inflate_ratio times its size (always 1 MiB), so that the work
+    // and max_inflate_ratio times its size (always 2 MiB), so that the work
     // a deflate bomb causes is bounded by its own size.
     std::size_t inflate_limit(std::size_t compressed) const noexcept {
-        constexpr std::size_t always = 1024 * 1024;
+        constexpr std::size_t always = 2 * 1024 * 1024;
         const std::size_t ratio = opts_.max_inflate_ratio;
         if (ratio == 0 || compressed > opts_.max_message_size / ratio) return opts_.max_message_size;
         return std::min(opts_.max_message_size, std::max(always, compressed * ratio));

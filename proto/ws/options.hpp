@@ -29,11 +29,11 @@ struct options {
     // with 1009 (message too big). 16 MiB.
     std::size_t max_message_size = 16 * 1024 * 1024;
     // A compressed message may inflate to at most this many times its
-    // compressed size (and always to 1 MiB), else 1009: a deflate bomb ends
+    // compressed size (and always to 2 MiB), else 1009: a deflate bomb ends
     // after work bounded by its own size, in one pass. Text and JSON
-    // compress 3-20x; only a message over 1 MiB that is nearly all one
-    // repeated byte goes beyond 256x. 0: only max_message_size bounds it.
-    std::size_t max_inflate_ratio = 256;
+    // compress 3-20x; only a message over 2 MiB that is nearly all one
+    // repeated byte goes beyond 128x. 0: only max_message_size bounds it.
+    std::size_t max_inflate_ratio = 128;
     // Bytes of incomplete messages (fragments being reassembled, a large
     // frame still arriving) that all WebSocket connections of one core may
     // hold together. A connection that would pass it is closed with 1008,

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <memory>
 #include <new>
 
@@ -240,30 +241,49 @@ std::span<const std::byte> with_inflate_tail(std::span<const std::byte> compress
     return scratch;
 }
 
-// Where one message inflates: a buffer the caller keeps, or, for a larger
-// limit, pages mapped for this call alone (untouched pages cost nothing, and
-// all of them go back to the kernel afterwards).
-class output_room {
+// Where messages inflate, one per thread: address space reserved for the
+// largest limit asked so far, whose pages the kernel provides as they are
+// first written (in huge pages where it can: a page fault per 4 KiB costs
+// as much as inflating them). The first 2 MiB stay once touched, so
+// ordinary messages cost no page fault and no system call; after a larger
+// message the rest goes back to the kernel, so a bomb leaves nothing behind.
+class inflate_room {
 public:
-    output_room(std::byte* kept, std::size_t size) : data_(kept), size_(size) {
-        if (data_) return;
-        void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p != MAP_FAILED) {
-            data_ = static_cast<std::byte*>(p);
-            mapped_ = true;
-        }
+    ~inflate_room() {
+        if (map_) ::munmap(map_, mapped_);
     }
-    ~output_room() {
-        if (mapped_) ::munmap(data_, size_);
+    // Room for `size` bytes, or null when no memory can be had.
+    std::byte* reserve(std::size_t size) noexcept {
+        if (size <= reserved_) return data_;
+        if (map_) ::munmap(map_, mapped_);
+        map_ = data_ = nullptr;
+        mapped_ = reserved_ = 0;
+        constexpr std::size_t huge = 2 * 1024 * 1024;
+        const std::size_t bytes = (size + huge - 1) / huge * huge;
+        // One huge page more than needed, so that the room can start on a huge-page boundary.
+        void* p =
+            ::mmap(nullptr, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) return nullptr;
+        map_ = static_cast<std::byte*>(p);
+        mapped_ = bytes + huge;
+        const auto at = (reinterpret_cast<std::uintptr_t>(p) + huge - 1) / huge * huge;
+        data_ = reinterpret_cast<std::byte*>(at);
+        reserved_ = bytes;
+        ::madvise(data_, reserved_, MADV_HUGEPAGE);  // a hint: fine to fail
+        return data_;
     }
-    output_room(const output_room&) = delete;
-    output_room& operator=(const output_room&) = delete;
-    std::byte* data() const noexcept { return data_; }
+    // `touched` bytes were written: what lies past the kept part is returned.
+    void trim(std::size_t touched) noexcept {
+        constexpr std::size_t kept = 2 * 1024 * 1024;
+        if (touched <= kept) return;
+        ::madvise(data_ + kept, std::min(touched, reserved_) - kept, MADV_DONTNEED);
+    }
 
 private:
-    std::byte* data_;
-    std::size_t size_;
-    bool mapped_ = false;
+    std::byte* map_ = nullptr;  // the mapping, and its aligned part
+    std::size_t mapped_ = 0;
+    std::byte* data_ = nullptr;
+    std::size_t reserved_ = 0;
 };
 
 }  // namespace
@@ -351,19 +371,20 @@ inflate_status decompress_message(std::span<const std::byte> compressed, std::si
     // libdeflate inflates whole buffers only and cannot resume, so it gets
     // room for the whole limit at once: one pass, which stops where the
     // output would pass max_size (a bomb costs at most max_size bytes of
-    // work, never a restart per doubling). The room is uninitialised: up to
-    // 256 KiB it is kept per thread; beyond, it is mapped for this call and
-    // only the pages actually written are ever touched.
-    constexpr std::size_t kept_room = 256 * 1024;
-    thread_local std::unique_ptr<std::byte[]> kept(new std::byte[kept_room]);
-    output_room room(max_size <= kept_room ? kept.get() : nullptr, max_size);
-    if (!room.data()) return inflate_status::too_big;  // no memory for it: treated as over the limit
+    // work, never a restart per doubling). The room is uninitialised and
+    // its pages are touched only as the output reaches them.
+    thread_local inflate_room room;
+    std::byte* at = room.reserve(max_size);
+    if (!at) return inflate_status::too_big;  // no memory for it: treated as over the limit
     std::size_t produced = 0;
-    const auto result = libdeflate_deflate_decompress_ex(&inflater, input.data(), input.size(), room.data(), max_size,
-                                                         nullptr, &produced);
-    if (result == LIBDEFLATE_INSUFFICIENT_SPACE) return inflate_status::too_big;
-    if (result != LIBDEFLATE_SUCCESS) return inflate_status::bad_data;
-    out.append(reinterpret_cast<const char*>(room.data()), produced);
+    const auto result =
+        libdeflate_deflate_decompress_ex(&inflater, input.data(), input.size(), at, max_size, nullptr, &produced);
+    if (result != LIBDEFLATE_SUCCESS) {
+        room.trim(max_size);  // how far it wrote is not told: all of it
+        return result == LIBDEFLATE_INSUFFICIENT_SPACE ? inflate_status::too_big : inflate_status::bad_data;
+    }
+    out.append(reinterpret_cast<const char*>(at), produced);
+    room.trim(produced);
     return inflate_status::ok;
 }
 

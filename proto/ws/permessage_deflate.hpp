@@ -122,8 +122,8 @@ enum class inflate_status {
 // too_big. One pass, never restarted: inflating stops where the output would
 // pass max_size, so a bomb costs at most max_size bytes of work. Memory
 // bound: `out` grows by the inflated size only; the output room is
-// uninitialised (per thread up to 256 KiB, mapped for the call beyond, with
-// only the written pages touched); the input is copied into a per-thread
+// uninitialised, reserved per thread, its pages touched only as written and
+// all but the first 2 MiB returned after a larger message; the input is copied into a per-thread
 // scratch buffer that keeps the size of the largest compressed message seen.
 inflate_status decompress_message(std::span<const std::byte> compressed, std::size_t max_size, std::string& out);
 

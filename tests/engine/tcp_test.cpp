@@ -1,10 +1,13 @@
 #include "test_support.hpp"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -472,4 +475,47 @@ TEST(tcp, a_large_burst_does_not_stay_in_the_send_queue) {
         EXPECT_EQ(detail::send_queue_allocations(), allocations) << "the queue came from the pool";
     };
     sync_wait(ctx, main_task());
+}
+
+// Accepted connections carry TCP keepalive (set on the listener, inherited),
+// so that a peer gone without FIN or RST is found; the probes' timing is the
+// listener's to set.
+TEST(tcp_listener, accepted_sockets_have_tcp_keepalive) {
+    io_context ctx;
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0),
+                                       {.keepalive_idle = std::chrono::seconds(42), .keepalive_count = 3});
+    auto t = [&]() -> task<std::array<int, 4>> {
+        auto client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()));
+        auto accepted = co_await listener.accept();
+        std::array<int, 4> v{};
+        socklen_t len = sizeof(int);
+        ::getsockopt(accepted.native_handle(), SOL_SOCKET, SO_KEEPALIVE, &v[0], &len);
+        ::getsockopt(accepted.native_handle(), IPPROTO_TCP, TCP_KEEPIDLE, &v[1], &len);
+        ::getsockopt(accepted.native_handle(), IPPROTO_TCP, TCP_KEEPINTVL, &v[2], &len);
+        ::getsockopt(accepted.native_handle(), IPPROTO_TCP, TCP_KEEPCNT, &v[3], &len);
+        co_return v;
+    };
+    const auto v = sync_wait(ctx, t());
+    EXPECT_EQ(v[0], 1);
+    EXPECT_EQ(v[1], 42);
+    EXPECT_EQ(v[2], 10);
+    EXPECT_EQ(v[3], 3);
+}
+
+// discard_queued drops what waits unsent (a peer being cut off) at once.
+TEST(tcp_stream, discard_queued_drops_unsent_bytes) {
+    io_context ctx;
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    auto t = [&]() -> task<std::pair<std::size_t, std::size_t>> {
+        auto client = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()));
+        auto accepted = co_await listener.accept();
+        const std::string big(256 * 1024, 'd');
+        accepted.queue(big);
+        const std::size_t queued = accepted.queued_bytes();
+        const std::size_t dropped = accepted.discard_queued();
+        co_return std::make_pair(queued - accepted.queued_bytes(), dropped);
+    };
+    const auto [gone, dropped] = sync_wait(ctx, t());
+    EXPECT_EQ(gone, 256u * 1024);
+    EXPECT_EQ(dropped, 256u * 1024);
 }

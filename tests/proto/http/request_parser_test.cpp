@@ -149,3 +149,55 @@ TEST(chunked_decoder, rejects_bad_sizes_and_bodies_over_the_limit) {
     no_crlf.feed("3\r\nabcX", body, 100);
     ASSERT_TRUE(no_crlf.error());
 }
+
+// RFC 9112 §6: exactly one chunked, as the final coding, over every
+// Transfer-Encoding line; nothing of the kind in HTTP/1.0.
+TEST(request_parser, transfer_coding_lists_span_lines_and_end_in_one_chunked) {
+    parser_limits limits;
+    body_framing f;
+    request r;
+    auto framing = [&](std::string_view fields, std::string_view version = "1.1") {
+        std::string head = "POST / HTTP/" + std::string(version) + "\r\nHost: a\r\n" + std::string(fields) + "\r\n";
+        EXPECT_FALSE(parse(head, r)) << fields;
+        return body_framing_of(r, limits, f);
+    };
+    EXPECT_EQ(framing("Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n")->code, status::not_implemented)
+        << "the two-line smuggling form reads as one list ending in an unknown coding";
+    EXPECT_EQ(framing("Transfer-Encoding: chunked, identity\r\n")->code, status::not_implemented);
+    EXPECT_EQ(framing("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n")->code, status::bad_request);
+    EXPECT_EQ(framing("Transfer-Encoding: chunked, chunked\r\n")->code, status::bad_request);
+    EXPECT_EQ(framing("Transfer-Encoding: chunked\r\n", "1.0")->code, status::bad_request);
+    EXPECT_EQ(framing("Transfer-Encoding: \r\n")->code, status::bad_request);
+    EXPECT_EQ(framing("Transfer-Encoding: ,\r\n")->code, status::bad_request) << "a list of nothing names no chunked";
+    EXPECT_FALSE(framing("Transfer-Encoding: , Chunked ,\r\n")) << "empty elements are allowed, case does not matter";
+    EXPECT_EQ(f.type, body_framing::kind::chunked);
+    EXPECT_FALSE(framing("Transfer-Encoding: chunked\r\n"));
+    EXPECT_EQ(f.type, body_framing::kind::chunked);
+}
+
+TEST(chunked_decoder, extensions_and_trailers_are_bounded_like_a_head) {
+    parser_limits limits;
+    limits.max_chunk_extension_bytes = 16;
+    limits.max_head_bytes = 64;
+    limits.max_header_fields = 3;
+    std::string body;
+    chunked_decoder ok(limits);
+    ok.feed("1;a=0123456789ab\r\nx\r\n0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", body, 100);
+    EXPECT_TRUE(ok.done());
+    EXPECT_FALSE(ok.error());
+
+    chunked_decoder long_extension(limits);
+    long_extension.feed("1;" + std::string(17, 'e') + "\r\nx\r\n0\r\n\r\n", body, 100);
+    ASSERT_TRUE(long_extension.error());
+    EXPECT_EQ(long_extension.error()->code, status::bad_request);
+
+    chunked_decoder many_lines(limits);
+    many_lines.feed("0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", body, 100);
+    ASSERT_TRUE(many_lines.error());
+    EXPECT_EQ(many_lines.error()->code, status::request_header_fields_too_large);
+
+    chunked_decoder long_trailer(limits);
+    long_trailer.feed("0\r\nA: " + std::string(70, 'v') + "\r\n\r\n", body, 100);
+    ASSERT_TRUE(long_trailer.error());
+    EXPECT_EQ(long_trailer.error()->code, status::request_header_fields_too_large);
+}

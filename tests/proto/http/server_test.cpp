@@ -2,8 +2,11 @@
 #include <cnetmod/proto/http/server.hpp>
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <string>
+#include <thread>
 
 using namespace cnetmod;
 using namespace std::chrono_literals;
@@ -193,4 +196,128 @@ TEST(http_server, runs_on_every_core_of_a_runtime) {
     rt.wait();
     EXPECT_GT(cores_seen[0].load(), 0);
     EXPECT_GT(cores_seen[1].load(), 0);
+}
+
+// ---- hardening: half-close, write timeout, version answers, ports ----
+
+// A client that sends its requests then shuts down its sending side still
+// gets every answer (RFC 9112 §9.6: the server closes after answering).
+TEST_F(http_fixture, a_half_closed_client_gets_every_answer) {
+    auto t = [&]() -> task<std::string> {
+        auto s = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(srv.port()));
+        std::string requests;
+        for (int i = 0; i < 50; ++i) requests += "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        s.queue(requests);
+        co_await s.drain();
+        ::shutdown(s.native_handle(), SHUT_WR);
+        std::string got;
+        for (;;) {
+            auto v = co_await s.recv_view(timeout(5s));
+            if (v.empty()) break;
+            got.append(reinterpret_cast<const char*>(v.data()), v.size());
+            s.consume(v.size());
+        }
+        co_return got;
+    };
+    EXPECT_EQ(count(sync_wait(ctx, t()), "HTTP/1.1 200 OK"), 50u);
+}
+
+// A client that pipelines requests and never reads is cut off after
+// write_timeout; the server holds little for it meanwhile.
+TEST(http_server, a_client_that_never_reads_is_cut_off_after_the_write_timeout) {
+    io_context ctx;
+    http::server_options o;
+    o.write_timeout = 300ms;
+    http::server srv(ctx, o);
+    srv.get("/big", [](http::request_context& c) -> task<void> {
+        c.resp().set_body(std::string(256 * 1024, 'b'));
+        co_return;
+    });
+    srv.listen(0, "127.0.0.1");
+    std::size_t answers = 0;
+    bool ended = false;
+    std::thread client([&, port = srv.port()] {
+        const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        const ip_endpoint ep = ip_endpoint::loopback_v4(port);
+        ASSERT_EQ(::connect(fd, ep.data(), ep.size()), 0);
+        int small = 4096;
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        std::string requests;
+        for (int i = 0; i < 100; ++i) requests += "GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
+        ASSERT_EQ(::send(fd, requests.data(), requests.size(), 0), static_cast<ssize_t>(requests.size()));
+        std::this_thread::sleep_for(1500ms);  // not reading, well past the write timeout
+        std::string got;
+        char buf[65536];
+        timeval tv{5, 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        for (;;) {
+            const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+            if (n <= 0) {
+                ended = n == 0 || errno == ECONNRESET;
+                break;
+            }
+            got.append(buf, static_cast<std::size_t>(n));
+        }
+        answers = count(got, "HTTP/1.1 200 OK");
+        ::close(fd);
+    });
+    auto t = [&]() -> task<std::string> {
+        co_await async_sleep(ctx, 2500ms);
+        co_return co_await exchange(ctx, srv.port(), "GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    };
+    const std::string bystander = sync_wait(ctx, t());
+    client.join();
+    EXPECT_TRUE(bystander.starts_with("HTTP/1.1 200 OK"));
+    EXPECT_TRUE(ended) << "the connection was not ended";
+    EXPECT_LT(answers, 100u) << "every answer was queued for a client that did not read";
+}
+
+// RFC 6455 §4.2.2: a refused handshake of another version names version 13.
+TEST(http_server, a_websocket_handshake_of_another_version_is_told_version_13) {
+    io_context ctx;
+    http::server srv(ctx);
+    srv.get("/untouched", [](http::request_context&) -> task<void> { co_return; });
+    srv.get("/refused", [](http::request_context& c) -> task<void> {
+        c.resp().set_status(http::status::bad_request);
+        co_return;
+    });
+    srv.listen(0, "127.0.0.1");
+    auto ask = [&](std::string path) {
+        return sync_wait(ctx, exchange(ctx, srv.port(),
+                                       "GET " + path +
+                                           " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n"
+                                           "Connection: close\r\n\r\n"));
+    };
+    const auto untouched = ask("/untouched");
+    EXPECT_TRUE(untouched.starts_with("HTTP/1.1 426")) << untouched;
+    EXPECT_NE(untouched.find("\r\nSec-WebSocket-Version: 13\r\n"), std::string::npos) << untouched;
+    const auto refused = ask("/refused");
+    EXPECT_TRUE(refused.starts_with("HTTP/1.1 400")) << refused;
+    EXPECT_NE(refused.find("\r\nSec-WebSocket-Version: 13\r\n"), std::string::npos) << refused;
+}
+
+// A second server on a port in use is refused, unless it asks to share it.
+TEST(http_server, a_port_in_use_is_refused_unless_shared) {
+    runtime rt({.cores = 2});
+    rt.start();
+    http::server first(rt);
+    first.get("/", [](http::request_context&) -> task<void> { co_return; });
+    first.listen(0, "127.0.0.1");
+    io_context ctx;
+    http::server second(ctx);
+    try {
+        second.listen(first.port(), "127.0.0.1");
+        ADD_FAILURE() << "a second server joined a port in use";
+    } catch (const std::system_error& e) {
+        EXPECT_EQ(e.code(), std::errc::address_in_use) << e.what();
+    }
+    http::server_options shared;
+    shared.share_port = true;
+    http::server third(ctx, shared);
+    EXPECT_NO_THROW(third.listen(first.port(), "127.0.0.1")) << "share_port joins the port";
+    third.stop();
+    first.stop();
+    rt.stop();
+    rt.wait();
 }
