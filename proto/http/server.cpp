@@ -186,9 +186,10 @@ task<bool> write_response(tcp_stream& s, const response& resp, bool keep_alive, 
 }
 
 // The session is over: what was answered still goes out, then TCP closes
-// (a peer that half-closed after its requests gets every answer).
+// (a peer that half-closed after its requests gets every answer). With
+// nothing left to send, the stream's destructor closes at once.
 task<void> end_session(tcp_stream& s, const server_options& options) {
-    if (s.is_open()) co_await s.close(timeout(options.write_timeout));
+    if (s.is_open() && s.queued_bytes() > 0) co_await s.close(timeout(options.write_timeout));
 }
 
 // RFC 6455 §4.2.2: a handshake of another WebSocket version that was not

@@ -171,8 +171,7 @@ public:
         if (phase_ != phase::open || !stream_.is_open()) return;
         if (stream_.buffered() > 0) last_rx_ms_ = now;  // bytes wait for a reader: the peer is there
         const auto since = [now](std::uint32_t then) { return std::chrono::milliseconds(now - then); };
-        if (opts_.message_timeout.count() > 0 && (rd_in_message_ || rd_stage_ == rd_stage::payload) &&
-            since(msg_start_ms_) >= opts_.message_timeout) {
+        if (opts_.message_timeout.count() > 0 && rd_in_message_ && since(msg_start_ms_) >= opts_.message_timeout) {
             ++cutoffs_seen.message_timeout;
             return cut_off(close_code::policy_violation, "message not completed in time");
         }

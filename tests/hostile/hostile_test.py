@@ -486,16 +486,16 @@ def handshake_rules(echo, demo):
     d = Server(demo, "--quiet")
     try:
         by = Bystander(s.port)
-        v8 = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\nConnection: close\r\n\r\n")
+        v8 = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n")
         for port in (s.port, d.port):
             out = _http_exchange(port, v8)
             head = out.split(b"\r\n\r\n")[0]
             assert head.split(b" ")[1] in (b"400", b"426"), head
             assert b"\r\nSec-WebSocket-Version: 13" in head, head
-        dup = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        dup = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n"
                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n"
-               b"Sec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n")
+               b"Sec-WebSocket-Version: 13\r\n\r\n")
         out = _http_exchange(s.port, dup)
         assert out.startswith(b"HTTP/1.1 400"), out[:200]
         for binary in (echo, demo):
