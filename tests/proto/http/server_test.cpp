@@ -316,7 +316,10 @@ TEST(http_server, a_port_in_use_is_refused_unless_shared) {
     shared.share_port = true;
     http::server third(ctx, shared);
     EXPECT_NO_THROW(third.listen(first.port(), "127.0.0.1")) << "share_port joins the port";
+    auto turn = [&] { sync_wait(ctx, co_invoke([&]() -> task<void> { co_await async_sleep(ctx, 20ms); })); };
+    turn();  // the accept loop starts
     third.stop();
+    turn();  // and ends
     first.stop();
     rt.stop();
     rt.wait();
