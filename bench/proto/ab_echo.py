@@ -15,19 +15,14 @@ run is bounded by --duration.
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
+import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.dirname(HERE))
+from compare import Server  # noqa: E402
 
 
 def cpu_ticks(pid):
@@ -36,31 +31,18 @@ def cpu_ticks(pid):
     return int(fields[11]), int(fields[12])
 
 
-def start(argv, port):
-    proc = subprocess.Popen(["taskset", "-c", "0", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{argv[0]} did not start")
-
-
 def run_once(wsbench, argv, args):
-    port = free_port()
-    proc = start([a.replace("{port}", str(port)) for a in argv], port)
+    server = Server(argv[0], 0, lambda port: [a.replace("{port}", str(port)) for a in argv])
     try:
         time.sleep(0.3)
-        u0, s0 = cpu_ticks(proc.pid)
-        out = subprocess.run(["taskset", "-c", "1", wsbench, f"ws://127.0.0.1:{port}/ws", "--json", "--quiet",
+        u0, s0 = cpu_ticks(server.proc.pid)
+        out = subprocess.run(["taskset", "-c", "1", wsbench, f"ws://127.0.0.1:{server.port}/ws", "--json", "--quiet",
                               "-c", str(args.connections), "-i", str(args.inflight), "-s", str(args.size),
-                              "-d", str(args.duration)], capture_output=True, text=True, timeout=args.duration + 60)
-        u1, s1 = cpu_ticks(proc.pid)
+                              "-d", str(args.duration)] + (["--deflate"] if args.deflate else []),
+                             capture_output=True, text=True, timeout=args.duration + 60)
+        u1, s1 = cpu_ticks(server.proc.pid)
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        server.stop()
     r = json.loads(out.stdout)
     tick = os.sysconf("SC_CLK_TCK")
     messages = r["received"]
@@ -82,18 +64,26 @@ def main():
     p.add_argument("--connections", type=int, default=100)
     p.add_argument("--inflight", type=int, default=16)
     p.add_argument("--duration", type=float, default=5)
+    p.add_argument("--verbose", action="store_true", help="print every run")
+    p.add_argument("--deflate", action="store_true", help="servers get --deflate, wsbench offers permessage-deflate")
     args = p.parse_args()
     servers = []
     for spec in args.servers:
         name, binary = spec.split("=", 1)
-        servers.append((name, [binary, "--port", "{port}", "--quiet"]))
+        servers.append((name, [binary, "--port", "{port}", "--quiet"] + (["--deflate"] if args.deflate else [])))
     if args.node:
-        servers.append(("node ws", ["node", os.path.join(HERE, "..", "peers", "node_echo.js"), "{port}"]))
+        servers.append(("node ws", ["node", os.path.join(HERE, "..", "peers", "node_echo.js"), "{port}"] +
+                        (["--deflate"] if args.deflate else [])))
     results = {name: [] for name, _ in servers}
     for rep in range(args.reps):
         for name, argv in servers:
             results[name].append(run_once(args.wsbench, argv, args))
-    print(f"echo {args.size} B, {args.connections} connections, {args.inflight} in flight, "
+            if args.verbose:
+                r = results[name][-1]
+                print(f"  rep {rep} {name}: {r['msg_s']:,.0f} msg/s, user {r['user_us']:.3f} sys {r['sys_us']:.3f} "
+                      f"us/msg, wsbench {r['client_cpu']:.0%}", flush=True)
+    print(f"echo {args.size} B{' deflate' if args.deflate else ''}, {args.connections} connections, "
+          f"{args.inflight} in flight, "
           f"{args.duration:g} s x {args.reps} (medians; server CPU 0, wsbench CPU 1)")
     print(f"{'server':<12} {'msg/s':>12} {'ratio':>7} {'user us/msg':>12} {'sys us/msg':>11} {'wsbench CPU':>12}")
     first = None

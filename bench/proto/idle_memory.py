@@ -95,7 +95,8 @@ async def main(binary, n, deflate, tls):
             shutil.rmtree(certs, ignore_errors=True)
 
 
-flags = [a for a in sys.argv[1:] if a.startswith("--")]
-positional = [a for a in sys.argv[1:] if not a.startswith("--")]
-asyncio.run(main(positional[0], int(positional[1]) if len(positional) > 1 else 10000, "--deflate" in flags,
-                 "--tls" in flags))
+if __name__ == "__main__":
+    flags = [a for a in sys.argv[1:] if a.startswith("--")]
+    positional = [a for a in sys.argv[1:] if not a.startswith("--")]
+    asyncio.run(main(positional[0], int(positional[1]) if len(positional) > 1 else 10000, "--deflate" in flags,
+                     "--tls" in flags))
