@@ -48,7 +48,9 @@ struct server_options {
     listen_options listen{};
     // Let other servers and processes listen on the same port (SO_REUSEPORT,
     // the kernel splitting connections between them). Off: listen() throws
-    // "Address already in use" when anything listens there already.
+    // "Address already in use" when anything listens there already. (The
+    // server sets listen.reuse_port itself: on for its own cores, and with
+    // share_port.)
     bool share_port = false;
     // HTTPS and wss:// on the same port: every connection speaks TLS with
     // this certificate and key (PEM files). The server's constructor throws
