@@ -151,10 +151,8 @@ public:
 
     std::uint32_t last_rx_ms_ = 0;    // the sweep time at which bytes last arrived
     std::uint32_t msg_start_ms_ = 0;  // when the incomplete message began
-    std::uint32_t ping_sent_ms_ = 0;  // when the liveness ping went
-    bool ping_outstanding_ = false;   // a liveness ping waits for any answer
-    bool pong_owed_ = false;          // a ping was read: its pong (payload in rd_control_) goes when the reader stops
     std::size_t rd_charged_ = 0;      // bytes of rd_message_ counted in the core's reassembly total
+    // (ping_outstanding_ and pong_owed_ sit beside phase_, where they fill padding)
 
     // Bytes of incomplete messages held by this core's connections.
     static std::size_t& core_reassembly() noexcept {
@@ -176,10 +174,11 @@ public:
             return cut_off(close_code::policy_violation, "message not completed in time");
         }
         if (opts_.ping_interval.count() <= 0) return;
+        // The ping went once the peer had been silent for ping_interval, so
+        // silence shorter than that means something came after it.
+        if (ping_outstanding_ && since(last_rx_ms_) < opts_.ping_interval) ping_outstanding_ = false;
         if (ping_outstanding_) {
-            if (static_cast<std::int32_t>(last_rx_ms_ - ping_sent_ms_) >= 0) {
-                ping_outstanding_ = false;  // something arrived after the ping
-            } else if (since(ping_sent_ms_) >= opts_.pong_timeout) {
+            if (since(last_rx_ms_) >= opts_.ping_interval + opts_.pong_timeout) {
                 // Nothing since the ping: the peer is gone without FIN or RST.
                 ++cutoffs_seen.dead_peer;
                 phase_ = phase::closed;
@@ -197,7 +196,6 @@ public:
                 return;  // cut off, or closing
             }
             ping_outstanding_ = true;
-            ping_sent_ms_ = now;
         }
     }
 
@@ -281,6 +279,9 @@ public:
     role role_;
     // The options a connection consults after its handshake, kept compact.
     using ms32 = std::chrono::duration<std::uint32_t, std::milli>;
+    static constexpr std::uint32_t clamp32(std::size_t n) noexcept {
+        return static_cast<std::uint32_t>(std::min<std::size_t>(n, UINT32_MAX));
+    }
     struct settings {
         settings(const options& o, bool negotiated_deflate, bool compress_sends)
             : max_message_size(o.max_message_size),
@@ -291,11 +292,10 @@ public:
               message_timeout(o.message_timeout.count()),
               ping_interval(o.ping_interval.count()),
               pong_timeout(o.pong_timeout.count()),
-              max_queued_bytes(o.max_queued_bytes),
-              core_reassembly_budget(o.core_reassembly_budget),
-              max_inflate_ratio(static_cast<std::uint32_t>(std::min<std::size_t>(o.max_inflate_ratio, UINT32_MAX))),
-              compression_threshold(
-                  static_cast<std::uint32_t>(std::min<std::size_t>(o.compression_threshold, UINT32_MAX))),
+              max_queued_bytes(clamp32(o.max_queued_bytes)),
+              core_reassembly_budget(clamp32(o.core_reassembly_budget)),
+              max_inflate_ratio(clamp32(o.max_inflate_ratio)),
+              compression_threshold(clamp32(o.compression_threshold)),
               compression_level(static_cast<std::int8_t>(std::clamp(o.compression_level, 1, 12))),
               auto_pong(o.auto_pong),
               deflate(negotiated_deflate),
@@ -304,8 +304,8 @@ public:
         std::size_t send_high_water;
         std::chrono::milliseconds idle_timeout, close_timeout, send_timeout;
         ms32 message_timeout, ping_interval, pong_timeout;
-        std::size_t max_queued_bytes;
-        std::size_t core_reassembly_budget;
+        std::uint32_t max_queued_bytes;  // bounds of 4 GiB and more are 4 GiB
+        std::uint32_t core_reassembly_budget;
         std::uint32_t max_inflate_ratio;
         std::uint32_t compression_threshold;
         std::int8_t compression_level;
@@ -318,6 +318,8 @@ public:
 
     phase phase_ = phase::open;
     std::uint16_t close_code_ = 0;
+    bool ping_outstanding_ = false;  // a liveness ping waits for any answer
+    bool pong_owed_ = false;         // a ping was read: its pong (payload in rd_control_) goes when the reader stops
     std::string close_reason_;
     bool close_sent_ = false;
     bool reading_ = false;
