@@ -37,6 +37,8 @@ namespace {
 
 using state_ptr = std::shared_ptr<server::shared_state>;
 
+std::atomic<std::uint64_t> write_timeouts{0}, refusals{0};
+
 std::string error_body(status s, std::string_view reason) {
     std::string body = std::to_string(code(s));
     body += ' ';
@@ -51,6 +53,7 @@ std::string error_body(status s, std::string_view reason) {
 
 // Sends an error response and closes the connection.
 task<void> refuse(tcp_stream& s, const server_options& options, status st, std::string_view reason) {
+    refusals.fetch_add(1, std::memory_order_relaxed);
     response resp;
     resp.set_status(st);
     resp.set_header("Server", options.server_name);
@@ -178,7 +181,8 @@ task<bool> write_response(tcp_stream& s, const response& resp, bool keep_alive, 
         // reads cannot make the server queue answers without limit.
         if (s.queued_bytes() > options.max_queued_response_bytes)
             co_await s.drain_to(options.max_queued_response_bytes / 2, timeout(options.write_timeout));
-    } catch (const std::system_error&) {
+    } catch (const std::system_error& e) {
+        if (e.code() == std::errc::timed_out) write_timeouts.fetch_add(1, std::memory_order_relaxed);
         s.abort();
         co_return false;
     }
@@ -348,6 +352,10 @@ void listen_on(const state_ptr& st, io_context& ctx, int fd, std::size_t slot) {
 }
 
 }  // namespace
+
+cutoff_counts cutoffs() noexcept {
+    return {write_timeouts.load(std::memory_order_relaxed), refusals.load(std::memory_order_relaxed)};
+}
 
 server::server(io_context& ctx, server_options options) : ctx_(&ctx), state_(std::make_shared<shared_state>()) {
     state_->options = std::move(options);

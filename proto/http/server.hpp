@@ -60,6 +60,14 @@ struct server_options {
     std::chrono::milliseconds tls_handshake_timeout{10'000};
 };
 
+// Peers this process's HTTP servers cut off or refused, over all cores
+// (relaxed counters, for embedders and tests).
+struct cutoff_counts {
+    std::uint64_t write_timeout = 0;  // a response not taken within write_timeout: reset
+    std::uint64_t refused = 0;        // a request refused with 4xx/5xx by the parser or a timeout, then closed
+};
+cutoff_counts cutoffs() noexcept;
+
 class server {
 public:
     using handler = std::function<task<void>(request_context&)>;

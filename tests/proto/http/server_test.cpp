@@ -236,6 +236,7 @@ TEST(http_server, a_client_that_never_reads_is_cut_off_after_the_write_timeout) 
     srv.listen(0, "127.0.0.1");
     std::size_t answers = 0;
     bool ended = false;
+    const auto before = http::cutoffs().write_timeout;
     std::thread client([&, port = srv.port()] {
         const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
         const ip_endpoint ep = ip_endpoint::loopback_v4(port);
@@ -270,6 +271,7 @@ TEST(http_server, a_client_that_never_reads_is_cut_off_after_the_write_timeout) 
     EXPECT_TRUE(bystander.starts_with("HTTP/1.1 200 OK"));
     EXPECT_TRUE(ended) << "the connection was not ended";
     EXPECT_LT(answers, 100u) << "every answer was queued for a client that did not read";
+    EXPECT_EQ(http::cutoffs().write_timeout, before + 1);
 }
 
 // RFC 6455 §4.2.2: a refused handshake of another version names version 13.
@@ -323,4 +325,20 @@ TEST(http_server, a_port_in_use_is_refused_unless_shared) {
     first.stop();
     rt.stop();
     rt.wait();
+}
+
+// RFC 9112 §6 on the wire: a body framed by two Transfer-Encoding lines is
+// refused and the connection closed, so a request hidden in it is never
+// read; every refusal is counted.
+TEST_F(http_fixture, a_request_hidden_behind_two_transfer_encoding_lines_is_never_served) {
+    const auto before = http::cutoffs().refused;
+    const auto r =
+        run("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n"
+            "0\r\n\r\nGET /query?smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_TRUE(r.starts_with("HTTP/1.1 501 Not Implemented\r\n")) << r;
+    EXPECT_EQ(count(r, "HTTP/1.1 "), 1u) << r;
+    EXPECT_EQ(r.find("smuggled"), std::string::npos) << r;
+    const auto r10 = run("POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    EXPECT_TRUE(r10.starts_with("HTTP/1.1 400 Bad Request\r\n")) << r10;
+    EXPECT_EQ(http::cutoffs().refused, before + 2);
 }
