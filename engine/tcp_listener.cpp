@@ -193,13 +193,15 @@ int tcp_listener::open_socket(const ip_endpoint& endpoint, const listen_options&
     if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) fail("SO_REUSEADDR on");
     if (options.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) fail("SO_REUSEPORT on");
     if (options.keepalive) {
-        // Accepted sockets inherit these (Linux copies the listener's options).
-        const int idle = static_cast<int>(options.keepalive_idle.count());
-        const int interval = static_cast<int>(options.keepalive_interval.count());
+        // Accepted sockets inherit these (Linux copies the listener's
+        // options); the kernel takes 1..32767 s and 1..127 probes.
+        const int idle = static_cast<int>(std::clamp<std::int64_t>(options.keepalive_idle.count(), 1, 32767));
+        const int interval = static_cast<int>(std::clamp<std::int64_t>(options.keepalive_interval.count(), 1, 32767));
+        const int count = std::clamp(options.keepalive_count, 1, 127);
         if (::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) < 0 ||
             ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) < 0 ||
             ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval) < 0 ||
-            ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &options.keepalive_count, sizeof options.keepalive_count) < 0)
+            ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) < 0)
             fail("TCP keepalive on");
     }
     if (endpoint.is_v6()) {
@@ -209,6 +211,19 @@ int tcp_listener::open_socket(const ip_endpoint& endpoint, const listen_options&
     if (::bind(fd, endpoint.data(), endpoint.size()) < 0) fail("cannot bind");
     if (::listen(fd, options.backlog) < 0) fail("cannot listen on");
     return fd;
+}
+
+void tcp_listener::ensure_port_free(const ip_endpoint& endpoint) {
+    int fd = ::socket(endpoint.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::system_error(errno, std::system_category(), "cnetmod: socket");
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // TIME_WAIT is no reason to refuse
+    int dual = 0;  // [::] also probes the IPv4 port
+    if (endpoint.is_v6()) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &dual, sizeof dual);
+    const int rc = ::bind(fd, endpoint.data(), endpoint.size());
+    const int err = errno;
+    ::close(fd);
+    if (rc < 0) throw std::system_error(err, std::system_category(), "cnetmod: cannot bind " + endpoint.to_string());
 }
 
 tcp_listener::tcp_listener(tcp_listener&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}

@@ -47,6 +47,10 @@ public:
     // Opens a listening socket (SO_REUSEADDR, SO_REUSEPORT as asked) without
     // a context: plain system calls, safe from any thread. Throws like bind.
     static int open_socket(const ip_endpoint& endpoint, const listen_options& options);
+    // Throws std::system_error (EADDRINUSE, "Address already in use") when
+    // any socket listens on `endpoint`, SO_REUSEPORT or not: a bind without
+    // SO_REUSEPORT tells, and nothing is left listening afterwards.
+    static void ensure_port_free(const ip_endpoint& endpoint);
     // Takes over a listening socket and starts accepting on `ctx` (call on ctx's thread).
     static tcp_listener adopt(io_context& ctx, int fd, listen_options options = {});
 

@@ -162,25 +162,40 @@ task<bool> read_request(tcp_stream& s, const server_options& options, request& r
     co_return true;
 }
 
+// Waits until at most `bytes` remain queued. A peer that takes nothing for
+// write_timeout is given up on (ETIMEDOUT); one that reads slowly but
+// steadily gets another write_timeout after each stretch of progress.
+task<void> drain_with_progress(tcp_stream& s, std::size_t bytes, std::chrono::milliseconds write_timeout) {
+    std::size_t last = s.queued_bytes();
+    while (s.queued_bytes() > bytes) {
+        try {
+            co_await s.drain_to(bytes, timeout(write_timeout));
+        } catch (const std::system_error& e) {
+            if (e.code() != std::errc::timed_out || s.queued_bytes() >= last) throw;
+        }
+        last = s.queued_bytes();
+    }
+}
+
 // Sends the response; false when the connection is to close. A peer that
-// does not take it within write_timeout is cut off.
+// takes nothing of it for write_timeout is cut off.
 task<bool> write_response(tcp_stream& s, const response& resp, bool keep_alive, bool is_head,
                           const server_options& options) {
     if (!s.is_open()) co_return false;
     std::string out;
     resp.serialize(out, keep_alive, is_head);
     try {
+        s.queue(out);
         if (!keep_alive) {
-            s.queue(out);
+            co_await drain_with_progress(s, 0, options.write_timeout);
             co_await s.close(timeout(options.write_timeout));
             co_return false;
         }
-        s.queue(out);
         // Pipelining: the next request is read once this one's answer (and
         // what was before it) has mostly gone, so that a client that never
         // reads cannot make the server queue answers without limit.
         if (s.queued_bytes() > options.max_queued_response_bytes)
-            co_await s.drain_to(options.max_queued_response_bytes / 2, timeout(options.write_timeout));
+            co_await drain_with_progress(s, options.max_queued_response_bytes / 2, options.write_timeout);
     } catch (const std::system_error& e) {
         if (e.code() == std::errc::timed_out) write_timeouts.fetch_add(1, std::memory_order_relaxed);
         s.abort();
@@ -193,7 +208,14 @@ task<bool> write_response(tcp_stream& s, const response& resp, bool keep_alive, 
 // (a peer that half-closed after its requests gets every answer). With
 // nothing left to send, the stream's destructor closes at once.
 task<void> end_session(tcp_stream& s, const server_options& options) {
-    if (s.is_open() && s.queued_bytes() > 0) co_await s.close(timeout(options.write_timeout));
+    if (!s.is_open() || s.queued_bytes() == 0) co_return;
+    try {
+        co_await drain_with_progress(s, 0, options.write_timeout);
+    } catch (const std::system_error&) {
+        s.abort();
+        co_return;
+    }
+    co_await s.close(timeout(options.write_timeout));
 }
 
 // RFC 6455 §4.2.2: a handshake of another WebSocket version that was not
@@ -394,11 +416,8 @@ void server::listen(std::uint16_t port, std::string_view address) {
     // The cores of one server share their port through SO_REUSEPORT; another
     // server or process joins them only when the embedder asks (share_port).
     lo.reuse_port = cores > 1 || state_->options.share_port;
-    if (lo.reuse_port && !state_->options.share_port && port != 0) {
-        listen_options exclusive = lo;
-        exclusive.reuse_port = false;
-        ::close(tcp_listener::open_socket(endpoint, exclusive));  // throws "Address already in use" when taken
-    }
+    if (lo.reuse_port && !state_->options.share_port && port != 0)
+        tcp_listener::ensure_port_free(endpoint);  // throws "Address already in use" when taken
     std::vector<int> fds;
     try {
         for (std::size_t i = 0; i < cores; ++i) {

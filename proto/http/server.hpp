@@ -36,9 +36,10 @@ struct server_options {
     std::chrono::milliseconds request_timeout{10'000};
     // Time an idle keep-alive connection waits for its next request.
     std::chrono::milliseconds keep_alive_timeout{60'000};
-    // A response the peer does not take within this time (its send queue
-    // does not drain) ends the connection: a client that pipelines requests
-    // and never reads holds memory only this long.
+    // A peer that takes none of its response for this long (its send queue
+    // does not go down) is cut off: a client that pipelines requests and
+    // never reads holds memory only this long, while a slow but steady
+    // reader of a large response gets another stretch after each progress.
     std::chrono::milliseconds write_timeout{30'000};
     // Pipelined requests are read only while fewer response bytes than this
     // wait to be sent: a client that never reads stops being served, rather

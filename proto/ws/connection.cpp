@@ -123,18 +123,23 @@ public:
     void register_as(const void* tag) noexcept { server_tag_ = tag; }
     void link() {
         core_connections& core = core_connections::of(ctx_);
+        if (!core.sweeping && !ctx_.closing()) {
+            core.now_ms = core_connections::clock_ms();
+            core.sweeping = true;
+            try {
+                spawn(ctx_, sweep_core(ctx_));  // first: if it throws, nothing is linked yet
+            } catch (...) {
+                core.sweeping = false;
+                throw;
+            }
+        }
         reg_next_ = core.head;
         if (core.head) core.head->reg_prev_ = this;
         core.head = this;
         core.consider(opts_.ping_interval);
         core.consider(opts_.pong_timeout);
         core.consider(opts_.message_timeout);
-        if (!core.sweeping) core.now_ms = core_connections::clock_ms();
         last_rx_ms_ = core.now_ms;
-        if (!core.sweeping && !ctx_.closing()) {
-            core.sweeping = true;
-            spawn(ctx_, sweep_core(ctx_));
-        }
     }
     void unlink() noexcept {
         auto* core = static_cast<core_connections*>(ctx_.protocol_slot());
@@ -151,6 +156,7 @@ public:
 
     std::uint32_t last_rx_ms_ = 0;    // the sweep time at which bytes last arrived
     std::uint32_t msg_start_ms_ = 0;  // when the incomplete message began
+    std::uint32_t queued_seen_ = 0;   // unsent bytes at the last sweep
     std::size_t rd_charged_ = 0;      // bytes of rd_message_ counted in the core's reassembly total
     // (ping_outstanding_ and pong_owed_ sit beside phase_, where they fill padding)
 
@@ -168,6 +174,11 @@ public:
     void check_liveness(std::uint32_t now) {
         if (phase_ != phase::open || !stream_.is_open()) return;
         if (stream_.buffered() > 0) last_rx_ms_ = now;  // bytes wait for a reader: the peer is there
+        // Our queue went down since the last sweep: the peer takes what we
+        // send (a ping waiting behind a large message of ours is no sign of death).
+        const auto queued = clamp32(stream_.queued_bytes());
+        if (queued < queued_seen_) last_rx_ms_ = now;
+        queued_seen_ = queued;
         const auto since = [now](std::uint32_t then) { return std::chrono::milliseconds(now - then); };
         if (opts_.message_timeout.count() > 0 && rd_in_message_ && since(msg_start_ms_) >= opts_.message_timeout) {
             ++cutoffs_seen.message_timeout;
@@ -178,7 +189,7 @@ public:
         // silence shorter than that means something came after it.
         if (ping_outstanding_ && since(last_rx_ms_) < opts_.ping_interval) ping_outstanding_ = false;
         if (ping_outstanding_) {
-            if (since(last_rx_ms_) >= opts_.ping_interval + opts_.pong_timeout) {
+            if (since(last_rx_ms_) >= std::chrono::milliseconds(opts_.ping_interval) + opts_.pong_timeout) {
                 // Nothing since the ping: the peer is gone without FIN or RST.
                 ++cutoffs_seen.dead_peer;
                 phase_ = phase::closed;
@@ -191,23 +202,23 @@ public:
         }
         if (!ping_outstanding_ && since(last_rx_ms_) >= opts_.ping_interval) {
             try {
-                queue_frame(ws::opcode::ping, {});
+                ping_outstanding_ = queue_own_control(ws::opcode::ping, {});  // over the bound: next sweep
             } catch (const std::system_error&) {
-                return;  // cut off, or closing
+                return;  // closing
             }
-            ping_outstanding_ = true;
         }
     }
 
+    // Runs while the core has connections (it looks after its first sleep,
+    // so that the connection that starts it is linked by then).
     static task<void> sweep_core(io_context& ctx) {
         for (;;) {
+            co_await async_sleep(ctx, static_cast<core_connections*>(ctx.protocol_slot())->tick);
             core_connections* core = static_cast<core_connections*>(ctx.protocol_slot());
             if (!core->head) {
                 core->sweeping = false;
                 co_return;
             }
-            co_await async_sleep(ctx, core->tick);
-            core = static_cast<core_connections*>(ctx.protocol_slot());
             // The next sweep's time first, so that activity from here on is newer than any ping sent now.
             core->now_ms = core_connections::clock_ms();
             for (connection_state* s = core->head; s;) {
@@ -282,6 +293,10 @@ public:
     static constexpr std::uint32_t clamp32(std::size_t n) noexcept {
         return static_cast<std::uint32_t>(std::min<std::size_t>(n, UINT32_MAX));
     }
+    // Negative is off (0); beyond 49 days is 49 days.
+    static constexpr std::uint32_t clamp_ms(std::chrono::milliseconds d) noexcept {
+        return static_cast<std::uint32_t>(std::clamp<std::int64_t>(d.count(), 0, UINT32_MAX));
+    }
     struct settings {
         settings(const options& o, bool negotiated_deflate, bool compress_sends)
             : max_message_size(o.max_message_size),
@@ -289,9 +304,9 @@ public:
               idle_timeout(o.idle_timeout),
               close_timeout(o.close_timeout),
               send_timeout(o.send_timeout),
-              message_timeout(o.message_timeout.count()),
-              ping_interval(o.ping_interval.count()),
-              pong_timeout(o.pong_timeout.count()),
+              message_timeout(clamp_ms(o.message_timeout)),
+              ping_interval(clamp_ms(o.ping_interval)),
+              pong_timeout(clamp_ms(o.pong_timeout)),
               max_queued_bytes(clamp32(o.max_queued_bytes)),
               core_reassembly_budget(clamp32(o.core_reassembly_budget)),
               max_inflate_ratio(clamp32(o.max_inflate_ratio)),
@@ -340,15 +355,25 @@ public:
     // more than max_queued_bytes pile up is cut off (1008), and the caller
     // gets connection_closed.
     void admit() {
-        if (stream_.queued_bytes() <= opts_.max_queued_bytes) return;
+        if (!over_queue_bound()) return;
         ++cutoffs_seen.send_queue;
         cut_off(close_code::policy_violation, "send queue over its limit");
         throw connection_closed(close_code_);
     }
+    bool over_queue_bound() const noexcept { return stream_.queued_bytes() > opts_.max_queued_bytes; }
 
     void queue_frame(ws::opcode op, std::span<const std::byte> payload, bool fin = true, bool rsv1 = false) {
         admit();
         put_frame(op, payload, fin, rsv1);
+    }
+
+    // A ping or pong the library sends on its own: over the bound it waits
+    // (false) rather than cutting off a peer that may just be reading a
+    // large message of ours; data queued past the bound cuts it off.
+    bool queue_own_control(ws::opcode op, std::span<const std::byte> payload) {
+        if (over_queue_bound()) return false;
+        put_frame(op, payload);
+        return true;
     }
 
     // Builds a frame in the send queue, unchecked (the close frame of a cut-off goes this way).
@@ -565,13 +590,17 @@ public:
     }
 
     // Queues the pong for the latest ping read (its payload is rd_control_).
+    // While our own queue is over max_queued_bytes it stays owed, and goes
+    // at a later pass of the reader.
     void send_owed_pong() {
-        if (!std::exchange(pong_owed_, false) || phase_ != phase::open) return;
+        if (!pong_owed_ || phase_ != phase::open || close_sent_) return;
         try {
-            queue_frame(ws::opcode::pong, std::as_bytes(std::span(rd_control_.data(), rd_control_.size())));
+            if (!queue_own_control(ws::opcode::pong, std::as_bytes(std::span(rd_control_.data(), rd_control_.size()))))
+                return;
         } catch (const std::system_error&) {
-            // cut off, or the stream is closing: the reader sees the end next
+            // the stream is closing: the reader sees the end next
         }
+        pong_owed_ = false;
     }
 
     read_step advance() {
@@ -600,6 +629,7 @@ public:
     // Fails the connection (RFC 6455 §7.1.7) with `code`: the close frame is
     // queued now, the TCP closing runs before the reader returns.
     pump_step start_fail(std::uint16_t code, std::string_view reason) {
+        send_owed_pong();  // it answers a ping read before the failure: it goes before the close
         release_reassembly();
         if (!close_sent_) queue_close(code, reason);
         close_code_ = code;
@@ -721,7 +751,8 @@ public:
         rd_phase_ = 0;
         rd_control_frame_ = is_control(rd_frame_.op);
         if (rd_control_frame_) {
-            // A newer ping supersedes the owed pong; anything else keeps it.
+            // A newer ping supersedes the owed pong; before anything else it
+            // goes now (its payload is about to be overwritten), if it can.
             if (pong_owed_ && rd_frame_.op != ws::opcode::ping) send_owed_pong();
             pong_owed_ = false;
             rd_control_.clear();
@@ -975,12 +1006,12 @@ task<void> connection::send_fragmented(std::string_view payload, std::size_t fra
     if (fragment_size == 0) throw std::invalid_argument("cnetmod: send_fragmented needs a fragment size above 0");
     auto& s = *state_;
     s.throw_if_not_open();
+    s.admit();  // once for the message: its own fragments do not count against it
     std::size_t offset = 0;
     do {
         const std::size_t n = std::min(fragment_size, payload.size() - offset);
         const bool fin = offset + n == payload.size();
-        s.queue_frame(offset == 0 ? op : opcode::continuation, std::as_bytes(std::span(payload.data() + offset, n)),
-                      fin);
+        s.put_frame(offset == 0 ? op : opcode::continuation, std::as_bytes(std::span(payload.data() + offset, n)), fin);
         offset += n;
     } while (offset < payload.size());
     co_await s.wait_for_room();

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <string>
 #include <thread>
 
@@ -341,4 +342,55 @@ TEST_F(http_fixture, a_request_hidden_behind_two_transfer_encoding_lines_is_neve
     const auto r10 = run("POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
     EXPECT_TRUE(r10.starts_with("HTTP/1.1 400 Bad Request\r\n")) << r10;
     EXPECT_EQ(http::cutoffs().refused, before + 2);
+}
+
+// write_timeout bounds a peer that takes nothing, not the whole of a large
+// response: a slow but steady reader gets all of it.
+TEST(http_server, a_slow_steady_reader_gets_a_response_that_takes_longer_than_the_write_timeout) {
+    io_context ctx;
+    http::server_options o;
+    o.write_timeout = 300ms;
+    http::server srv(ctx, o);
+    const std::string body(4 * 1024 * 1024, 's');
+    srv.get("/big", [&](http::request_context& c) -> task<void> {
+        c.resp().set_body(body);
+        co_return;
+    });
+    srv.listen(0, "127.0.0.1");
+    std::atomic<std::size_t> received{0};
+    std::atomic<bool> done{false};
+    std::thread client([&, port = srv.port()] {
+        const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        int small = 64 * 1024;
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        const ip_endpoint ep = ip_endpoint::loopback_v4(port);
+        if (::connect(fd, ep.data(), ep.size()) == 0) {
+            const std::string request = "GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+            (void)::send(fd, request.data(), request.size(), 0);
+            std::string buf(256 * 1024, '\0');
+            for (bool open = true; open;) {  // 256 KiB every 100 ms: about 1.6 s in all, five write timeouts
+                std::this_thread::sleep_for(100ms);
+                for (std::size_t chunk = 0; chunk < buf.size();) {
+                    const ssize_t n = ::recv(fd, buf.data(), buf.size() - chunk, 0);
+                    if (n < 0 && errno == EINTR) continue;
+                    if (n <= 0) {
+                        open = false;
+                        break;
+                    }
+                    chunk += static_cast<std::size_t>(n);
+                    received += static_cast<std::size_t>(n);
+                }
+            }
+        }
+        ::close(fd);
+        done = true;
+    });
+    auto wait = [&]() -> task<void> {
+        const auto give_up = std::chrono::steady_clock::now() + 15s;
+        while (!done && std::chrono::steady_clock::now() < give_up) co_await async_sleep(ctx, 50ms);
+    };
+    sync_wait(ctx, wait());
+    client.join();
+    const std::size_t got = received;
+    EXPECT_GT(got, body.size()) << "the response (head and 4 MiB body) was cut short";
 }

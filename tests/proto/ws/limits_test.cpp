@@ -322,3 +322,64 @@ TEST(limits, inflating_past_the_ratio_is_1009_and_within_it_is_fine) {
         }
     }
 }
+
+// The bound is for peers that do not read: a large message of our own, in
+// fragments or queued whole, never cuts off a peer that reads, and a ping
+// read while it drains is answered once there is room.
+TEST(limits, a_reading_peer_is_not_cut_off_by_our_own_large_messages) {
+    const std::string big(8 * 1024 * 1024, 'f');
+    threaded_server s({}, [&](http::request_context& c, const ws::options& o) -> task<void> {
+        auto ws = co_await c.upgrade_to_websocket(o);
+        co_await ws.recv();
+        co_await ws.send_fragmented(big, 64 * 1024, ws::opcode::binary);  // 128 frames in one turn
+        co_await ws.recv();
+        ws.queue_message(ws::opcode::binary, std::as_bytes(std::span(big.data(), big.size())));
+        while (auto m = co_await ws.recv()) co_await ws.send(*m);  // reads the ping while 8 MiB wait
+    });
+    const auto before = ws::cutoffs().send_queue;
+    peer p(s.srv.port());
+    auto read_data = [&](std::size_t want, bool& ponged) {
+        std::size_t got = 0;
+        while (got < want) {
+            auto f = p.frame();
+            if (!f || f->first == 0x8) return got;
+            if (f->first == pong)
+                ponged = true;
+            else
+                got += f->second.size();
+        }
+        return got;
+    };
+    bool ponged = false;
+    p.write(client_frame(fin | text, "fragments"));
+    EXPECT_EQ(read_data(big.size(), ponged), big.size()) << "cut off during the fragments";
+    p.write(client_frame(fin | text, "whole"));
+    p.write(client_frame(fin | ping, "while you send"));
+    EXPECT_EQ(read_data(big.size(), ponged), big.size()) << "cut off during the message";
+    p.write(client_frame(fin | text, "again"));
+    for (;;) {
+        auto f = p.frame();
+        ASSERT_TRUE(f);
+        if (f->first == pong) {
+            EXPECT_EQ(f->second, "while you send");
+            ponged = true;
+            continue;
+        }
+        EXPECT_EQ(*f, std::make_pair(text, std::string("again")));
+        break;
+    }
+    EXPECT_TRUE(ponged) << "the ping read while the queue was over the bound was never answered";
+    EXPECT_EQ(ws::cutoffs().send_queue, before);
+}
+
+// A pong owed for a ping read just before a failure goes out before the close.
+TEST(limits, the_pong_for_a_ping_read_before_a_failure_precedes_the_close) {
+    threaded_server s({});
+    peer p(s.srv.port());
+    auto wire = concat({client_frame(fin | ping, "last words"), client_frame(fin | 0x20 | text, "rsv2")});
+    p.write(wire);
+    auto first = p.frame();
+    ASSERT_TRUE(first);
+    EXPECT_EQ(*first, std::make_pair(pong, std::string("last words")));
+    EXPECT_EQ(p.close_code(), 1002);
+}
