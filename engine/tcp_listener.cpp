@@ -218,7 +218,7 @@ void tcp_listener::ensure_port_free(const ip_endpoint& endpoint) {
     if (fd < 0) throw std::system_error(errno, std::system_category(), "cnetmod: socket");
     int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // TIME_WAIT is no reason to refuse
-    int dual = 0;  // [::] also probes the IPv4 port
+    int dual = 0;                                                  // [::] also probes the IPv4 port
     if (endpoint.is_v6()) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &dual, sizeof dual);
     const int rc = ::bind(fd, endpoint.data(), endpoint.size());
     const int err = errno;
