@@ -171,37 +171,14 @@ task<void> drain_with_progress(tcp_stream& s, std::size_t bytes, std::chrono::mi
         try {
             co_await s.drain_to(bytes, timeout(write_timeout));
         } catch (const std::system_error& e) {
-            if (e.code() != std::errc::timed_out || s.queued_bytes() >= last) throw;
+            if (e.code() != std::errc::timed_out) throw;
+            if (s.queued_bytes() >= last) {
+                write_timeouts.fetch_add(1, std::memory_order_relaxed);
+                throw;
+            }
         }
         last = s.queued_bytes();
     }
-}
-
-// Sends the response; false when the connection is to close. A peer that
-// takes nothing of it for write_timeout is cut off.
-task<bool> write_response(tcp_stream& s, const response& resp, bool keep_alive, bool is_head,
-                          const server_options& options) {
-    if (!s.is_open()) co_return false;
-    std::string out;
-    resp.serialize(out, keep_alive, is_head);
-    try {
-        s.queue(out);
-        if (!keep_alive) {
-            co_await drain_with_progress(s, 0, options.write_timeout);
-            co_await s.close(timeout(options.write_timeout));
-            co_return false;
-        }
-        // Pipelining: the next request is read once this one's answer (and
-        // what was before it) has mostly gone, so that a client that never
-        // reads cannot make the server queue answers without limit.
-        if (s.queued_bytes() > options.max_queued_response_bytes)
-            co_await drain_with_progress(s, options.max_queued_response_bytes / 2, options.write_timeout);
-    } catch (const std::system_error& e) {
-        if (e.code() == std::errc::timed_out) write_timeouts.fetch_add(1, std::memory_order_relaxed);
-        s.abort();
-        co_return false;
-    }
-    co_return true;
 }
 
 // The session is over: what was answered still goes out, then TCP closes
@@ -216,6 +193,31 @@ task<void> end_session(tcp_stream& s, const server_options& options) {
         co_return;
     }
     co_await s.close(timeout(options.write_timeout));
+}
+
+// Sends the response; false when the connection is to close. A peer that
+// takes nothing of it for write_timeout is cut off.
+task<bool> write_response(tcp_stream& s, const response& resp, bool keep_alive, bool is_head,
+                          const server_options& options) {
+    if (!s.is_open()) co_return false;
+    std::string out;
+    resp.serialize(out, keep_alive, is_head);
+    try {
+        s.queue(out);
+        if (!keep_alive) {
+            co_await end_session(s, options);
+            co_return false;
+        }
+        // Pipelining: the next request is read once this one's answer (and
+        // what was before it) has mostly gone, so that a client that never
+        // reads cannot make the server queue answers without limit.
+        if (s.queued_bytes() > options.max_queued_response_bytes)
+            co_await drain_with_progress(s, options.max_queued_response_bytes / 2, options.write_timeout);
+    } catch (const std::system_error&) {
+        s.abort();
+        co_return false;
+    }
+    co_return true;
 }
 
 // RFC 6455 §4.2.2: a handshake of another WebSocket version that was not

@@ -245,12 +245,17 @@ public:
             close_timer_ = ctx_.arm_wait_timer(timeout(opts_.close_timeout), &connection_state::on_close_timeout, this);
     }
 
+    // Gives back this connection's share of the core's reassembly total.
+    void release_charge() noexcept {
+        core_reassembly() -= std::min(rd_charged_, core_reassembly());
+        rd_charged_ = 0;
+    }
+
     // Gives back this connection's share of the core's reassembly total and
     // frees an incomplete message's buffer (a complete one may still be
     // viewed by the application until its next read, and is left).
     void release_reassembly() noexcept {
-        core_reassembly() -= std::min(rd_charged_, core_reassembly());
-        rd_charged_ = 0;
+        release_charge();
         if (rd_in_message_) {
             std::string().swap(rd_message_);
             rd_in_message_ = false;
@@ -546,8 +551,7 @@ public:
     // the scratch buffer instead of allocating per message.
     static constexpr std::size_t kept_message_capacity = 512;
     void park_message_buffer() noexcept {
-        core_reassembly() -= std::min(rd_charged_, core_reassembly());
-        rd_charged_ = 0;
+        release_charge();
         rd_message_.clear();
         if (rd_message_.capacity() <= kept_message_capacity) return;
         if (deflate_scratch.capacity() < rd_message_.capacity()) rd_message_.swap(deflate_scratch);
