@@ -218,6 +218,8 @@ void io_context::turn() {
     else
         rc = idle ? io_uring_submit_and_wait(&ring_, 1) : io_uring_submit_and_get_events(&ring_);
     ++enter_calls_;
+    sqes_ += ring_.sq.sqe_tail - counted_tail_;  // every SQE taken since the last turn (the tail only grows)
+    counted_tail_ = ring_.sq.sqe_tail;
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)
         throw std::system_error(-rc, std::system_category(), "cnetmod: io_uring_enter");
 

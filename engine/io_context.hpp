@@ -195,6 +195,8 @@ public:
     // Statistics, for tests and benchmarks.
     std::uint64_t enter_calls() const noexcept { return enter_calls_; }
     std::uint64_t completions() const noexcept { return completions_; }
+    // SQEs this context has prepared (each one an operation the kernel runs).
+    std::uint64_t sqes_prepared() const noexcept { return sqes_ + (ring_.sq.sqe_tail - counted_tail_); }
 
     // Drains messages that reached this ring after its loop stopped, freeing
     // them unrun. Called on the owning thread by the runtime at shutdown.
@@ -265,6 +267,8 @@ private:
 
     std::uint64_t enter_calls_ = 0;
     std::uint64_t completions_ = 0;
+    std::uint64_t sqes_ = 0;
+    unsigned counted_tail_ = 0;  // the SQ tail as of the last count
 };
 
 }  // namespace cnetmod
