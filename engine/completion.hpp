@@ -14,6 +14,19 @@ enum class completion_kind : std::uint8_t {
     message_batch,  // a MSG_RING delivery; freed, not run, while a ring is torn down
 };
 
+// The hot path's user_data carries no completion object: the low three bits
+// of an 8-byte-aligned object's address name what completed (a socket's
+// receive, its send, ...) and the object's own dispatcher runs. A user_data
+// whose low bits are 0 is a `completion*` (the slower paths: io_operation,
+// the wake-up read, cross-core batches).
+using tagged_handler = void (*)(void* object, unsigned tag, int result, std::uint32_t flags);
+inline constexpr std::uint64_t tag_mask = 7;
+// The socket core's operations (engine/detail/socket_core.cpp dispatches them).
+void socket_completion(void* object, unsigned tag, int result, std::uint32_t flags);
+inline std::uint64_t tagged(const void* object, unsigned tag) noexcept {
+    return reinterpret_cast<std::uint64_t>(object) | tag;
+}
+
 struct completion {
     using handler = void (*)(completion* self, int result, std::uint32_t flags);
 

@@ -267,6 +267,8 @@ int io_context::enter_for_batch() {
 
 void io_context::dispatch(std::uint64_t user_data, int result, std::uint32_t flags) {
     if (user_data == 0) return;
+    if (const unsigned tag = user_data & detail::tag_mask)
+        return detail::socket_completion(reinterpret_cast<void*>(user_data & ~detail::tag_mask), tag, result, flags);
     auto* c = reinterpret_cast<detail::completion*>(user_data);
     c->on_complete(c, result, flags);
 }
@@ -533,6 +535,7 @@ void io_context::discard_pending_messages() noexcept {
             const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes, 256);
             if (n == 0) break;
             for (unsigned i = 0; i < n; ++i) {
+                if (cqes[i]->user_data & detail::tag_mask) continue;  // a socket's: its state is freed with the orphans
                 auto* c = reinterpret_cast<detail::completion*>(cqes[i]->user_data);
                 if (c && c->kind == detail::completion_kind::message_batch)
                     delete static_cast<detail::message_batch*>(c);

@@ -150,13 +150,9 @@ public:
         : ctx_(ctx),
           fd_(fd),
           options_(options),
-          recv_completion_(&stream_state::on_recv),
-          fallback_completion_(&stream_state::on_fallback_recv),
           rearm_hook_(
               [](turn_hook* h) { static_cast<hook*>(h)->self->run_hook(&stream_state::rearm_after_starvation); }),
-          send_completion_(&stream_state::on_send),
           flush_hook_([](turn_hook* h) { static_cast<hook*>(h)->self->run_hook(&stream_state::flush); }) {
-        recv_completion_.self = fallback_completion_.self = send_completion_.self = this;
         flush_hook_.self = rearm_hook_.self = this;
         if (options_.no_delay) {
             int one = 1;
@@ -453,9 +449,9 @@ public:
             linger l{1, 0};
             ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
         }
-        if (rx_armed_) ctx_.cancel(static_cast<completion*>(&recv_completion_));
-        if (fallback_armed_) ctx_.cancel(static_cast<completion*>(&fallback_completion_));
-        if (send_inflight_) ctx_.cancel(static_cast<completion*>(&send_completion_));
+        if (rx_armed_) ctx_.cancel(op_id(op_recv));
+        if (fallback_armed_) ctx_.cancel(op_id(op_fallback));
+        if (send_inflight_) ctx_.cancel(op_id(op_send));
         ::close(fd_);
         fd_ = -1;
         drop_queued();
@@ -508,10 +504,23 @@ public:
     }
 
 private:
-    struct owned_completion : completion {
-        stream_state* self = nullptr;
-        using completion::completion;
-    };
+public:
+    // The operations whose CQEs name this state (user_data = address | tag).
+    enum op_tag : unsigned { op_recv = 1, op_fallback = 2, op_send = 3 };
+    static void on_completion(void* object, unsigned tag, int result, std::uint32_t flags) {
+        auto* s = static_cast<stream_state*>(object);
+        switch (tag) {
+            case op_recv:
+                return on_recv(s, result, flags);
+            case op_fallback:
+                return on_fallback_recv(s, result, flags);
+            case op_send:
+                return on_send(s, result, flags);
+        }
+    }
+
+private:
+    const void* op_id(op_tag tag) const noexcept { return reinterpret_cast<const void*>(tagged(this, tag)); }
     struct hook : turn_hook {
         stream_state* self = nullptr;
         using turn_hook::turn_hook;
@@ -576,7 +585,7 @@ private:
         io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = ctx_.recv_buffers().group_id();
-        io_uring_sqe_set_data(sqe, static_cast<completion*>(&recv_completion_));
+        io_uring_sqe_set_data64(sqe, tagged(this, op_recv));
         rx_armed_ = true;
         ++pending_;
     }
@@ -587,7 +596,7 @@ private:
         fallback_buffer_.reset(new std::byte[size]);
         io_uring_sqe* sqe = ctx_.acquire_sqe();
         io_uring_prep_recv(sqe, fd_, fallback_buffer_.get(), size, 0);
-        io_uring_sqe_set_data(sqe, static_cast<completion*>(&fallback_completion_));
+        io_uring_sqe_set_data64(sqe, tagged(this, op_fallback));
         fallback_armed_ = true;
         ++pending_;
     }
@@ -608,7 +617,7 @@ private:
         if (rx_armed_ && !paused_ && rx_bytes_ > options_.receive_high_water) {
             // The reader is behind: stop taking buffers; TCP's window holds the peer back.
             paused_ = true;
-            ctx_.cancel(static_cast<completion*>(&recv_completion_));
+            ctx_.cancel(op_id(op_recv));
         }
     }
 
@@ -652,7 +661,7 @@ private:
     void fail_tls(int error) {
         if (tls_timer_) ctx_.disarm_wait_timer(std::exchange(tls_timer_, nullptr));
         if (rx_error_ == 0) rx_error_ = error;
-        if (rx_armed_) ctx_.cancel(static_cast<completion*>(&recv_completion_));
+        if (rx_armed_) ctx_.cancel(op_id(op_recv));
         // Nothing more can be sent (but the alert OpenSSL may have queued).
         if (tx_error_ == 0) tx_error_ = error;
         drop_queued();
@@ -666,8 +675,7 @@ private:
         s->wake_reader();
     }
 
-    static void on_recv(completion* c, int result, std::uint32_t flags) {
-        stream_state* s = static_cast<owned_completion*>(c)->self;
+    static void on_recv(stream_state* s, int result, std::uint32_t flags) {
         if (flags & IORING_CQE_F_BUFFER) {
             const auto id = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
             s->ctx_.recv_buffers().taken(id);
@@ -699,8 +707,7 @@ private:
         if (!s->released_) s->wake_reader();
     }
 
-    static void on_fallback_recv(completion* c, int result, std::uint32_t) {
-        stream_state* s = static_cast<owned_completion*>(c)->self;
+    static void on_fallback_recv(stream_state* s, int result, std::uint32_t) {
         s->fallback_armed_ = false;
         std::unique_ptr<std::byte[]> buffer = std::move(s->fallback_buffer_);
         if (s->finish_operation()) return;
@@ -816,7 +823,7 @@ private:
             io_uring_sqe* sqe = ctx_.acquire_sqe();
             io_uring_prep_send_zc_fixed(sqe, fd_, first.base(arena) + q.inflight_offset, first.size - q.inflight_offset,
                                         MSG_NOSIGNAL, 0, first.fixed.index());
-            io_uring_sqe_set_data(sqe, static_cast<completion*>(&send_completion_));
+            io_uring_sqe_set_data64(sqe, tagged(this, op_send));
             send_inflight_ = true;
             ++pending_;
             ++send_calls_;
@@ -840,14 +847,13 @@ private:
             q.msg.msg_iovlen = q.iov.size();
             io_uring_prep_sendmsg(sqe, fd_, &q.msg, MSG_NOSIGNAL);
         }
-        io_uring_sqe_set_data(sqe, static_cast<completion*>(&send_completion_));
+        io_uring_sqe_set_data64(sqe, tagged(this, op_send));
         send_inflight_ = true;
         ++pending_;
         ++send_calls_;
     }
 
-    static void on_send(completion* c, int result, std::uint32_t flags) {
-        stream_state* s = static_cast<owned_completion*>(c)->self;
+    static void on_send(stream_state* s, int result, std::uint32_t flags) {
         if (flags & IORING_CQE_F_NOTIF) {
             // The kernel let go of a zero-copy send's pages (in order per socket).
             s->zc_holds_.erase(s->zc_holds_.begin());
@@ -968,8 +974,6 @@ private:
     read_waiter* reader_cb_ = nullptr;
     wait_timer* reader_timer_ = nullptr;
     bool reader_timed_out_ = false;
-    owned_completion recv_completion_;
-    owned_completion fallback_completion_;
     hook rearm_hook_;
 
     // tx_*: the send side. Its queue memory (tx_) is lent by the core's
@@ -985,7 +989,6 @@ private:
     // Registered buffers of finished zero-copy sends, until their notifications.
     std::vector<registered_buffer> zc_holds_;
     std::vector<drain_wait*> writers_;
-    owned_completion send_completion_;
     hook flush_hook_;
 
     // TLS, when started: the session and its handshake's deadline.
@@ -997,6 +1000,10 @@ private:
 }  // namespace cnetmod::detail
 
 namespace cnetmod {
+
+void detail::socket_completion(void* object, unsigned tag, int result, std::uint32_t flags) {
+    detail::stream_state::on_completion(object, tag, result, flags);
+}
 
 // The state, or a not_connected error for a default-constructed or moved-from stream.
 static detail::stream_state& checked(detail::stream_state* s) {
