@@ -649,8 +649,15 @@ private:
 
 // ---------------------------------------------------------------- CPU time
 
-// User plus system CPU seconds of a process (all its threads).
-std::optional<double> process_cpu_seconds(int pid) {
+// A process's CPU seconds (all its threads), user space and kernel apart.
+struct process_cpu {
+    double user = 0;
+    double system = 0;
+    double total() const { return user + system; }
+};
+
+// From /proc/PID/stat fields 14 and 15 (utime, stime), in clock ticks.
+std::optional<process_cpu> process_cpu_seconds(int pid) {
     std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
     std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     const auto close = text.rfind(')');
@@ -662,7 +669,8 @@ std::optional<double> process_cpu_seconds(int pid) {
         if (i == 14) utime = std::stoul(field);
         if (i == 15) stime = std::stoul(field);
     }
-    return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+    const auto tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
+    return process_cpu{static_cast<double>(utime) / tick, static_cast<double>(stime) / tick};
 }
 
 double own_user_seconds() {
@@ -771,7 +779,8 @@ int main(int argc, char** argv) {
     app.add_option("-p,--publishers", cfg.publishers, "broadcast: publishing connections")
         ->check(CLI::Range(1u, 9999u))
         ->capture_default_str();
-    app.add_option("--server-pid", cfg.server_pid, "sample this process's CPU time: server CPU per message");
+    app.add_option("--server-pid", cfg.server_pid,
+                   "sample this process's CPU time: server CPU per message, user and system apart");
     app.add_flag("--spin", cfg.spin, "busy-poll instead of sleeping in the kernel (latency runs; costs whole cores)");
     app.add_flag("--json", cfg.json, "print the results as JSON on stdout");
     app.add_flag("-q,--quiet", cfg.quiet, "no progress line");
@@ -835,7 +844,12 @@ int main(int argc, char** argv) {
     const std::uint64_t start = clock_ns::now();
     const double cpu0 = own_cpu_seconds();
     const double user0 = own_user_seconds();
-    const double server0 = cfg.server_pid ? process_cpu_seconds(cfg.server_pid).value_or(-1) : -1;
+    // The server's CPU so far; negative when not asked for or the server is gone.
+    auto sample_server = [&] {
+        const process_cpu none{-1, -1};
+        return cfg.server_pid ? process_cpu_seconds(cfg.server_pid).value_or(none) : none;
+    };
+    const process_cpu server0 = sample_server();
     run.start_ns.store(start);
     run.go.count_down();
 
@@ -892,7 +906,7 @@ int main(int argc, char** argv) {
     const std::uint64_t end = clock_ns::now();
     const double cpu1 = own_cpu_seconds();
     const double user1 = own_user_seconds();
-    const double server1 = cfg.server_pid ? process_cpu_seconds(cfg.server_pid).value_or(-1) : -1;
+    const process_cpu server1 = sample_server();
     const auto [window_count, window_errors] = received_now();
     (void)window_errors;
     run.sending.store(false);
@@ -933,10 +947,17 @@ int main(int argc, char** argv) {
     const bool saturated = cpu_share >= 0.95;
     // wsbench's own user-space time per message (the rest of its CPU is the kernel's).
     const double user_ns = window_count ? (user1 - user0) * 1e9 / static_cast<double>(window_count) : 0.0;
-    std::optional<double> server_us, server_share;
-    if (server0 >= 0 && server1 >= 0) {
-        server_share = (server1 - server0) / seconds;
-        if (window_count > 0) server_us = (server1 - server0) * 1e6 / static_cast<double>(window_count);
+    // The server's CPU over the measured window, per message answered in it; the user-space part is
+    // what the library costs, the system part what the kernel does for it (ticks: 10 ms resolution).
+    std::optional<double> server_us, server_user_us, server_system_us, server_share;
+    if (server0.user >= 0 && server1.user >= 0) {
+        server_share = (server1.total() - server0.total()) / seconds;
+        if (window_count > 0) {
+            const auto per_message = [&](double s) { return s * 1e6 / static_cast<double>(window_count); };
+            server_us = per_message(server1.total() - server0.total());
+            server_user_us = per_message(server1.user - server0.user);
+            server_system_us = per_message(server1.system - server0.system);
+        }
     }
 
     if (cfg.json) {
@@ -986,6 +1007,9 @@ int main(int argc, char** argv) {
         j["server_pid"] = cfg.server_pid;
         j["server_cpu_us_per_message"] = server_us ? nlohmann::json(*server_us) : nlohmann::json(nullptr);
         j["server_cpu_share"] = server_share ? nlohmann::json(*server_share) : nlohmann::json(nullptr);
+        j["server_user_us_per_message"] = server_user_us ? nlohmann::json(*server_user_us) : nlohmann::json(nullptr);
+        j["server_system_us_per_message"] =
+            server_system_us ? nlohmann::json(*server_system_us) : nlohmann::json(nullptr);
         fmt::print("{}\n", j.dump(2));
     } else {
         const std::string shape =
@@ -1026,11 +1050,12 @@ int main(int argc, char** argv) {
                                              : "message",
                    saturated ? "  -- SATURATED: these figures are wsbench's limit, not the server's" : "");
         if (server_us)
-            fmt::print("  server CPU   {:.2f} µs per {}, {:.0f} % of a core (pid {})\n", *server_us,
+            fmt::print("  server CPU   {:.2f} µs per {} (user {:.2f}, system {:.2f}), {:.0f} % of a core (pid {})\n",
+                       *server_us,
                        cfg.mode == "connect"     ? "handshake"
                        : cfg.mode == "broadcast" ? "delivery"
                                                  : "message",
-                       *server_share * 100, cfg.server_pid);
+                       *server_user_us, *server_system_us, *server_share * 100, cfg.server_pid);
     }
     return total_errors == 0 ? 0 : 1;
 }

@@ -53,7 +53,8 @@ def run_json(*args):
 
 FIELDS = ["url", "mode", "connections", "size", "threads", "duration_s", "sent", "received", "messages_per_s",
           "mb_per_s", "latency_us", "connect_ms", "errors", "mismatches", "unexpected_closes", "connect_failures",
-          "lost", "client_cpu_share", "client_saturated", "client_user_ns_per_message", "server_cpu_us_per_message"]
+          "lost", "client_cpu_share", "client_saturated", "client_user_ns_per_message", "server_cpu_us_per_message",
+          "server_user_us_per_message", "server_system_us_per_message"]
 
 with Server(ECHO, "--quiet") as echo:
     # Closed loop, text, with the server's CPU sampled.
@@ -71,6 +72,8 @@ with Server(ECHO, "--quiet") as echo:
         check(j["connect_ms"]["count"] == 20, "20 handshakes timed")
         check(j["server_cpu_us_per_message"] is not None and j["server_cpu_us_per_message"] > 0,
               "server CPU per message")
+        check(abs(j["server_user_us_per_message"] + j["server_system_us_per_message"] -
+                  j["server_cpu_us_per_message"]) < 1e-6, "server user + system CPU per message = total")
         check(0 < j["client_cpu_share"] <= 1.5, f"client CPU share ({j['client_cpu_share']})")
 
     # A message count instead of a duration; binary; several threads; sizes at the frame-length edges.
