@@ -3,11 +3,55 @@
 #include <cnetmod/proto/ws/ws.hpp>
 
 #include <fmt/core.h>
+#include <pthread.h>
 
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <cstdio>
+#include <fstream>
+#include <thread>
 
 using namespace cnetmod;
+
+// Beyond the seed (--stats-file): SIGTERM and SIGINT stop the loop instead of
+// killing the process, so that its counters can be written. The signals are
+// blocked in every thread and taken by sigwait() on a thread of their own,
+// which calls io_context::stop() (safe from any thread); nothing runs in a
+// signal handler.
+class stop_on_signal {
+public:
+    explicit stop_on_signal(io_context& ctx) {
+        sigemptyset(&signals_);
+        sigaddset(&signals_, SIGTERM);
+        sigaddset(&signals_, SIGINT);
+        // Blocked before any other thread starts, so that every thread inherits the mask.
+        pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
+        waiter_ = std::thread([this, &ctx] {
+            int signal = 0;
+            sigwait(&signals_, &signal);
+            ctx.stop();
+        });
+    }
+    ~stop_on_signal() {
+        // The loop may have ended without a signal: wake the waiter with one of its own.
+        pthread_kill(waiter_.native_handle(), SIGTERM);
+        waiter_.join();
+    }
+    stop_on_signal(const stop_on_signal&) = delete;
+    stop_on_signal& operator=(const stop_on_signal&) = delete;
+
+private:
+    sigset_t signals_{};
+    std::thread waiter_;
+};
+
+// One JSON line of the loop's counters, for SQEs per message in benchmarks.
+void write_stats(const io_context& ctx, const std::string& path) {
+    std::ofstream out(path);
+    out << fmt::format("{{\"sqes\":{},\"enters\":{},\"completions\":{}}}\n", ctx.sqes_prepared(), ctx.enter_calls(),
+                       ctx.completions());
+    if (!out) fmt::print(stderr, "echo_server: cannot write --stats-file {}\n", path);
+}
 
 int main(int argc, char** argv) {
     CLI::App app{"WebSocket echo server (ws://localhost:PORT/ws)"};
@@ -47,6 +91,10 @@ int main(int argc, char** argv) {
     auto* key_opt = app.add_option("--key", key, "TLS private key (PEM) of --cert");
     cert_opt->needs(key_opt);
     key_opt->needs(cert_opt);
+    std::string stats_file;
+    app.add_option("--stats-file", stats_file,
+                   "beyond the seed: on SIGTERM or SIGINT stop, and write the loop's SQE, io_uring_enter and "
+                   "completion counts to this file as one JSON line (one core only)");
     CLI11_PARSE(app, argc, argv);
     opts.ping_interval = std::chrono::milliseconds(ping_interval_ms);
     opts.pong_timeout = std::chrono::milliseconds(pong_timeout_ms);
@@ -89,6 +137,10 @@ int main(int argc, char** argv) {
             if (!quiet) fmt::print("WebSocket client disconnected\n");
         };
 
+        if (cores > 1 && !stats_file.empty()) {
+            fmt::print(stderr, "echo_server: --stats-file counts one loop; leave out --cores\n");
+            return 2;
+        }
         if (cores > 1) {
             // Beyond the seed: the same handler on every core of a runtime.
             runtime_options options;
@@ -106,12 +158,15 @@ int main(int argc, char** argv) {
         }
 
         io_context ctx(loop);
+        std::optional<stop_on_signal> signals;
+        if (!stats_file.empty()) signals.emplace(ctx);
         http::server srv(ctx, server_opts);
         srv.get("/ws", echo);
         srv.listen(port, address);
         fmt::print("WebSocket server on {}://localhost:{}/ws\n", scheme, srv.port());
         std::fflush(stdout);
         ctx.run();
+        if (!stats_file.empty()) write_stats(ctx, stats_file);
     } catch (const std::exception& e) {
         // A certificate or key that cannot be used, a port that is taken.
         fmt::print(stderr, "echo_server: {}\n", e.what());
