@@ -38,7 +38,7 @@ class io_context;
 class tls_context;
 
 namespace detail {
-class stream_state;
+class socket_core;
 // Send queues the calling thread has allocated (the rest came from its pool).
 std::size_t send_queue_allocations() noexcept;
 }  // namespace detail
@@ -47,6 +47,7 @@ std::size_t send_queue_allocations() noexcept;
 // tcp_stream::wait_readable): `run` is called in the loop when it may go on.
 struct read_waiter : detail::turn_hook {
     using detail::turn_hook::turn_hook;
+    detail::wait_timer* timer = nullptr;  // the wait's deadline, while armed
 };
 
 struct stream_options {
@@ -82,14 +83,20 @@ public:
     // What recv_view returns: awaiting it needs no coroutine frame of its own.
     class receive_awaiter {
     public:
-        receive_awaiter(detail::stream_state* s, deadline d) noexcept : s_(s), d_(d) {}
+        receive_awaiter(detail::socket_core* s, deadline d) noexcept : s_(s), d_(d) {}
         bool await_ready() const noexcept;
         void await_suspend(std::coroutine_handle<> h);
         std::span<const std::byte> await_resume();
 
     private:
-        detail::stream_state* s_;
+        // The awaiting coroutine, as the socket's reader.
+        struct resumer : read_waiter {
+            std::coroutine_handle<> handle;
+            resumer() : read_waiter([](detail::turn_hook* w) { static_cast<resumer*>(w)->handle.resume(); }) {}
+        };
+        detail::socket_core* s_;
         deadline d_;
+        resumer waiter_;
     };
 
     // Waits for received bytes and returns a view of the oldest unconsumed
@@ -188,7 +195,7 @@ public:
     void abort() noexcept;
 
 private:
-    detail::stream_state* state_ = nullptr;
+    detail::socket_core* state_ = nullptr;
 };
 
 // Connects to `endpoint`. Throws std::system_error (ECONNREFUSED,

@@ -13,7 +13,12 @@
 // waits for the peer, and before it closes the socket.
 #pragma once
 
-#include <openssl/types.h>
+// OpenSSL's handle types, declared as OpenSSL declares them, so that this
+// header does not pull OpenSSL's headers into every embedder.
+struct ssl_ctx_st;
+struct ssl_st;
+typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ssl_st SSL;
 
 #include <cstddef>
 #include <memory>

@@ -1,4 +1,5 @@
 #include "test_support.hpp"
+#include <cnetmod/engine/detail/socket_core.hpp>
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -161,6 +162,45 @@ TEST(tcp, idle_connections_hold_no_receive_buffer) {
         for (auto& c : clients) c.queue(std::string_view("x"));
         co_await async_sleep(ctx, 100ms);
         EXPECT_EQ(ctx.recv_buffers().available(), 64u);
+        for (auto& c : clients) c.abort();
+        co_await async_sleep(ctx, 20ms);
+    };
+    sync_wait(ctx, main_task());
+}
+
+// Issue 12: what only a busy socket needs (receive queue, send queue,
+// waiting writers) is lent while bytes wait and given back when it idles.
+TEST(tcp, idle_sockets_hold_no_lent_state_after_traffic) {
+    static_assert(sizeof(detail::socket_core) <= 64);
+    io_context ctx;
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    auto main_task = [&]() -> task<void> {
+        std::vector<tcp_stream> clients, servers;
+        for (int i = 0; i < 50; ++i) {
+            clients.push_back(co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port())));
+            servers.push_back(co_await listener.accept());
+        }
+        // Each server echoes 3 messages, then waits for more.
+        for (auto& s : servers)
+            spawn(ctx, [](tcp_stream& st) -> task<void> {
+                try {
+                    for (;;) {
+                        auto v = co_await st.recv_view();
+                        if (v.empty()) co_return;
+                        st.queue(v);
+                        st.consume(v.size());
+                    }
+                } catch (const std::system_error&) {
+                }
+            }(s));
+        for (int round = 0; round < 3; ++round) {
+            for (auto& c : clients) co_await c.send(pattern(4000, round));
+            for (auto& c : clients) EXPECT_EQ(co_await read_exactly(c, 4000, timeout(10s)), pattern(4000, round));
+        }
+        EXPECT_GT(detail::send_queue_allocations(), 0u);
+        co_await async_sleep(ctx, 50ms);
+        EXPECT_EQ(detail::lent_socket_sides(), 0u) << "100 idle sockets, open, hold no queue";
+        for (auto& c : clients) EXPECT_EQ(c.send_capacity(), 0u);
         for (auto& c : clients) c.abort();
         co_await async_sleep(ctx, 20ms);
     };
