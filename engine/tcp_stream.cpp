@@ -64,6 +64,10 @@ struct drain_wait {
 
 namespace cnetmod {
 
+read_waiter::~read_waiter() {
+    if (core) core->cancel_read_wait();
+}
+
 // The state, or a not_connected error for a default-constructed or moved-from stream.
 static detail::socket_core& checked(detail::socket_core* s) {
     if (!s) throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: empty tcp_stream");

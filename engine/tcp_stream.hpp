@@ -45,8 +45,16 @@ std::size_t send_queue_allocations() noexcept;
 
 // A reader that waits without a coroutine frame of its own (see
 // tcp_stream::wait_readable): `run` is called in the loop when it may go on.
-struct read_waiter : detail::turn_hook {
-    using detail::turn_hook::turn_hook;
+// Destroying a waiter that is still registered cancels its wait.
+struct read_waiter {
+    using function = void (*)(read_waiter*);
+    explicit read_waiter(function f) noexcept : run(f) {}
+    read_waiter(const read_waiter&) = delete;
+    read_waiter& operator=(const read_waiter&) = delete;
+    ~read_waiter();
+
+    function run;
+    detail::socket_core* core = nullptr;  // the socket waited on, while registered
     detail::wait_timer* timer = nullptr;  // the wait's deadline, while armed
 };
 
@@ -92,7 +100,7 @@ public:
         // The awaiting coroutine, as the socket's reader.
         struct resumer : read_waiter {
             std::coroutine_handle<> handle;
-            resumer() : read_waiter([](detail::turn_hook* w) { static_cast<resumer*>(w)->handle.resume(); }) {}
+            resumer() : read_waiter([](read_waiter* w) { static_cast<resumer*>(w)->handle.resume(); }) {}
         };
         detail::socket_core* s_;
         deadline d_;

@@ -320,7 +320,17 @@ void socket_core::start_read_wait(read_waiter& w, deadline d) {
     ensure_receiving();
     reader_timed_out_ = false;
     w.timer = d.is_set() ? ctx_->arm_wait_timer(d, &socket_core::on_reader_timeout, this) : nullptr;
+    w.core = this;
     reader_ = &w;
+}
+
+// The reader stops waiting without being woken (it is being destroyed, or
+// the socket is released under it).
+void socket_core::cancel_read_wait() noexcept {
+    if (!reader_) return;
+    if (reader_->timer) ctx_->disarm_wait_timer(std::exchange(reader_->timer, nullptr));
+    reader_->core = nullptr;
+    reader_ = nullptr;
 }
 
 // What ended a wait. Data wins over a timer that fired with it.
@@ -352,6 +362,7 @@ void socket_core::wake_reader() {
     }
     read_waiter* w = std::exchange(reader_, nullptr);
     if (w->timer) ctx_->disarm_wait_timer(std::exchange(w->timer, nullptr));
+    w->core = nullptr;
     w->run(w);
 }
 
@@ -611,10 +622,7 @@ void socket_core::close_now(bool reset) noexcept {
 }
 
 void socket_core::release() noexcept {
-    if (reader_) {
-        if (reader_->timer) ctx_->disarm_wait_timer(std::exchange(reader_->timer, nullptr));
-        reader_ = nullptr;
-    }
+    cancel_read_wait();
     if (tls_) static_cast<tls_socket*>(this)->released();
     close_now(false);
     released_ = true;

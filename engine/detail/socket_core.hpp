@@ -75,6 +75,7 @@ public:
     // A reader about to wait: receive if nothing is in flight, arm its deadline.
     void start_read_wait(read_waiter& w, deadline d);
     tcp_stream::read_status finish_read_wait() noexcept;
+    void cancel_read_wait() noexcept;
     void throw_if_receive_failed() const;
 
     // ---- sending ----

@@ -573,7 +573,7 @@ public:
             std::exchange(rd_awaiting_, {}).resume();
     }
 
-    static void on_readable(cnetmod::detail::turn_hook* hook) {
+    static void on_readable(read_waiter* hook) {
         connection_state* s = static_cast<reader_hook*>(hook)->self;
         const auto st = s->stream_.finish_wait_readable();
         if (st == tcp_stream::read_status::data)
