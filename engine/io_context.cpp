@@ -1,6 +1,6 @@
+#include <cnetmod/engine/detail/message_batch.hpp>
+#include <cnetmod/engine/detail/provided_buffer_ring.hpp>
 #include <cnetmod/engine/io_context.hpp>
-#include <cnetmod/engine/message_batch.hpp>
-#include <cnetmod/engine/provided_buffer_ring.hpp>
 
 #include <sys/eventfd.h>
 #include <sys/resource.h>

@@ -4,8 +4,8 @@
 // and dispatches every completion that is ready.
 #pragma once
 
-#include <cnetmod/engine/completion.hpp>
 #include <cnetmod/engine/deadline.hpp>
+#include <cnetmod/engine/detail/completion.hpp>
 #include <cnetmod/engine/registered_buffer.hpp>
 #include <cnetmod/engine/unique_function.hpp>
 

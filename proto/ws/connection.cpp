@@ -83,8 +83,8 @@ struct core_connections {
 class connection_state {
 public:
     // From the per-core slabs, beside the stream's state and the handler's frame.
-    static void* operator new(std::size_t n) { return cnetmod::detail::frame_allocator::allocate(n); }
-    static void operator delete(void* p, std::size_t n) noexcept { cnetmod::detail::frame_allocator::deallocate(p, n); }
+    static void* operator new(std::size_t n) { return cnetmod::detail::allocate_frame(n); }
+    static void operator delete(void* p, std::size_t n) noexcept { cnetmod::detail::deallocate_frame(p, n); }
 
     connection_state(tcp_stream stream, role r, const options& opts, std::string subprotocol, bool deflate,
                      bool deflate_send)

@@ -1,4 +1,5 @@
 #include "test_support.hpp"
+#include <cnetmod/engine/detail/io_operation.hpp>
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
