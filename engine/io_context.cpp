@@ -1,3 +1,4 @@
+#include <cnetmod/engine/context_local.hpp>
 #include <cnetmod/engine/detail/message_batch.hpp>
 #include <cnetmod/engine/detail/provided_buffer_ring.hpp>
 #include <cnetmod/engine/io_context.hpp>
@@ -163,7 +164,7 @@ io_context::~io_context() {
     }
     recv_buffers_.reset();
     send_buffers.reset();
-    if (protocol_slot_deleter_ && protocol_slot_) protocol_slot_deleter_(std::exchange(protocol_slot_, nullptr));
+    locals_.reset();
     ::close(wake_fd_);
 }
 
