@@ -1125,16 +1125,3 @@ std::size_t count_server_connections(const void* server_tag) noexcept {
 
 }  // namespace detail
 }  // namespace cnetmod::ws
-
-namespace cnetmod::http::detail {
-
-void close_upgraded_connections(const void* server_tag, std::chrono::milliseconds grace) {
-    ws::detail::close_server_connections(server_tag, ws::close_code::going_away, "server shutting down", grace);
-}
-std::size_t count_upgraded_connections(const void* server_tag) noexcept {
-    return ws::detail::count_server_connections(server_tag);
-}
-
-}  // namespace cnetmod::http::detail
-
-namespace cnetmod::ws {}  // namespace cnetmod::ws
