@@ -5,7 +5,7 @@
 //   auto guard = co_await m.scoped_lock();   // released when guard dies
 #pragma once
 
-#include <cnetmod/engine/detail/waiter_queue.hpp>
+#include <cnetmod/engine/waiter_queue.hpp>
 
 #include <utility>
 

@@ -4,7 +4,7 @@
 //   auto guard = co_await s.scoped_acquire();   // released when guard dies
 #pragma once
 
-#include <cnetmod/engine/detail/waiter_queue.hpp>
+#include <cnetmod/engine/waiter_queue.hpp>
 
 #include <cstddef>
 #include <utility>

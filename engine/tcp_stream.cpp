@@ -1,10 +1,10 @@
 #include <cnetmod/engine/detail/frame_allocator.hpp>
 #include <cnetmod/engine/detail/io_operation.hpp>
 #include <cnetmod/engine/detail/provided_buffer_ring.hpp>
-#include <cnetmod/engine/detail/waiter_queue.hpp>
 #include <cnetmod/engine/io_context.hpp>
 #include <cnetmod/engine/tcp_stream.hpp>
 #include <cnetmod/engine/tls.hpp>
+#include <cnetmod/engine/waiter_queue.hpp>
 
 #include <netinet/tcp.h>
 #include <sys/socket.h>
