@@ -1,3 +1,7 @@
+// The WebSocket layer's side of the boundary with HTTP: the server side of
+// the opening handshake (RFC 6455 §4.2.2) as upgrade_protocol<websocket_protocol>,
+// and its entry in HTTP's registry of upgraded connections, which a
+// server's graceful shutdown walks (1001 to each, RFC 6455 §7.4.1).
 #include <cnetmod/proto/ws/handshake.hpp>
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
 #include <cnetmod/proto/ws/upgrade.hpp>
