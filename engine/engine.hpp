@@ -4,7 +4,6 @@
 #include <cnetmod/engine/deadline.hpp>
 #include <cnetmod/engine/endpoint.hpp>
 #include <cnetmod/engine/io_context.hpp>
-#include <cnetmod/engine/io_operation.hpp>
 #include <cnetmod/engine/mutex.hpp>
 #include <cnetmod/engine/net_init.hpp>
 #include <cnetmod/engine/registered_buffer.hpp>

@@ -1,6 +1,7 @@
+#include <cnetmod/engine/context_local.hpp>
+#include <cnetmod/engine/detail/message_batch.hpp>
+#include <cnetmod/engine/detail/provided_buffer_ring.hpp>
 #include <cnetmod/engine/io_context.hpp>
-#include <cnetmod/engine/message_batch.hpp>
-#include <cnetmod/engine/provided_buffer_ring.hpp>
 
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -163,7 +164,7 @@ io_context::~io_context() {
     }
     recv_buffers_.reset();
     send_buffers.reset();
-    if (protocol_slot_deleter_ && protocol_slot_) protocol_slot_deleter_(std::exchange(protocol_slot_, nullptr));
+    locals_.reset();
     ::close(wake_fd_);
 }
 

@@ -4,8 +4,8 @@
 // and dispatches every completion that is ready.
 #pragma once
 
-#include <cnetmod/engine/completion.hpp>
 #include <cnetmod/engine/deadline.hpp>
+#include <cnetmod/engine/detail/completion.hpp>
 #include <cnetmod/engine/registered_buffer.hpp>
 #include <cnetmod/engine/unique_function.hpp>
 
@@ -28,6 +28,7 @@ class io_context;
 namespace detail {
 class provided_buffer_ring;
 struct message_batch;
+class context_locals;
 
 // Work a component wants done once at the end of the current loop turn,
 // before the ring is entered (a send queue's flush, a batch of cross-core
@@ -147,11 +148,6 @@ public:
     // The context whose loop runs on the calling thread, or nullptr.
     static io_context* current() noexcept;
     bool running_in_this_thread() const noexcept { return current() == this; }
-    // One pointer a protocol layer may keep per core (the WebSocket layer's
-    // connections, for liveness checks and a server's graceful shutdown);
-    // `deleter`, when given, frees it as the context is destroyed.
-    void*& protocol_slot() noexcept { return protocol_slot_; }
-    void set_protocol_slot_deleter(void (*deleter)(void*)) noexcept { protocol_slot_deleter_ = deleter; }
 
     const io_context_features& features() const noexcept { return features_; }
     const io_context_options& options() const noexcept { return options_; }
@@ -260,10 +256,11 @@ private:
     runtime* runtime_ = nullptr;
     std::size_t core_ = 0;
     std::vector<detail::message_batch*> outgoing_;
-    void* protocol_slot_ = nullptr;
-    void (*protocol_slot_deleter_)(void*) = nullptr;
     std::vector<io_context*> outgoing_targets_;
     detail::context_hook message_hook_;
+    // Objects the layers above keep per context (engine/context_local.hpp).
+    friend class detail::context_locals;
+    std::unique_ptr<detail::context_locals> locals_;
 
     std::uint64_t enter_calls_ = 0;
     std::uint64_t completions_ = 0;

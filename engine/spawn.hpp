@@ -25,8 +25,8 @@ struct detached_task {
         io_context* ctx = nullptr;
         std::source_location where;
 
-        static void* operator new(std::size_t n) { return frame_allocator::allocate(n); }
-        static void operator delete(void* p, std::size_t n) noexcept { frame_allocator::deallocate(p, n); }
+        static void* operator new(std::size_t n) { return allocate_frame(n); }
+        static void operator delete(void* p, std::size_t n) noexcept { deallocate_frame(p, n); }
 
         detached_task get_return_object() noexcept {
             frame = std::coroutine_handle<promise_type>::from_promise(*this);

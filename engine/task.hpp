@@ -10,9 +10,8 @@
 // symmetric transfer from final_suspend.
 #pragma once
 
-#include <cnetmod/engine/frame_allocator.hpp>
-
 #include <coroutine>
+#include <cstddef>
 #include <exception>
 #include <optional>
 #include <type_traits>
@@ -25,6 +24,12 @@ class task;
 
 namespace detail {
 
+// Coroutine frames come from the per-core recycling allocator
+// (engine/detail/frame_allocator.hpp); declared here so that the allocator
+// itself stays internal.
+void* allocate_frame(std::size_t n);
+void deallocate_frame(void* p, std::size_t n) noexcept;
+
 struct task_promise_base {
     enum class run_state : unsigned char { idle, inline_running, inline_finished };
 
@@ -32,8 +37,8 @@ struct task_promise_base {
     std::exception_ptr exception_;
     run_state state_ = run_state::idle;
 
-    static void* operator new(std::size_t n) { return frame_allocator::allocate(n); }
-    static void operator delete(void* p, std::size_t n) noexcept { frame_allocator::deallocate(p, n); }
+    static void* operator new(std::size_t n) { return allocate_frame(n); }
+    static void operator delete(void* p, std::size_t n) noexcept { deallocate_frame(p, n); }
 
     std::suspend_always initial_suspend() noexcept { return {}; }
 

@@ -1,8 +1,8 @@
 // tcp_stream: the handle over a socket core (engine/detail/socket_core.hpp)
 // and the awaiters that wait on it.
+#include <cnetmod/engine/detail/io_operation.hpp>
 #include <cnetmod/engine/detail/socket_core.hpp>
 #include <cnetmod/engine/detail/tls_socket.hpp>
-#include <cnetmod/engine/io_operation.hpp>
 #include <cnetmod/engine/tcp_stream.hpp>
 
 #include <sys/socket.h>

@@ -4,8 +4,8 @@
 // same time complete in the order they were started.
 #pragma once
 
-#include <cnetmod/engine/completion.hpp>
 #include <cnetmod/engine/deadline.hpp>
+#include <cnetmod/engine/detail/completion.hpp>
 #include <cnetmod/engine/io_context.hpp>
 #include <cnetmod/engine/task.hpp>
 

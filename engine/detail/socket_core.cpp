@@ -1,8 +1,8 @@
 #include <cnetmod/engine/detail/socket_core.hpp>
 #include <cnetmod/engine/detail/tls_socket.hpp>
-#include <cnetmod/engine/frame_allocator.hpp>
-#include <cnetmod/engine/io_operation.hpp>
-#include <cnetmod/engine/provided_buffer_ring.hpp>
+#include <cnetmod/engine/detail/frame_allocator.hpp>
+#include <cnetmod/engine/detail/io_operation.hpp>
+#include <cnetmod/engine/detail/provided_buffer_ring.hpp>
 
 #include <netinet/tcp.h>
 #include <sys/socket.h>

@@ -21,7 +21,7 @@
 // layer over the core (tls_socket.hpp): a plain socket holds no TLS state.
 #pragma once
 
-#include <cnetmod/engine/completion.hpp>
+#include <cnetmod/engine/detail/completion.hpp>
 #include <cnetmod/engine/detail/receive_queue.hpp>
 #include <cnetmod/engine/detail/send_queue.hpp>
 #include <cnetmod/engine/io_context.hpp>

@@ -1,5 +1,5 @@
 #include <cnetmod/engine/detail/tls_socket.hpp>
-#include <cnetmod/engine/provided_buffer_ring.hpp>
+#include <cnetmod/engine/detail/provided_buffer_ring.hpp>
 
 #include <system_error>
 

@@ -13,6 +13,7 @@
 #include <cnetmod/engine/tcp_stream.hpp>
 #include <cnetmod/proto/http/request.hpp>
 #include <cnetmod/proto/http/response.hpp>
+#include <cnetmod/proto/http/upgrade.hpp>
 
 #include <system_error>
 
@@ -21,20 +22,7 @@
 #include <memory>
 #include <string_view>
 
-namespace cnetmod::ws {
-class connection;
-struct options;
-}  // namespace cnetmod::ws
-
 namespace cnetmod::http {
-
-namespace detail {
-// Defined by the WebSocket layer (proto/ws/connection.cpp), which keeps the
-// per-core list of connections each server upgraded: starts closing those
-// of `server_tag` on this core with 1001 within `grace`; and counts them.
-void close_upgraded_connections(const void* server_tag, std::chrono::milliseconds grace);
-std::size_t count_upgraded_connections(const void* server_tag) noexcept;
-}  // namespace detail
 
 // Thrown by a handler (or by upgrade_to_websocket) to answer with the
 // response as prepared in resp() — a refused handshake, say — instead of 500.
@@ -81,22 +69,32 @@ public:
     // A WebSocket handshake of another version than 13 (answered 426).
     bool is_websocket_version_mismatch() const noexcept;
 
-    // Answers 101 and hands the connection to WebSocket (defined in
-    // proto/ws: include <cnetmod/proto/ws/ws.hpp> to use it). Throws
-    // std::system_error if the request is not a valid handshake, after
-    // answering it with 400 (or 426 for another version).
-    task<ws::connection> upgrade_to_websocket();
-    task<ws::connection> upgrade_to_websocket(const ws::options& opts);
+    // Answers 101 and hands the connection to WebSocket: a
+    // task<ws::connection>, with ws::options or without. The WebSocket layer
+    // implements it (upgrade_protocol<websocket_protocol>, proto/ws/upgrade.hpp):
+    // include <cnetmod/proto/ws/ws.hpp> to use it. Throws std::system_error
+    // if the request is not a valid handshake, after answering it with 400
+    // (or 426 for another version).
+    template <class Protocol = websocket_protocol>
+    auto upgrade_to_websocket() {
+        static_assert(upgrade_protocol_available<Protocol>,
+                      "cnetmod: upgrade_to_websocket needs the WebSocket layer: #include <cnetmod/proto/ws/ws.hpp>");
+        return upgrade_protocol<Protocol>::upgrade(*this);
+    }
+    template <class Protocol = websocket_protocol>
+    auto upgrade_to_websocket(const typename upgrade_protocol<Protocol>::options_type& opts) {
+        return upgrade_protocol<Protocol>::upgrade(*this, opts);
+    }
 
     bool upgraded() const noexcept { return upgraded_; }
 
-    // For the WebSocket layer: the connection's stream, moved out by the upgrade.
+    // For the upgrading layer: the connection's stream, moved out by the upgrade.
     tcp_stream& stream() noexcept { return stream_; }
     void mark_upgraded() noexcept { upgraded_ = true; }
     // Frees the request and the response once they are no longer needed (after an upgrade).
     void release_request() noexcept { ex_.reset(); }
     // The server this request came through (an opaque tag): its graceful
-    // shutdown finds the WebSocket connections it upgraded by it.
+    // shutdown finds the connections it upgraded by it (upgraded_connections).
     const void* server_tag() const noexcept { return server_tag_; }
     void set_server_tag(const void* tag) noexcept { server_tag_ = tag; }
 

@@ -327,15 +327,20 @@ task<void> accept_loop(state_ptr st, io_context& ctx, tcp_listener listener, std
     st->listeners[slot] = nullptr;
 }
 
-// One core's part of a graceful shutdown: its WebSocket connections are
-// sent 1001 and given `grace`, then waited for (reset ones end at once).
+// One core's part of a graceful shutdown: the connections upgraded from
+// this server (WebSocket's, which are sent 1001) are given `grace` to close,
+// then waited for (reset ones end at once).
 task<void> shutdown_core(state_ptr st, io_context& ctx, std::chrono::milliseconds grace) {
     const auto give_up = std::chrono::steady_clock::now() + grace + std::chrono::seconds(1);
     for (;;) {
         // Again each time: a request read before the listener closed may
         // still upgrade; it is sent 1001 at once.
-        detail::close_upgraded_connections(st.get(), grace);
-        if (detail::count_upgraded_connections(st.get()) == 0 || std::chrono::steady_clock::now() >= give_up) break;
+        std::size_t remaining = 0;
+        for (auto* c = detail::first_upgraded_connections(); c; c = c->next) {
+            c->close(st.get(), grace);
+            remaining += c->count(st.get());
+        }
+        if (remaining == 0 || std::chrono::steady_clock::now() >= give_up) break;
         co_await async_sleep(ctx, std::chrono::milliseconds(5));
     }
 }

@@ -1,3 +1,4 @@
+#include <cnetmod/engine/context_local.hpp>
 #include <cnetmod/engine/spawn.hpp>
 #include <cnetmod/engine/timer.hpp>
 #include <cnetmod/proto/ws/connection.hpp>
@@ -48,7 +49,7 @@ cutoff_counters cutoffs_seen;
 
 }  // namespace
 
-// One core's WebSocket connections (kept in its io_context's protocol slot):
+// One core's WebSocket connections (a context_local of its io_context):
 // the list a server's graceful shutdown walks, and the liveness sweep that
 // sends pings to silent peers, resets dead ones and ends stalled messages.
 // The sweep runs every `tick` while the core has connections; deadlines are
@@ -60,13 +61,7 @@ struct core_connections {
     std::uint32_t now_ms = 0;
     std::chrono::milliseconds tick{1000};
 
-    static core_connections& of(io_context& ctx) {
-        if (!ctx.protocol_slot()) {
-            ctx.protocol_slot() = new core_connections;
-            ctx.set_protocol_slot_deleter([](void* p) { delete static_cast<core_connections*>(p); });
-        }
-        return *static_cast<core_connections*>(ctx.protocol_slot());
-    }
+    static core_connections& of(io_context& ctx) { return context_local<core_connections>(ctx); }
     static std::uint32_t clock_ms() noexcept {
         return static_cast<std::uint32_t>(
             std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -83,8 +78,8 @@ struct core_connections {
 class connection_state {
 public:
     // From the per-core slabs, beside the stream's state and the handler's frame.
-    static void* operator new(std::size_t n) { return cnetmod::detail::frame_allocator::allocate(n); }
-    static void operator delete(void* p, std::size_t n) noexcept { cnetmod::detail::frame_allocator::deallocate(p, n); }
+    static void* operator new(std::size_t n) { return cnetmod::detail::allocate_frame(n); }
+    static void operator delete(void* p, std::size_t n) noexcept { cnetmod::detail::deallocate_frame(p, n); }
 
     connection_state(tcp_stream stream, role r, const options& opts, std::string subprotocol, bool deflate,
                      bool deflate_send)
@@ -118,7 +113,8 @@ public:
     // state destroyed off its core, as a runtime tears down, unlinks from
     // the right list.
     static connection_state* registry_head(io_context& ctx) noexcept {
-        return ctx.protocol_slot() ? static_cast<core_connections*>(ctx.protocol_slot())->head : nullptr;
+        auto* core = find_context_local<core_connections>(ctx);
+        return core ? core->head : nullptr;
     }
     void register_as(const void* tag) noexcept { server_tag_ = tag; }
     void link() {
@@ -142,7 +138,7 @@ public:
         last_rx_ms_ = core.now_ms;
     }
     void unlink() noexcept {
-        auto* core = static_cast<core_connections*>(ctx_.protocol_slot());
+        auto* core = find_context_local<core_connections>(ctx_);
         if (!core) return;
         if (reg_prev_)
             reg_prev_->reg_next_ = reg_next_;
@@ -167,7 +163,7 @@ public:
     }
 
     void note_activity() noexcept {
-        if (auto* core = static_cast<core_connections*>(ctx_.protocol_slot())) last_rx_ms_ = core->now_ms;
+        if (auto* core = find_context_local<core_connections>(ctx_)) last_rx_ms_ = core->now_ms;
     }
 
     // The sweep's look at one connection (see core_connections).
@@ -213,8 +209,8 @@ public:
     // so that the connection that starts it is linked by then).
     static task<void> sweep_core(io_context& ctx) {
         for (;;) {
-            co_await async_sleep(ctx, static_cast<core_connections*>(ctx.protocol_slot())->tick);
-            core_connections* core = static_cast<core_connections*>(ctx.protocol_slot());
+            co_await async_sleep(ctx, find_context_local<core_connections>(ctx)->tick);
+            core_connections* core = find_context_local<core_connections>(ctx);
             if (!core->head) {
                 core->sweeping = false;
                 co_return;
@@ -1129,16 +1125,3 @@ std::size_t count_server_connections(const void* server_tag) noexcept {
 
 }  // namespace detail
 }  // namespace cnetmod::ws
-
-namespace cnetmod::http::detail {
-
-void close_upgraded_connections(const void* server_tag, std::chrono::milliseconds grace) {
-    ws::detail::close_server_connections(server_tag, ws::close_code::going_away, "server shutting down", grace);
-}
-std::size_t count_upgraded_connections(const void* server_tag) noexcept {
-    return ws::detail::count_server_connections(server_tag);
-}
-
-}  // namespace cnetmod::http::detail
-
-namespace cnetmod::ws {}  // namespace cnetmod::ws

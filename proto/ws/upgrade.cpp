@@ -1,41 +1,61 @@
-// http::request_context::upgrade_to_websocket: the server side of the
-// opening handshake (RFC 6455 §4.2.2). Defined here, in the WebSocket layer,
-// so that proto/http knows nothing of WebSocket beyond the declaration.
-#include <cnetmod/proto/http/request_context.hpp>
-#include <cnetmod/proto/ws/connection.hpp>
+// The WebSocket layer's side of the boundary with HTTP: the server side of
+// the opening handshake (RFC 6455 §4.2.2) as upgrade_protocol<websocket_protocol>,
+// and its entry in HTTP's registry of upgraded connections, which a
+// server's graceful shutdown walks (1001 to each, RFC 6455 §7.4.1).
 #include <cnetmod/proto/ws/handshake.hpp>
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
+#include <cnetmod/proto/ws/upgrade.hpp>
 
 namespace cnetmod::http {
+namespace {
 
-task<ws::connection> request_context::upgrade_to_websocket() {
-    const ws::options defaults;  // lives in this frame while the upgrade runs
-    co_return co_await upgrade_to_websocket(defaults);
+// A server's graceful shutdown reaches the connections it upgraded through
+// this entry, registered with HTTP by the first upgrade.
+upgraded_connections websocket_connections{
+    .close =
+        [](const void* server, std::chrono::milliseconds grace) {
+            ws::detail::close_server_connections(server, ws::close_code::going_away, "server shutting down", grace);
+        },
+    .count = [](const void* server) noexcept { return ws::detail::count_server_connections(server); },
+};
+
+void register_with_http() noexcept {
+    static const bool registered = (register_upgraded_connections(websocket_connections), true);
+    (void)registered;
 }
 
-task<ws::connection> request_context::upgrade_to_websocket(const ws::options& opts) {
-    if (!is_websocket_upgrade()) {
-        if (is_websocket_version_mismatch()) {
+}  // namespace
+
+using websocket_upgrade = upgrade_protocol<websocket_protocol>;
+
+task<ws::connection> websocket_upgrade::upgrade(request_context& rc) {
+    const ws::options defaults;  // lives in this frame while the upgrade runs
+    co_return co_await upgrade(rc, defaults);
+}
+
+task<ws::connection> websocket_upgrade::upgrade(request_context& rc, const ws::options& opts) {
+    if (!rc.is_websocket_upgrade()) {
+        if (rc.is_websocket_version_mismatch()) {
             // §4.4: name the versions this server speaks.
-            resp().set_status(status::upgrade_required);
-            resp().set_header("Sec-WebSocket-Version", "13");
-            resp().set_body("426 Upgrade Required: WebSocket version 13 only\n");
+            rc.resp().set_status(status::upgrade_required);
+            rc.resp().set_header("Sec-WebSocket-Version", "13");
+            rc.resp().set_body("426 Upgrade Required: WebSocket version 13 only\n");
             throw request_rejected("cnetmod: WebSocket handshake of an unsupported version");
         }
-        resp().set_status(status::bad_request);
-        resp().set_body("400 Bad Request: not a WebSocket handshake\n");
+        rc.resp().set_status(status::bad_request);
+        rc.resp().set_body("400 Bad Request: not a WebSocket handshake\n");
         throw request_rejected("cnetmod: not a WebSocket handshake");
     }
     std::string selected;
     // §4.2.2: select a subprotocol only if the client offered it.
-    if (!opts.subprotocol.empty() && list_contains_token(req().header("Sec-WebSocket-Protocol"), opts.subprotocol))
+    if (!opts.subprotocol.empty() && list_contains_token(rc.req().header("Sec-WebSocket-Protocol"), opts.subprotocol))
         selected = opts.subprotocol;
     std::string out =
         "HTTP/1.1 101 Switching Protocols\r\n"
         "Upgrade: websocket\r\n"
         "Connection: Upgrade\r\n"
         "Sec-WebSocket-Accept: ";
-    out += ws::accept_key(req().header("Sec-WebSocket-Key"));
+    out += ws::accept_key(rc.req().header("Sec-WebSocket-Key"));
     out += "\r\n";
     if (!selected.empty()) {
         out += "Sec-WebSocket-Protocol: ";
@@ -48,7 +68,7 @@ task<ws::connection> request_context::upgrade_to_websocket(const ws::options& op
     bool deflate = false;
     if (opts.enable_compression) {
         std::string offers;
-        for (const auto& f : req().headers()) {
+        for (const auto& f : rc.req().headers()) {
             if (!iequals(f.name, "Sec-WebSocket-Extensions")) continue;
             if (!offers.empty()) offers += ", ";
             offers += f.value;
@@ -61,11 +81,12 @@ task<ws::connection> request_context::upgrade_to_websocket(const ws::options& op
         }
     }
     out += "\r\n";
-    stream_.queue(out);
-    mark_upgraded();
-    release_request();  // the request and response are not needed for the life of the socket
-    ws::connection conn(std::move(stream_), ws::role::server, opts, std::move(selected), deflate);
-    ws::detail::register_server_connection(conn, server_tag_);
+    rc.stream().queue(out);
+    rc.mark_upgraded();
+    rc.release_request();  // the request and response are not needed for the life of the socket
+    register_with_http();
+    ws::connection conn(std::move(rc.stream()), ws::role::server, opts, std::move(selected), deflate);
+    ws::detail::register_server_connection(conn, rc.server_tag());
     co_return conn;
 }
 

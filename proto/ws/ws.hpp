@@ -11,4 +11,5 @@
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
 #include <cnetmod/proto/ws/prepared_message.hpp>
 #include <cnetmod/proto/ws/pubsub.hpp>
+#include <cnetmod/proto/ws/upgrade.hpp>
 #include <cnetmod/proto/ws/utf8.hpp>

@@ -1,3 +1,4 @@
+#include <cnetmod/engine/detail/frame_allocator.hpp>
 #include <cnetmod/engine/engine.hpp>
 
 #include <gtest/gtest.h>

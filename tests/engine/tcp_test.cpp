@@ -1,4 +1,5 @@
 #include "test_support.hpp"
+#include <cnetmod/engine/detail/io_operation.hpp>
 #include <cnetmod/engine/detail/socket_core.hpp>
 
 #include <gtest/gtest.h>

@@ -1,8 +1,8 @@
 // Helpers shared by the engine tests: an echo server and deterministic payloads.
 #pragma once
 
+#include <cnetmod/engine/detail/provided_buffer_ring.hpp>
 #include <cnetmod/engine/engine.hpp>
-#include <cnetmod/engine/provided_buffer_ring.hpp>
 
 #include <cstdint>
 #include <string>

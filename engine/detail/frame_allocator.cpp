@@ -1,4 +1,5 @@
-#include <cnetmod/engine/frame_allocator.hpp>
+#include <cnetmod/engine/detail/frame_allocator.hpp>
+#include <cnetmod/engine/task.hpp>
 
 #include <algorithm>
 #include <array>
@@ -125,6 +126,17 @@ std::size_t frame_allocator::cached_frames() noexcept {
 }
 std::size_t frame_allocator::heap_allocations() noexcept {
     return cache.heap_allocations;
+}
+
+}  // namespace cnetmod::detail
+
+namespace cnetmod::detail {
+
+void* allocate_frame(std::size_t n) {
+    return frame_allocator::allocate(n);
+}
+void deallocate_frame(void* p, std::size_t n) noexcept {
+    frame_allocator::deallocate(p, n);
 }
 
 }  // namespace cnetmod::detail

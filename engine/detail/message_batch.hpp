@@ -3,7 +3,7 @@
 // run in order on the target core.
 #pragma once
 
-#include <cnetmod/engine/completion.hpp>
+#include <cnetmod/engine/detail/completion.hpp>
 #include <cnetmod/engine/unique_function.hpp>
 
 #include <vector>

@@ -5,8 +5,8 @@
 // resumes only with its own CQE, so nothing the kernel holds is freed early.
 #pragma once
 
-#include <cnetmod/engine/completion.hpp>
 #include <cnetmod/engine/deadline.hpp>
+#include <cnetmod/engine/detail/completion.hpp>
 #include <cnetmod/engine/io_context.hpp>
 
 #include <system_error>

@@ -1,4 +1,4 @@
-#include <cnetmod/engine/provided_buffer_ring.hpp>
+#include <cnetmod/engine/detail/provided_buffer_ring.hpp>
 
 #include <liburing.h>
 #include <sys/mman.h>

@@ -1,0 +1,20 @@
+// The server side of the opening handshake (RFC 6455 §4.2.2), which the
+// WebSocket layer registers into HTTP: with this header included,
+// http::request_context::upgrade_to_websocket() answers 101 and returns a
+// task<ws::connection>.
+#pragma once
+
+#include <cnetmod/engine/task.hpp>
+#include <cnetmod/proto/http/request_context.hpp>
+#include <cnetmod/proto/http/upgrade.hpp>
+#include <cnetmod/proto/ws/connection.hpp>
+#include <cnetmod/proto/ws/options.hpp>
+
+template <>
+struct cnetmod::http::upgrade_protocol<cnetmod::http::websocket_protocol> {
+    using options_type = ws::options;
+    // Throws std::system_error if the request is not a valid handshake, after
+    // answering it with 400 (or 426 for another version).
+    static task<ws::connection> upgrade(request_context& rc);
+    static task<ws::connection> upgrade(request_context& rc, const ws::options& opts);
+};
