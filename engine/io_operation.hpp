@@ -7,6 +7,7 @@
 
 #include <cnetmod/engine/completion.hpp>
 #include <cnetmod/engine/deadline.hpp>
+#include <cnetmod/engine/detail/reactor.hpp>
 #include <cnetmod/engine/io_context.hpp>
 
 #include <system_error>
@@ -37,20 +38,17 @@ public:
             // Already cancelled: complete through the loop without touching the kernel.
             result_ = -ECANCELED;
             cancelled_ = true;
-            ctx_.schedule(h);
+            reactor_of(ctx_).schedule(h);
             return;
         }
-        if (deadline_.is_set()) ctx_.reserve_sqes(2);
-        io_uring_sqe* sqe = ctx_.acquire_sqe();
-        prepare_(sqe);
-        io_uring_sqe_set_data(sqe, static_cast<completion*>(this));
+        reactor& r = reactor_of(ctx_);
         if (deadline_.is_set()) {
-            sqe->flags |= IOSQE_IO_LINK;
+            r.reserve_sqes(2);
             timeout_ = to_kernel_timespec(deadline_);
-            io_uring_sqe* link = ctx_.acquire_sqe();
-            io_uring_prep_link_timeout(link, &timeout_, IORING_TIMEOUT_ABS);
-            io_uring_sqe_set_data64(link, 0);
         }
+        io_uring_sqe* sqe = r.acquire_sqe();
+        prepare_(sqe);
+        r.bind(sqe, static_cast<completion*>(this), deadline_.is_set() ? &timeout_ : nullptr);
         if (stop_.stop_possible()) stop_callback_.emplace(stop_, canceller{this});
     }
 
@@ -70,9 +68,9 @@ private:
             io_context& ctx = op->ctx_;
             const void* id = static_cast<completion*>(op);
             if (ctx.running_in_this_thread())
-                ctx.cancel(id);
+                reactor_of(ctx).cancel(id);
             else
-                ctx.post([&ctx, id] { ctx.cancel(id); });
+                ctx.post([&ctx, id] { reactor_of(ctx).cancel(id); });
         }
     };
 
@@ -97,7 +95,8 @@ private:
 
 // co_await submit(ctx, [&](io_uring_sqe* sqe) { io_uring_prep_...(sqe, ...); }, deadline, stop)
 // yields the CQE's result (negative errno on failure). The building block for
-// operations the engine does not wrap itself.
+// operations the engine does not wrap itself; the caller includes
+// <liburing.h> for the prep functions (this header does not).
 template <class Prepare>
 auto submit(io_context& ctx, Prepare prepare, deadline d = {}, std::stop_token stop = {}) {
     return detail::io_operation<Prepare>(ctx, std::move(prepare), d, std::move(stop));

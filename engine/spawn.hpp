@@ -7,6 +7,7 @@
 // the task finishes, and returns its value (or rethrows its exception).
 #pragma once
 
+#include <cnetmod/engine/detail/reactor.hpp>
 #include <cnetmod/engine/io_context.hpp>
 #include <cnetmod/engine/task.hpp>
 
@@ -37,7 +38,7 @@ struct detached_task {
         void return_void() noexcept {}
         void unhandled_exception() noexcept { report_escaped_exception(std::current_exception(), where); }
         ~promise_type() {
-            if (ctx) ctx->release(*this);
+            if (ctx) reactor_of(*ctx).release(*this);
         }
     };
     std::coroutine_handle<promise_type> handle;
@@ -61,12 +62,12 @@ inline void start_detached(io_context& ctx, detail::detached_task t,
     promise.where = where;
     if (ctx.running_in_this_thread()) {
         promise.ctx = &ctx;
-        ctx.adopt(promise);
+        detail::reactor_of(ctx).adopt(promise);
         t.handle.resume();
     } else {
         ctx.post([h = t.handle, c = &ctx] {
             h.promise().ctx = c;
-            c->adopt(h.promise());
+            detail::reactor_of(*c).adopt(h.promise());
             h.resume();
         });
     }

@@ -1,3 +1,4 @@
+#include <cnetmod/engine/detail/reactor.hpp>
 #include <cnetmod/engine/frame_allocator.hpp>
 #include <cnetmod/engine/io_context.hpp>
 #include <cnetmod/engine/io_operation.hpp>
@@ -6,6 +7,7 @@
 #include <cnetmod/engine/tls.hpp>
 #include <cnetmod/engine/waiter_queue.hpp>
 
+#include <liburing.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -205,10 +207,10 @@ public:
         if (rx_bytes_ > 0) throw std::logic_error("cnetmod: start_tls on a stream with unread bytes");
         tls_ = std::make_unique<tls_session>(context, server_name);
         if (handshake_deadline.is_set())
-            tls_timer_ = ctx_.arm_wait_timer(handshake_deadline, &stream_state::on_tls_timeout, this);
+            tls_timer_ = reactor_of(ctx_).arm_wait_timer(handshake_deadline, &stream_state::on_tls_timeout, this);
         if (!context.is_server()) {
             tls_->handshake();  // the ClientHello
-            ctx_.at_turn_end(flush_hook_);
+            reactor_of(ctx_).at_turn_end(flush_hook_);
         }
         ensure_receiving();
     }
@@ -256,7 +258,7 @@ public:
     // Makes sure some receive is in flight for a reader about to wait.
     void ensure_receiving() {
         if (rx_armed_ || fallback_armed_ || eof_ || rx_error_ || fd_ < 0 || paused_) return;
-        if (ctx_.recv_buffers().available() > 0)
+        if (reactor_of(ctx_).recv_buffers().available() > 0)
             arm_multishot();
         else
             arm_fallback();
@@ -277,7 +279,7 @@ public:
     // What ended a wait, without throwing. Data wins over a timer that fired with it.
     tcp_stream::read_status finish_read_wait_status() noexcept {
         if (reader_timer_) {
-            ctx_.disarm_wait_timer(reader_timer_);
+            reactor_of(ctx_).disarm_wait_timer(reader_timer_);
             reader_timer_ = nullptr;
         }
         if (!front().empty()) return tcp_stream::read_status::data;
@@ -337,7 +339,7 @@ public:
         else
             q.queued.push_back(segment{{}, {}, nullptr, -1, offset, bytes.size()});
         tx_bytes_ += bytes.size();
-        ctx_.at_turn_end(flush_hook_);
+        reactor_of(ctx_).at_turn_end(flush_hook_);
         return bytes;
     }
 
@@ -347,7 +349,7 @@ public:
         const std::size_t n = buffer.size();
         tx().queued.push_back(segment{std::move(buffer), {}, nullptr, -1, 0, n});
         tx_bytes_ += n;
-        ctx_.at_turn_end(flush_hook_);
+        reactor_of(ctx_).at_turn_end(flush_hook_);
     }
 
     void queue(registered_buffer buffer) {
@@ -361,7 +363,7 @@ public:
         const std::size_t n = buffer.size();
         tx().queued.push_back(segment{{}, std::move(buffer), nullptr, -1, 0, n});
         tx_bytes_ += n;
-        ctx_.at_turn_end(flush_hook_);
+        reactor_of(ctx_).at_turn_end(flush_hook_);
     }
 
     std::uint64_t zero_copy_sends() const noexcept { return zero_copy_sends_; }
@@ -377,10 +379,10 @@ public:
             chunk& c = chunks_[rx_head_];
             const std::size_t take = std::min(n, c.size - rx_offset_);
             if (c.buffer_id >= 0) {
-                ctx_.recv_buffers().hold(static_cast<std::uint16_t>(c.buffer_id));
+                reactor_of(ctx_).recv_buffers().hold(static_cast<std::uint16_t>(c.buffer_id));
                 tx().queued.push_back(segment{{}, {}, c.data + rx_offset_, c.buffer_id, 0, take});
                 tx_bytes_ += take;
-                ctx_.at_turn_end(flush_hook_);
+                reactor_of(ctx_).at_turn_end(flush_hook_);
             } else {
                 queue(std::span<const std::byte>(c.data + rx_offset_, take));  // a fallback buffer of our own
             }
@@ -406,7 +408,7 @@ public:
             node.handle = h;
             node.ctx = &s.ctx_;
             s.writers_.push_back(this);
-            if (d.is_set()) timer = s.ctx_.arm_wait_timer(d, &drain_wait::on_timeout, this);
+            if (d.is_set()) timer = reactor_of(s.ctx_).arm_wait_timer(d, &drain_wait::on_timeout, this);
         }
         static void on_timeout(void* p) {
             auto* self = static_cast<drain_wait*>(p);
@@ -417,7 +419,7 @@ public:
         }
         void await_resume() {
             if (timer) {
-                s.ctx_.disarm_wait_timer(timer);
+                reactor_of(s.ctx_).disarm_wait_timer(timer);
                 timer = nullptr;
             }
             if (timed_out)
@@ -427,7 +429,7 @@ public:
                 throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: tcp_stream closed");
         }
         ~drain_wait() {
-            if (timer) s.ctx_.disarm_wait_timer(timer);
+            if (timer) reactor_of(s.ctx_).disarm_wait_timer(timer);
             std::erase(s.writers_, this);
         }
     };
@@ -449,15 +451,15 @@ public:
             linger l{1, 0};
             ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
         }
-        if (rx_armed_) ctx_.cancel(op_id(op_recv));
-        if (fallback_armed_) ctx_.cancel(op_id(op_fallback));
-        if (send_inflight_) ctx_.cancel(op_id(op_send));
+        if (rx_armed_) reactor_of(ctx_).cancel(op_id(op_recv));
+        if (fallback_armed_) reactor_of(ctx_).cancel(op_id(op_fallback));
+        if (send_inflight_) reactor_of(ctx_).cancel(op_id(op_send));
         ::close(fd_);
         fd_ = -1;
         drop_queued();
         // Waiters resume in the loop, not inside the caller that closed.
-        if (auto h = std::exchange(reader_, {})) ctx_.schedule(h);
-        if (reader_cb_) ctx_.at_turn_end(rearm_hook_);  // which wakes it, in the loop
+        if (auto h = std::exchange(reader_, {})) reactor_of(ctx_).schedule(h);
+        if (reader_cb_) reactor_of(ctx_).at_turn_end(rearm_hook_);  // which wakes it, in the loop
         wake_writers();
     }
 
@@ -467,9 +469,9 @@ public:
         released_ = true;
         if (flush_hook_.queued) ++pending_;
         if (rearm_hook_.queued) ++pending_;
-        if (tls_timer_) ctx_.disarm_wait_timer(std::exchange(tls_timer_, nullptr));
+        if (tls_timer_) reactor_of(ctx_).disarm_wait_timer(std::exchange(tls_timer_, nullptr));
         if (reader_timer_) {
-            ctx_.disarm_wait_timer(reader_timer_);
+            reactor_of(ctx_).disarm_wait_timer(reader_timer_);
             reader_timer_ = nullptr;
         }
         reader_ = {};
@@ -480,7 +482,7 @@ public:
             delete this;
         } else {
             destroy = [](orphan_node* n) { delete static_cast<stream_state*>(n); };
-            ctx_.add_orphan(*this);  // the last CQE deletes it, or the context does
+            reactor_of(ctx_).add_orphan(*this);  // the last CQE deletes it, or the context does
         }
     }
 
@@ -496,7 +498,7 @@ public:
     // Called by each CQE handler: true when this state was freed.
     bool finish_operation() noexcept {
         if (--pending_ == 0 && released_) {
-            ctx_.remove_orphan(*this);
+            reactor_of(ctx_).remove_orphan(*this);
             delete this;
             return true;
         }
@@ -536,7 +538,7 @@ private:
     void release_segment(segment& seg) noexcept {
         seg.buffer.reset();
         if (seg.received_id >= 0) {
-            ctx_.recv_buffers().release(static_cast<std::uint16_t>(seg.received_id));
+            reactor_of(ctx_).recv_buffers().release(static_cast<std::uint16_t>(seg.received_id));
             seg.received_id = -1;
         }
     }
@@ -550,7 +552,7 @@ private:
 
     void release_chunk(const chunk& c) noexcept {
         if (c.buffer_id >= 0)
-            ctx_.recv_buffers().release(static_cast<std::uint16_t>(c.buffer_id));
+            reactor_of(ctx_).recv_buffers().release(static_cast<std::uint16_t>(c.buffer_id));
         else
             delete[] c.data;
     }
@@ -559,7 +561,7 @@ private:
     void arm_read_wait(deadline d) {
         ensure_receiving();
         reader_timed_out_ = false;
-        if (d.is_set()) reader_timer_ = ctx_.arm_wait_timer(d, &stream_state::on_reader_timeout, this);
+        if (d.is_set()) reader_timer_ = reactor_of(ctx_).arm_wait_timer(d, &stream_state::on_reader_timeout, this);
     }
 
     void drop_received() noexcept {
@@ -572,19 +574,19 @@ private:
     // once could deliver bytes out of order.
     void arm_receive() {
         if (fd_ < 0 || eof_ || rx_error_ || rx_armed_ || fallback_armed_) return;
-        if (ctx_.recv_buffers().available() > 0)
+        if (reactor_of(ctx_).recv_buffers().available() > 0)
             arm_multishot();
         else if (reader_ || reader_cb_)
             arm_fallback();
         else
-            ctx_.at_turn_end(rearm_hook_);
+            reactor_of(ctx_).at_turn_end(rearm_hook_);
     }
 
     void arm_multishot() {
-        io_uring_sqe* sqe = ctx_.acquire_sqe();
+        io_uring_sqe* sqe = reactor_of(ctx_).acquire_sqe();
         io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
-        sqe->buf_group = ctx_.recv_buffers().group_id();
+        sqe->buf_group = reactor_of(ctx_).recv_buffers().group_id();
         io_uring_sqe_set_data64(sqe, tagged(this, op_recv));
         rx_armed_ = true;
         ++pending_;
@@ -592,9 +594,9 @@ private:
 
     // The ring is dry and a reader waits: receive into memory of our own.
     void arm_fallback() {
-        const std::size_t size = ctx_.recv_buffers().buffer_size();
+        const std::size_t size = reactor_of(ctx_).recv_buffers().buffer_size();
         fallback_buffer_.reset(new std::byte[size]);
-        io_uring_sqe* sqe = ctx_.acquire_sqe();
+        io_uring_sqe* sqe = reactor_of(ctx_).acquire_sqe();
         io_uring_prep_recv(sqe, fd_, fallback_buffer_.get(), size, 0);
         io_uring_sqe_set_data64(sqe, tagged(this, op_fallback));
         fallback_armed_ = true;
@@ -617,7 +619,7 @@ private:
         if (rx_armed_ && !paused_ && rx_bytes_ > options_.receive_high_water) {
             // The reader is behind: stop taking buffers; TCP's window holds the peer back.
             paused_ = true;
-            ctx_.cancel(op_id(op_recv));
+            reactor_of(ctx_).cancel(op_id(op_recv));
         }
     }
 
@@ -636,11 +638,12 @@ private:
     void pump_tls() {
         if (!tls_->handshake_done()) {
             const auto st = tls_->handshake();
-            if (tls_->pending_output() > 0) ctx_.at_turn_end(flush_hook_);
+            if (tls_->pending_output() > 0) reactor_of(ctx_).at_turn_end(flush_hook_);
             if (st == tls_session::step::failed) return fail_tls(EPROTO);
             if (st == tls_session::step::want_more) return;
-            if (tls_timer_) ctx_.disarm_wait_timer(std::exchange(tls_timer_, nullptr));
-            if (tx_ && !tx_->queued.empty()) ctx_.at_turn_end(flush_hook_);  // plaintext held for the handshake
+            if (tls_timer_) reactor_of(ctx_).disarm_wait_timer(std::exchange(tls_timer_, nullptr));
+            if (tx_ && !tx_->queued.empty())
+                reactor_of(ctx_).at_turn_end(flush_hook_);  // plaintext held for the handshake
         }
         // Decrypted into per-core scratch, then into a chunk of its exact size.
         thread_local std::unique_ptr<std::byte[]> scratch(new std::byte[scratch_size]);
@@ -649,7 +652,7 @@ private:
             std::memcpy(copy, scratch.get(), n);
             push_chunk(copy, n, -1);
         }
-        if (tls_->pending_output() > 0) ctx_.at_turn_end(flush_hook_);  // a KeyUpdate's answer, an alert
+        if (tls_->pending_output() > 0) reactor_of(ctx_).at_turn_end(flush_hook_);  // a KeyUpdate's answer, an alert
         if (tls_->failed())
             fail_tls(EPROTO);
         else if (tls_->closed_by_peer())
@@ -659,9 +662,9 @@ private:
     // The TLS session failed (or its handshake ran out of time): the reader
     // sees a receive error naming the reason, and the alert goes out if it can.
     void fail_tls(int error) {
-        if (tls_timer_) ctx_.disarm_wait_timer(std::exchange(tls_timer_, nullptr));
+        if (tls_timer_) reactor_of(ctx_).disarm_wait_timer(std::exchange(tls_timer_, nullptr));
         if (rx_error_ == 0) rx_error_ = error;
-        if (rx_armed_) ctx_.cancel(op_id(op_recv));
+        if (rx_armed_) reactor_of(ctx_).cancel(op_id(op_recv));
         // Nothing more can be sent (but the alert OpenSSL may have queued).
         if (tx_error_ == 0) tx_error_ = error;
         drop_queued();
@@ -678,11 +681,11 @@ private:
     static void on_recv(stream_state* s, int result, std::uint32_t flags) {
         if (flags & IORING_CQE_F_BUFFER) {
             const auto id = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
-            s->ctx_.recv_buffers().taken(id);
+            reactor_of(s->ctx_).recv_buffers().taken(id);
             if (result > 0 && !s->released_)
-                s->received(s->ctx_.recv_buffers().data(id), static_cast<std::size_t>(result), id);
+                s->received(reactor_of(s->ctx_).recv_buffers().data(id), static_cast<std::size_t>(result), id);
             else
-                s->ctx_.recv_buffers().release(id);
+                reactor_of(s->ctx_).recv_buffers().release(id);
         }
         if (result == 0)
             s->eof_ = true;
@@ -820,7 +823,7 @@ private:
         send_is_zero_copy_ = static_cast<bool>(first.fixed);
         if (send_is_zero_copy_) {
             // A registered buffer goes alone, from its own pages.
-            io_uring_sqe* sqe = ctx_.acquire_sqe();
+            io_uring_sqe* sqe = reactor_of(ctx_).acquire_sqe();
             io_uring_prep_send_zc_fixed(sqe, fd_, first.base(arena) + q.inflight_offset, first.size - q.inflight_offset,
                                         MSG_NOSIGNAL, 0, first.fixed.index());
             io_uring_sqe_set_data64(sqe, tagged(this, op_send));
@@ -837,7 +840,7 @@ private:
             const std::size_t skip = i == q.inflight_index ? q.inflight_offset : 0;
             q.iov.push_back(iovec{const_cast<std::byte*>(seg.base(arena) + skip), seg.size - skip});
         }
-        io_uring_sqe* sqe = ctx_.acquire_sqe();
+        io_uring_sqe* sqe = reactor_of(ctx_).acquire_sqe();
         if (q.iov.size() == 1) {
             // One contiguous run: a plain send skips sendmsg's header and iovec import.
             io_uring_prep_send(sqe, fd_, q.iov[0].iov_base, q.iov[0].iov_len, MSG_NOSIGNAL);
@@ -885,7 +888,7 @@ private:
             q.inflight.clear();
             q.arenas[q.inflight_arena].clear();
             if (!q.queued.empty() || (s->tls_ && s->tls_->pending_output() > 0))
-                s->ctx_.at_turn_end(s->flush_hook_);
+                reactor_of(s->ctx_).at_turn_end(s->flush_hook_);
             else
                 s->return_tx_if_idle();
         }
@@ -942,7 +945,7 @@ private:
             drain_wait* w = writers_[i];
             if (unsent_bytes() <= w->threshold || tx_error_ || fd_ < 0) {
                 writers_.erase(writers_.begin() + static_cast<std::ptrdiff_t>(i));
-                ctx_.schedule(w->node.handle);
+                reactor_of(ctx_).schedule(w->node.handle);
             } else {
                 ++i;
             }
