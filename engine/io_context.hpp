@@ -28,6 +28,19 @@ namespace detail {
 class reactor;
 // The engine's way in to a context's ring and hooks.
 reactor& reactor_of(io_context& ctx) noexcept;
+
+// Work a component wants done once at the end of the current loop turn,
+// before the ring is entered (a send queue's flush, a batch of cross-core
+// messages, a reader waiting without a coroutine frame). Registering twice in
+// one turn is a no-op. Here rather than with the reactor because public types
+// (read_waiter) derive from it.
+struct turn_hook {
+    using function = void (*)(turn_hook*);
+    function run = nullptr;
+    turn_hook* next = nullptr;
+    bool queued = false;
+    explicit turn_hook(function f) : run(f) {}
+};
 }  // namespace detail
 
 struct io_context_options {

@@ -7,7 +7,6 @@
 
 #include <cnetmod/engine/completion.hpp>
 #include <cnetmod/engine/deadline.hpp>
-#include <cnetmod/engine/detail/reactor.hpp>
 #include <cnetmod/engine/io_context.hpp>
 
 #include <system_error>
@@ -16,9 +15,22 @@
 #include <optional>
 #include <stop_token>
 
+struct io_uring_sqe;
+
 namespace cnetmod {
 
 namespace detail {
+
+// The ring work around a user's prepare function, out of line (io_operation.cpp)
+// so that this header needs neither the reactor nor <liburing.h>.
+// A free SQE; with `linked`, room for the linked timeout right after it.
+io_uring_sqe* acquire_operation_sqe(io_context& ctx, bool linked);
+// Points the SQE at `c` and links a timeout at `link_timeout` (absolute) if given.
+void bind_operation(io_context& ctx, io_uring_sqe* sqe, completion* c, __kernel_timespec* link_timeout);
+// Resumes `h` in the loop's ready queue (an operation cancelled before it started).
+void resume_in_loop(io_context& ctx, std::coroutine_handle<> h);
+// Asks the kernel to cancel the operation named `id`, from any thread.
+void cancel_operation(io_context& ctx, const void* id);
 
 template <class Prepare>
 class io_operation : completion {
@@ -38,17 +50,13 @@ public:
             // Already cancelled: complete through the loop without touching the kernel.
             result_ = -ECANCELED;
             cancelled_ = true;
-            reactor_of(ctx_).schedule(h);
+            resume_in_loop(ctx_, h);
             return;
         }
-        reactor& r = reactor_of(ctx_);
-        if (deadline_.is_set()) {
-            r.reserve_sqes(2);
-            timeout_ = to_kernel_timespec(deadline_);
-        }
-        io_uring_sqe* sqe = r.acquire_sqe();
+        if (deadline_.is_set()) timeout_ = to_kernel_timespec(deadline_);
+        io_uring_sqe* sqe = acquire_operation_sqe(ctx_, deadline_.is_set());
         prepare_(sqe);
-        r.bind(sqe, static_cast<completion*>(this), deadline_.is_set() ? &timeout_ : nullptr);
+        bind_operation(ctx_, sqe, static_cast<completion*>(this), deadline_.is_set() ? &timeout_ : nullptr);
         if (stop_.stop_possible()) stop_callback_.emplace(stop_, canceller{this});
     }
 
@@ -65,12 +73,7 @@ private:
         io_operation* op;
         void operator()() noexcept {
             op->cancelled_ = true;
-            io_context& ctx = op->ctx_;
-            const void* id = static_cast<completion*>(op);
-            if (ctx.running_in_this_thread())
-                reactor_of(ctx).cancel(id);
-            else
-                ctx.post([&ctx, id] { reactor_of(ctx).cancel(id); });
+            cancel_operation(op->ctx_, static_cast<completion*>(op));
         }
     };
 

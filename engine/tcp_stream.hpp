@@ -19,7 +19,6 @@
 #pragma once
 
 #include <cnetmod/engine/deadline.hpp>
-#include <cnetmod/engine/detail/reactor.hpp>
 #include <cnetmod/engine/endpoint.hpp>
 #include <cnetmod/engine/io_context.hpp>
 #include <cnetmod/engine/registered_buffer.hpp>

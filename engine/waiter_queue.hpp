@@ -4,7 +4,6 @@
 // context's ready queue, never inside the caller that woke them.
 #pragma once
 
-#include <cnetmod/engine/detail/reactor.hpp>
 #include <cnetmod/engine/io_context.hpp>
 
 #include <coroutine>
@@ -49,12 +48,7 @@ public:
     }
 
     // Resumes `w` in its context's next ready step, or at once without a loop.
-    static void wake(queued_waiter& w) {
-        if (w.ctx)
-            reactor_of(*w.ctx).schedule(w.handle);
-        else
-            w.handle.resume();
-    }
+    static void wake(queued_waiter& w);
 
 private:
     queued_waiter* head_ = nullptr;

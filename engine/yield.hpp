@@ -3,7 +3,6 @@
 // for a long computation or a burst of sends.
 #pragma once
 
-#include <cnetmod/engine/detail/reactor.hpp>
 #include <cnetmod/engine/io_context.hpp>
 
 #include <coroutine>
@@ -14,7 +13,7 @@ class yield {
 public:
     explicit yield(io_context& ctx) noexcept : ctx_(ctx) {}
     bool await_ready() const noexcept { return false; }
-    void await_suspend(std::coroutine_handle<> h) { detail::reactor_of(ctx_).schedule(h); }
+    void await_suspend(std::coroutine_handle<> h);
     void await_resume() const noexcept {}
 
 private:

@@ -2,10 +2,11 @@
 // and the hooks engine components use (SQEs, the ready queue, turn-end work,
 // orphaned state, deadlines). Not part of the public API: io_context shows
 // embedders run/stop/post, and engine code reaches this through
-// detail::reactor_of(ctx). The header names io_uring types only by forward
-// declaration, so public headers whose templates resume coroutines through it
-// (spawn, yield, submit) do not pull in <liburing.h>; the .cpp files that
-// prepare SQEs include it themselves.
+// detail::reactor_of(ctx). Public headers never include it: what their
+// inline code needs (resuming a coroutine, preparing an SQE for submit) goes
+// through functions defined in the engine's .cpp files. It names io_uring
+// types only by forward declaration; the .cpp files that prepare SQEs
+// include <liburing.h> themselves.
 #pragma once
 
 #include <cnetmod/engine/completion.hpp>
@@ -13,6 +14,7 @@
 #include <cnetmod/engine/detail/timer_wheel.hpp>
 #include <cnetmod/engine/io_context.hpp>
 #include <cnetmod/engine/registered_buffer.hpp>
+#include <cnetmod/engine/spawn.hpp>
 #include <cnetmod/engine/unique_function.hpp>
 
 #include <atomic>
@@ -33,17 +35,6 @@ namespace cnetmod::detail {
 class provided_buffer_ring;
 struct message_batch;
 
-// Work a component wants done once at the end of the current loop turn,
-// before the ring is entered (a send queue's flush, a batch of cross-core
-// messages). Registering twice in one turn is a no-op.
-struct turn_hook {
-    using function = void (*)(turn_hook*);
-    function run = nullptr;
-    turn_hook* next = nullptr;
-    bool queued = false;
-    explicit turn_hook(function f) : run(f) {}
-};
-
 // A completion or hook that belongs to a reactor and knows it.
 struct context_completion : completion {
     reactor* home = nullptr;
@@ -62,13 +53,6 @@ struct orphan_node {
     orphan_node* prev = nullptr;
     orphan_node* next = nullptr;
     void (*destroy)(orphan_node*) = nullptr;
-};
-
-// A node of the intrusive list of detached coroutines (spawn) a reactor owns.
-struct detached_node {
-    detached_node* prev = nullptr;
-    detached_node* next = nullptr;
-    std::coroutine_handle<> frame;
 };
 
 // A deadline for a waiter that is not itself an SQE (a recv from the
