@@ -331,10 +331,12 @@ TEST(io_context, a_sleeping_loop_wakes_for_a_near_deadline) {
     const auto due = steady::now() + 30ms;
     detail::reactor_of(ctx).arm(near, deadline{due});
     const auto enters = ctx.enter_calls();
+    const auto sqes = ctx.sqes_prepared();
     ctx.run();  // nothing but the two deadlines: only the wheel's wait can end this
     EXPECT_GE(near.fired_at, due);
     EXPECT_LT(near.fired_at - due, lateness_bound);
     EXPECT_LT(ctx.enter_calls() - enters, 15u);
+    EXPECT_EQ(ctx.sqes_prepared() - sqes, 0u) << "the bounded wait took a timeout SQE";
     EXPECT_TRUE(far.armed());
     detail::reactor_of(ctx).disarm(far);
 }
