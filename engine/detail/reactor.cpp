@@ -9,6 +9,7 @@
 #include <system_error>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
