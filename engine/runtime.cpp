@@ -1,3 +1,4 @@
+#include <cnetmod/engine/detail/reactor.hpp>
 #include <cnetmod/engine/runtime.hpp>
 
 #include <pthread.h>
@@ -101,7 +102,7 @@ void runtime::submit_to(std::size_t target, detail::unique_function fn) {
     if (contexts_.empty() || !contexts_[target]) return;  // not running: dropped, like work in flight at stop()
     io_context& to = *contexts_[target];
     if (this_runtime == this && this_core >= 0)
-        contexts_[static_cast<std::size_t>(this_core)]->send_message(to, std::move(fn));
+        detail::reactor_of(*contexts_[static_cast<std::size_t>(this_core)]).send_message(to, std::move(fn));
     else
         to.post(std::move(fn));
 }
@@ -115,7 +116,7 @@ void runtime::core_main(std::size_t index, int cpu) {
     }
     try {
         contexts_[index] = std::make_unique<io_context>(options_.context);
-        contexts_[index]->attach_runtime(*this, index, cores_);
+        detail::reactor_of(*contexts_[index]).attach_runtime(*this, index, cores_);
     } catch (...) {
         std::lock_guard lock(sync_->mutex);
         if (!sync_->failed) sync_->start_error = std::current_exception();
@@ -142,7 +143,7 @@ void runtime::core_main(std::size_t index, int cpu) {
     // Messages that reached this ring after its loop ended are freed unrun
     // here, on the owning thread (a DEFER_TASKRUN ring delivers only to it).
     // The contexts themselves are destroyed by wait(), once every thread is gone.
-    if (ctx) ctx->discard_pending_messages();
+    if (ctx) detail::reactor_of(*ctx).discard_pending_messages();
     this_core = -1;
     this_runtime = nullptr;
 }

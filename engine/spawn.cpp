@@ -1,3 +1,4 @@
+#include <cnetmod/engine/detail/reactor.hpp>
 #include <cnetmod/engine/spawn.hpp>
 
 #include <cstdio>
@@ -23,4 +24,28 @@ void report_escaped_exception(std::exception_ptr e, const std::source_location& 
                  static_cast<unsigned>(where.line()), where.function_name(), type);
 }
 
+detached_task::promise_type::~promise_type() {
+    if (ctx) reactor_of(*ctx).release(*this);
+}
+
 }  // namespace cnetmod::detail
+
+namespace cnetmod {
+
+void start_detached(io_context& ctx, detail::detached_task t, std::source_location where) {
+    auto& promise = t.handle.promise();
+    promise.where = where;
+    if (ctx.running_in_this_thread()) {
+        promise.ctx = &ctx;
+        detail::reactor_of(ctx).adopt(promise);
+        t.handle.resume();
+    } else {
+        ctx.post([h = t.handle, c = &ctx] {
+            h.promise().ctx = c;
+            detail::reactor_of(*c).adopt(h.promise());
+            h.resume();
+        });
+    }
+}
+
+}  // namespace cnetmod

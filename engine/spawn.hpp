@@ -20,6 +20,14 @@ namespace detail {
 
 void report_escaped_exception(std::exception_ptr e, const std::source_location& where) noexcept;
 
+// A node of the intrusive list of detached coroutines a context owns, so
+// that those still suspended are destroyed with it.
+struct detached_node {
+    detached_node* prev = nullptr;
+    detached_node* next = nullptr;
+    std::coroutine_handle<> frame;
+};
+
 struct detached_task {
     struct promise_type : detached_node {
         io_context* ctx = nullptr;
@@ -36,9 +44,7 @@ struct detached_task {
         std::suspend_never final_suspend() noexcept { return {}; }
         void return_void() noexcept {}
         void unhandled_exception() noexcept { report_escaped_exception(std::current_exception(), where); }
-        ~promise_type() {
-            if (ctx) ctx->release(*this);
-        }
+        ~promise_type();
     };
     std::coroutine_handle<promise_type> handle;
 };
@@ -55,22 +61,8 @@ detached_task run_detached(task<T> t) {
 // no wrapper frame, so long-lived per-connection work costs one frame less
 // than spawn(ctx, task). Runs at once on the context's own thread, else in a
 // later loop turn; an exception that escapes it is reported like spawn's.
-inline void start_detached(io_context& ctx, detail::detached_task t,
-                           std::source_location where = std::source_location::current()) {
-    auto& promise = t.handle.promise();
-    promise.where = where;
-    if (ctx.running_in_this_thread()) {
-        promise.ctx = &ctx;
-        ctx.adopt(promise);
-        t.handle.resume();
-    } else {
-        ctx.post([h = t.handle, c = &ctx] {
-            h.promise().ctx = c;
-            c->adopt(h.promise());
-            h.resume();
-        });
-    }
-}
+void start_detached(io_context& ctx, detail::detached_task t,
+                    std::source_location where = std::source_location::current());
 
 // Starts `t` on `ctx`. On the context's own thread the task runs at once until
 // its first suspension; from any other thread it starts in a later loop turn.

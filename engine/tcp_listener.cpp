@@ -1,6 +1,8 @@
+#include <cnetmod/engine/detail/reactor.hpp>
 #include <cnetmod/engine/io_context.hpp>
 #include <cnetmod/engine/tcp_listener.hpp>
 
+#include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -23,8 +25,8 @@ public:
     const listen_options& options() const noexcept { return options_; }
 
     void arm() {
-        if (armed_ || fd_ < 0 || ctx_.closing()) return;
-        io_uring_sqe* sqe = ctx_.acquire_sqe();
+        if (armed_ || fd_ < 0 || reactor_of(ctx_).closing()) return;
+        io_uring_sqe* sqe = reactor_of(ctx_).acquire_sqe();
         io_uring_prep_multishot_accept(sqe, fd_, nullptr, nullptr, SOCK_CLOEXEC);
         io_uring_sqe_set_data(sqe, static_cast<completion*>(this));
         armed_ = true;
@@ -45,7 +47,7 @@ public:
         void await_suspend(std::coroutine_handle<> h) {
             handle = h;
             s.waiters_.push_back(this);
-            if (d.is_set()) timer = s.ctx_.arm_wait_timer(d, &accept_wait::on_timeout, this);
+            if (d.is_set()) timer = reactor_of(s.ctx_).arm_wait_timer(d, &accept_wait::on_timeout, this);
         }
         static void on_timeout(void* p) {
             auto* w = static_cast<accept_wait*>(p);
@@ -56,13 +58,13 @@ public:
         }
         void await_resume() {
             if (timer) {
-                s.ctx_.disarm_wait_timer(timer);
+                reactor_of(s.ctx_).disarm_wait_timer(timer);
                 timer = nullptr;
             }
             if (timed_out) throw std::system_error(std::make_error_code(std::errc::timed_out), "cnetmod: accept");
         }
         ~accept_wait() {
-            if (timer) s.ctx_.disarm_wait_timer(timer);
+            if (timer) reactor_of(s.ctx_).disarm_wait_timer(timer);
             std::erase(s.waiters_, this);
         }
     };
@@ -81,9 +83,9 @@ public:
 
     void close() noexcept {
         if (fd_ < 0) return;
-        if (armed_) ctx_.cancel(static_cast<completion*>(this));
+        if (armed_) reactor_of(ctx_).cancel(static_cast<completion*>(this));
         if (retry_timer_) {
-            ctx_.disarm_wait_timer(retry_timer_);
+            reactor_of(ctx_).disarm_wait_timer(retry_timer_);
             retry_timer_ = nullptr;
         }
         ::close(fd_);
@@ -92,7 +94,7 @@ public:
         accepted_.clear();
         auto waiters = std::move(waiters_);
         waiters_.clear();
-        for (auto* w : waiters) ctx_.schedule(w->handle);
+        for (auto* w : waiters) reactor_of(ctx_).schedule(w->handle);
     }
 
     void release() noexcept {
@@ -102,7 +104,7 @@ public:
             delete this;
         } else {
             destroy = [](orphan_node* n) { delete static_cast<listener_state*>(n); };
-            ctx_.add_orphan(*this);  // the last CQE deletes it, or the context does
+            reactor_of(ctx_).add_orphan(*this);  // the last CQE deletes it, or the context does
         }
     }
 
@@ -118,15 +120,15 @@ private:
         if (!(flags & IORING_CQE_F_MORE)) {
             s->armed_ = false;
             if (--s->pending_ == 0 && s->released_) {
-                s->ctx_.remove_orphan(*s);
+                reactor_of(s->ctx_).remove_orphan(*s);
                 delete s;
                 return;
             }
             if (s->released_ || s->fd_ < 0) return;
             if (result < 0 && result != -ECANCELED) {
                 // EMFILE, ENFILE, ENOMEM…: try again shortly rather than spin.
-                s->retry_timer_ =
-                    s->ctx_.arm_wait_timer(timeout(std::chrono::milliseconds(50)), &listener_state::on_retry, s);
+                s->retry_timer_ = reactor_of(s->ctx_).arm_wait_timer(timeout(std::chrono::milliseconds(50)),
+                                                                     &listener_state::on_retry, s);
             } else if (!s->paused_) {
                 s->arm();
             }
@@ -148,7 +150,7 @@ private:
         }
         if (armed_ && !paused_ && accepted_.size() >= options_.max_queued) {
             paused_ = true;
-            ctx_.cancel(static_cast<completion*>(this));
+            reactor_of(ctx_).cancel(static_cast<completion*>(this));
         }
     }
 

@@ -5,6 +5,7 @@
 #include <cnetmod/engine/detail/tls_socket.hpp>
 #include <cnetmod/engine/tcp_stream.hpp>
 
+#include <liburing.h>
 #include <sys/socket.h>
 #include <system_error>
 #include <unistd.h>
@@ -33,7 +34,7 @@ struct drain_wait {
         node.handle = h;
         s.add_writer(node);
         waiting = true;
-        if (d.is_set()) timer = s.ctx().arm_wait_timer(d, &drain_wait::on_timeout, this);
+        if (d.is_set()) timer = s.home().arm_wait_timer(d, &drain_wait::on_timeout, this);
     }
     static void on_timeout(void* p) {
         auto* self = static_cast<drain_wait*>(p);
@@ -47,14 +48,14 @@ struct drain_wait {
     }
     void await_resume() {
         waiting = false;  // a wake-up took it off the list
-        if (timer) s.ctx().disarm_wait_timer(std::exchange(timer, nullptr));
+        if (timer) s.home().disarm_wait_timer(std::exchange(timer, nullptr));
         if (timed_out) throw std::system_error(std::make_error_code(std::errc::timed_out), "cnetmod: tcp_stream send");
         if (s.send_error()) throw std::system_error(s.send_error(), std::system_category(), "cnetmod: tcp_stream send");
         if (!s.is_open() && s.unsent_bytes() > node.threshold)
             throw std::system_error(std::make_error_code(std::errc::not_connected), "cnetmod: tcp_stream closed");
     }
     ~drain_wait() {
-        if (timer) s.ctx().disarm_wait_timer(timer);
+        if (timer) s.home().disarm_wait_timer(timer);
         stop_waiting();
     }
 };

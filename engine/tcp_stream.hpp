@@ -39,6 +39,7 @@ class tls_context;
 
 namespace detail {
 class socket_core;
+struct wait_timer;
 // Send queues the calling thread has allocated (the rest came from its pool).
 std::size_t send_queue_allocations() noexcept;
 }  // namespace detail

@@ -1,5 +1,8 @@
+#include <cnetmod/engine/detail/completion.hpp>
+#include <cnetmod/engine/detail/reactor.hpp>
 #include <cnetmod/engine/timer.hpp>
 
+#include <liburing.h>
 #include <system_error>
 
 namespace cnetmod::detail {
@@ -8,22 +11,23 @@ void sleep_operation::await_suspend(std::coroutine_handle<> h) {
     waiter_ = h;
     if (stop_.stop_requested()) {
         result_ = -ECANCELED;
-        ctx_.schedule(h);
+        reactor_of(ctx_).schedule(h);
         return;
     }
-    io_uring_sqe* sqe = ctx_.acquire_sqe();
+    io_uring_sqe* sqe = reactor_of(ctx_).acquire_sqe();
     // Absolute CLOCK_MONOTONIC expiry: the duration was fixed when the sleep was created.
     io_uring_prep_timeout(sqe, &when_, 0, IORING_TIMEOUT_ABS);
-    io_uring_sqe_set_data(sqe, static_cast<completion*>(this));
+    io_uring_sqe_set_data64(sqe, tagged(this, sleep_tag));
     if (stop_.stop_possible()) stop_callback_.emplace(stop_, canceller{this});
 }
 
 void sleep_operation::canceller::operator()() noexcept {
     io_context& ctx = op->ctx_;
-    const auto id = reinterpret_cast<std::uint64_t>(static_cast<completion*>(op));
+    const auto id = tagged(op, sleep_tag);
     auto remove = [&ctx, id] {
-        if (ctx.closing()) return;
-        io_uring_sqe* sqe = ctx.acquire_sqe();
+        reactor& r = reactor_of(ctx);
+        if (r.closing()) return;
+        io_uring_sqe* sqe = r.acquire_sqe();
         io_uring_prep_timeout_remove(sqe, id, 0);
         io_uring_sqe_set_data64(sqe, 0);
     };
@@ -33,8 +37,8 @@ void sleep_operation::canceller::operator()() noexcept {
         ctx.post(remove);
 }
 
-void sleep_operation::on_cqe(completion* c, int result, std::uint32_t) {
-    auto* self = static_cast<sleep_operation*>(c);
+void sleep_completion(void* object, int result) {
+    auto* self = static_cast<sleep_operation*>(object);
     self->result_ = result;
     self->waiter_.resume();
 }

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cnetmod/engine/deadline.hpp>
-#include <cnetmod/engine/detail/completion.hpp>
 #include <cnetmod/engine/io_context.hpp>
 #include <cnetmod/engine/task.hpp>
 
@@ -18,15 +17,16 @@ namespace cnetmod {
 
 namespace detail {
 
-class sleep_operation : completion {
+// Its SQE's user_data is its address tagged as a sleep (no completion object).
+class sleep_operation {
 public:
     sleep_operation(io_context& ctx, std::chrono::nanoseconds d, std::stop_token stop)
-        : completion(&sleep_operation::on_cqe), ctx_(ctx), stop_(std::move(stop)) {
+        : ctx_(ctx), stop_(std::move(stop)) {
         when_ = to_kernel_timespec(
             deadline{deadline::clock::now() + std::chrono::duration_cast<deadline::clock::duration>(d)});
     }
     sleep_operation(io_context& ctx, deadline at, std::stop_token stop)
-        : completion(&sleep_operation::on_cqe), ctx_(ctx), stop_(std::move(stop)), when_(to_kernel_timespec(at)) {}
+        : ctx_(ctx), stop_(std::move(stop)), when_(to_kernel_timespec(at)) {}
 
     bool await_ready() const noexcept { return false; }
     void await_suspend(std::coroutine_handle<> h);
@@ -37,7 +37,7 @@ private:
         sleep_operation* op;
         void operator()() noexcept;
     };
-    static void on_cqe(completion* c, int result, std::uint32_t flags);
+    friend void sleep_completion(void* object, int result);
 
     io_context& ctx_;
     std::stop_token stop_;

@@ -48,12 +48,7 @@ public:
     }
 
     // Resumes `w` in its context's next ready step, or at once without a loop.
-    static void wake(queued_waiter& w) {
-        if (w.ctx)
-            w.ctx->schedule(w.handle);
-        else
-            w.handle.resume();
-    }
+    static void wake(queued_waiter& w);
 
 private:
     queued_waiter* head_ = nullptr;

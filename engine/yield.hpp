@@ -13,7 +13,7 @@ class yield {
 public:
     explicit yield(io_context& ctx) noexcept : ctx_(ctx) {}
     bool await_ready() const noexcept { return false; }
-    void await_suspend(std::coroutine_handle<> h) { ctx_.schedule(h); }
+    void await_suspend(std::coroutine_handle<> h);
     void await_resume() const noexcept {}
 
 private:

@@ -19,9 +19,11 @@ enum class completion_kind : std::uint8_t {
 // receive, its send, ...) and the object's own dispatcher runs. A user_data
 // whose low bits are 0 is a `completion*` (the slower paths: io_operation,
 // the wake-up read, cross-core batches).
-using tagged_handler = void (*)(void* object, unsigned tag, int result, std::uint32_t flags);
 inline constexpr std::uint64_t tag_mask = 7;
-// The socket core's operations (engine/detail/socket_core.cpp dispatches them).
+// Tag 4 is an async_sleep's timeout (engine/timer.cpp); every other tag is
+// one of the socket core's operations (engine/detail/socket_core.cpp).
+inline constexpr unsigned sleep_tag = 4;
+void sleep_completion(void* object, int result);
 void socket_completion(void* object, unsigned tag, int result, std::uint32_t flags);
 inline std::uint64_t tagged(const void* object, unsigned tag) noexcept {
     return reinterpret_cast<std::uint64_t>(object) | tag;

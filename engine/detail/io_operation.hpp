@@ -15,9 +15,22 @@
 #include <optional>
 #include <stop_token>
 
+struct io_uring_sqe;
+
 namespace cnetmod {
 
 namespace detail {
+
+// The ring work around a user's prepare function, out of line (io_operation.cpp)
+// so that this header needs neither the reactor nor <liburing.h>.
+// A free SQE; with `linked`, room for the linked timeout right after it.
+io_uring_sqe* acquire_operation_sqe(io_context& ctx, bool linked);
+// Points the SQE at `c` and links a timeout at `link_timeout` (absolute) if given.
+void bind_operation(io_context& ctx, io_uring_sqe* sqe, completion* c, __kernel_timespec* link_timeout);
+// Resumes `h` in the loop's ready queue (an operation cancelled before it started).
+void resume_in_loop(io_context& ctx, std::coroutine_handle<> h);
+// Asks the kernel to cancel the operation named `id`, from any thread.
+void cancel_operation(io_context& ctx, const void* id);
 
 template <class Prepare>
 class io_operation : completion {
@@ -37,20 +50,13 @@ public:
             // Already cancelled: complete through the loop without touching the kernel.
             result_ = -ECANCELED;
             cancelled_ = true;
-            ctx_.schedule(h);
+            resume_in_loop(ctx_, h);
             return;
         }
-        if (deadline_.is_set()) ctx_.reserve_sqes(2);
-        io_uring_sqe* sqe = ctx_.acquire_sqe();
+        if (deadline_.is_set()) timeout_ = to_kernel_timespec(deadline_);
+        io_uring_sqe* sqe = acquire_operation_sqe(ctx_, deadline_.is_set());
         prepare_(sqe);
-        io_uring_sqe_set_data(sqe, static_cast<completion*>(this));
-        if (deadline_.is_set()) {
-            sqe->flags |= IOSQE_IO_LINK;
-            timeout_ = to_kernel_timespec(deadline_);
-            io_uring_sqe* link = ctx_.acquire_sqe();
-            io_uring_prep_link_timeout(link, &timeout_, IORING_TIMEOUT_ABS);
-            io_uring_sqe_set_data64(link, 0);
-        }
+        bind_operation(ctx_, sqe, static_cast<completion*>(this), deadline_.is_set() ? &timeout_ : nullptr);
         if (stop_.stop_possible()) stop_callback_.emplace(stop_, canceller{this});
     }
 
@@ -67,12 +73,7 @@ private:
         io_operation* op;
         void operator()() noexcept {
             op->cancelled_ = true;
-            io_context& ctx = op->ctx_;
-            const void* id = static_cast<completion*>(op);
-            if (ctx.running_in_this_thread())
-                ctx.cancel(id);
-            else
-                ctx.post([&ctx, id] { ctx.cancel(id); });
+            cancel_operation(op->ctx_, static_cast<completion*>(op));
         }
     };
 
@@ -97,7 +98,8 @@ private:
 
 // co_await submit(ctx, [&](io_uring_sqe* sqe) { io_uring_prep_...(sqe, ...); }, deadline, stop)
 // yields the CQE's result (negative errno on failure). The building block for
-// operations the engine does not wrap itself.
+// operations the engine does not wrap itself; the caller includes
+// <liburing.h> for the prep functions (this header does not).
 template <class Prepare>
 auto submit(io_context& ctx, Prepare prepare, deadline d = {}, std::stop_token stop = {}) {
     return detail::io_operation<Prepare>(ctx, std::move(prepare), d, std::move(stop));

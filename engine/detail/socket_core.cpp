@@ -1,9 +1,10 @@
-#include <cnetmod/engine/detail/socket_core.hpp>
-#include <cnetmod/engine/detail/tls_socket.hpp>
 #include <cnetmod/engine/detail/frame_allocator.hpp>
 #include <cnetmod/engine/detail/io_operation.hpp>
 #include <cnetmod/engine/detail/provided_buffer_ring.hpp>
+#include <cnetmod/engine/detail/socket_core.hpp>
+#include <cnetmod/engine/detail/tls_socket.hpp>
 
+#include <liburing.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <system_error>
@@ -106,7 +107,7 @@ void socket_core::operator delete(void* p, std::size_t n) noexcept {
 }
 
 socket_core::socket_core(io_context& ctx, int fd, const stream_options& options)
-    : ctx_(&ctx),
+    : reactor_(&reactor_of(ctx)),
       reader_(nullptr),
       fd_(fd),
       receive_high_water_(clamp32(options.receive_high_water)),
@@ -118,7 +119,7 @@ socket_core::socket_core(io_context& ctx, int fd, const stream_options& options)
 }
 
 socket_core::socket_core(relocating, const socket_core& from) noexcept
-    : ctx_(from.ctx_),
+    : reactor_(from.reactor_),
       reader_(nullptr),
       fd_(from.fd_),
       receive_high_water_(from.receive_high_water_),
@@ -208,7 +209,7 @@ std::span<std::byte> socket_core::front() const noexcept {
 
 void socket_core::release_chunk(const received_chunk& c) noexcept {
     if (c.buffer_id >= 0)
-        ctx_->recv_buffers().release(static_cast<std::uint16_t>(c.buffer_id));
+        reactor_->recv_buffers().release(static_cast<std::uint16_t>(c.buffer_id));
     else
         delete[] c.data;
 }
@@ -235,7 +236,7 @@ void socket_core::queue_received(std::size_t n) {
         const std::size_t take = std::min(n, view.size());
         const int id = rx_->queue.front_buffer_id();
         if (id >= 0) {
-            ctx_->recv_buffers().hold(static_cast<std::uint16_t>(id));
+            reactor_->recv_buffers().hold(static_cast<std::uint16_t>(id));
             tx().queue.append_received(view.data(), take, id);
             schedule_flush();
         } else {
@@ -251,7 +252,7 @@ void socket_core::push_chunk(std::byte* data, std::size_t size, int buffer_id) {
     if (rx_armed_ && !paused_ && rx_->queue.bytes() > receive_high_water_) {
         // The reader is behind: stop taking buffers; TCP's window holds the peer back.
         paused_ = true;
-        ctx_->cancel(op_id(recv_tag()));
+        reactor_->cancel(op_id(recv_tag()));
     }
 }
 
@@ -266,7 +267,7 @@ void socket_core::received(std::byte* data, std::size_t size, int buffer_id) {
 // Makes sure some receive is in flight for a reader about to wait.
 void socket_core::ensure_receiving() {
     if (rx_armed_ || fallback_armed_ || eof_ || rx_error_ || fd_ < 0 || paused_) return;
-    if (ctx_->recv_buffers().available() > 0)
+    if (reactor_->recv_buffers().available() > 0)
         arm_multishot();
     else
         arm_fallback();
@@ -276,19 +277,19 @@ void socket_core::ensure_receiving() {
 // once could deliver bytes out of order.
 void socket_core::arm_receive() {
     if (fd_ < 0 || eof_ || rx_error_ || rx_armed_ || fallback_armed_) return;
-    if (ctx_->recv_buffers().available() > 0)
+    if (reactor_->recv_buffers().available() > 0)
         arm_multishot();
     else if (reader_)
         arm_fallback();
     else
-        ctx_->at_turn_end(rx().rearm);  // wait for buffers to come back
+        reactor_->at_turn_end(rx().rearm);  // wait for buffers to come back
 }
 
 void socket_core::arm_multishot() {
-    io_uring_sqe* sqe = ctx_->acquire_sqe();
+    io_uring_sqe* sqe = reactor_->acquire_sqe();
     io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = ctx_->recv_buffers().group_id();
+    sqe->buf_group = reactor_->recv_buffers().group_id();
     io_uring_sqe_set_data64(sqe, tagged(this, recv_tag()));
     rx_armed_ = true;
     ++pending_;
@@ -296,10 +297,10 @@ void socket_core::arm_multishot() {
 
 // The ring is dry and a reader waits: receive into memory of our own.
 void socket_core::arm_fallback() {
-    const std::size_t size = ctx_->recv_buffers().buffer_size();
+    const std::size_t size = reactor_->recv_buffers().buffer_size();
     receive_side& r = rx();
     r.fallback.reset(new std::byte[size]);
-    io_uring_sqe* sqe = ctx_->acquire_sqe();
+    io_uring_sqe* sqe = reactor_->acquire_sqe();
     io_uring_prep_recv(sqe, fd_, r.fallback.get(), size, 0);
     io_uring_sqe_set_data64(sqe, tagged(this, fallback_tag()));
     fallback_armed_ = true;
@@ -319,7 +320,7 @@ void socket_core::run_rearm() {
 void socket_core::start_read_wait(read_waiter& w, deadline d) {
     ensure_receiving();
     reader_timed_out_ = false;
-    w.timer = d.is_set() ? ctx_->arm_wait_timer(d, &socket_core::on_reader_timeout, this) : nullptr;
+    w.timer = d.is_set() ? reactor_->arm_wait_timer(d, &socket_core::on_reader_timeout, this) : nullptr;
     w.core = this;
     reader_ = &w;
 }
@@ -328,7 +329,7 @@ void socket_core::start_read_wait(read_waiter& w, deadline d) {
 // the socket is released under it).
 void socket_core::cancel_read_wait() noexcept {
     if (!reader_) return;
-    if (reader_->timer) ctx_->disarm_wait_timer(std::exchange(reader_->timer, nullptr));
+    if (reader_->timer) reactor_->disarm_wait_timer(std::exchange(reader_->timer, nullptr));
     reader_->core = nullptr;
     reader_ = nullptr;
 }
@@ -361,7 +362,7 @@ void socket_core::wake_reader() {
         return;
     }
     read_waiter* w = std::exchange(reader_, nullptr);
-    if (w->timer) ctx_->disarm_wait_timer(std::exchange(w->timer, nullptr));
+    if (w->timer) reactor_->disarm_wait_timer(std::exchange(w->timer, nullptr));
     w->core = nullptr;
     w->run(w);
 }
@@ -374,18 +375,18 @@ void socket_core::throw_if_receive_failed() const {
 
 void socket_core::fail_receive(int error) noexcept {
     if (rx_error_ == 0) rx_error_ = static_cast<std::uint16_t>(error);
-    if (rx_armed_) ctx_->cancel(op_id(recv_tag()));
+    if (rx_armed_) reactor_->cancel(op_id(recv_tag()));
 }
 
 template <bool Tls>
 void socket_core::on_recv(socket_core* s, int result, std::uint32_t flags) {
     if (flags & IORING_CQE_F_BUFFER) {
         const auto id = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
-        s->ctx_->recv_buffers().taken(id);
+        s->reactor_->recv_buffers().taken(id);
         if (result > 0 && !s->released_)
-            s->received<Tls>(s->ctx_->recv_buffers().data(id), static_cast<std::size_t>(result), id);
+            s->received<Tls>(s->reactor_->recv_buffers().data(id), static_cast<std::size_t>(result), id);
         else
-            s->ctx_->recv_buffers().release(id);
+            s->reactor_->recv_buffers().release(id);
     }
     if (result == 0)
         s->eof_ = true;
@@ -435,7 +436,7 @@ void socket_core::throw_if_cannot_send() const {
 }
 
 void socket_core::schedule_flush() noexcept {
-    ctx_->at_turn_end(tx_->flush);
+    reactor_->at_turn_end(tx_->flush);
 }
 
 std::span<std::byte> socket_core::queue_space(std::size_t n) {
@@ -456,7 +457,7 @@ void socket_core::queue(shared_buffer buffer) {
 void socket_core::queue(registered_buffer buffer) {
     throw_if_cannot_send();
     if (buffer.size() == 0) return;
-    if (buffer.size() < ctx_->options().send_zc_threshold) {
+    if (buffer.size() < reactor_->options().send_zc_threshold) {
         // Below the crossover a copy is cheaper than pinning pages.
         const auto bytes = buffer.bytes();
         std::memcpy(queue_space(bytes.size()).data(), bytes.data(), bytes.size());
@@ -496,7 +497,7 @@ void socket_core::flush() {
 void socket_core::submit_send() {
     send_queue& q = tx_->queue;
     const send_queue::next_send next = q.prepare_send();
-    io_uring_sqe* sqe = ctx_->acquire_sqe();
+    io_uring_sqe* sqe = reactor_->acquire_sqe();
     send_is_zero_copy_ = next.fixed != nullptr;
     if (send_is_zero_copy_) {
         io_uring_prep_send_zc_fixed(sqe, fd_, next.fixed_bytes.data(), next.fixed_bytes.size(), MSG_NOSIGNAL, 0,
@@ -586,7 +587,7 @@ void socket_core::wake_writers() noexcept {
         drain_waiter* w = writers[i];
         if (unsent_bytes() <= w->threshold || tx_error_ || fd_ < 0) {
             writers.erase(writers.begin() + static_cast<std::ptrdiff_t>(i));
-            ctx_->schedule(w->handle);
+            reactor_->schedule(w->handle);
         } else {
             ++i;
         }
@@ -599,7 +600,8 @@ task<void> socket_core::shutdown_send() {
     if (fd_ < 0 || shut_down_) co_return;
     shut_down_ = true;
     const int fd = fd_;
-    int rc = co_await submit(*ctx_, [fd](io_uring_sqe* sqe) { io_uring_prep_shutdown(sqe, fd, SHUT_WR); });
+    int rc =
+        co_await submit(reactor_->context(), [fd](io_uring_sqe* sqe) { io_uring_prep_shutdown(sqe, fd, SHUT_WR); });
     (void)rc;  // ENOTCONN when the peer already reset: nothing left to shut
 }
 
@@ -609,14 +611,14 @@ void socket_core::close_now(bool reset) noexcept {
         linger l{1, 0};
         ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
     }
-    if (rx_armed_) ctx_->cancel(op_id(recv_tag()));
-    if (fallback_armed_) ctx_->cancel(op_id(fallback_tag()));
-    if (send_inflight_) ctx_->cancel(op_id(op_send));
+    if (rx_armed_) reactor_->cancel(op_id(recv_tag()));
+    if (fallback_armed_) reactor_->cancel(op_id(fallback_tag()));
+    if (send_inflight_) reactor_->cancel(op_id(op_send));
     ::close(fd_);
     fd_ = -1;
     drop_queued();
     // A waiting reader resumes in the loop, not inside the caller that closed.
-    if (reader_) ctx_->at_turn_end(rx().rearm);
+    if (reader_) reactor_->at_turn_end(rx().rearm);
     wake_writers();
     return_tx_if_idle();
 }
@@ -635,13 +637,13 @@ void socket_core::release() noexcept {
         return;
     }
     orphan_ = new socket_orphan(this);
-    ctx_->add_orphan(*orphan_);  // the last CQE frees this core, or the context does
+    reactor_->add_orphan(*orphan_);  // the last CQE frees this core, or the context does
 }
 
 // Called by each CQE handler and released hook: true when this core was freed.
 bool socket_core::finish_operation() noexcept {
     if (--pending_ == 0 && released_) {
-        ctx_->remove_orphan(*orphan_);
+        reactor_->remove_orphan(*orphan_);
         delete orphan_;
         destroy();
         return true;

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cnetmod/engine/detail/completion.hpp>
+#include <cnetmod/engine/detail/reactor.hpp>
 #include <cnetmod/engine/detail/receive_queue.hpp>
 #include <cnetmod/engine/detail/send_queue.hpp>
 #include <cnetmod/engine/io_context.hpp>
@@ -58,7 +59,8 @@ public:
     ~socket_core() = default;
     socket_core& operator=(const socket_core&) = delete;
 
-    io_context& ctx() const noexcept { return *ctx_; }
+    io_context& ctx() const noexcept { return reactor_->context(); }
+    reactor& home() const noexcept { return *reactor_; }
     int fd() const noexcept { return fd_; }
     bool is_open() const noexcept { return fd_ >= 0; }
     bool is_tls() const noexcept { return tls_; }
@@ -158,7 +160,7 @@ protected:
     static void on_send(socket_core* s, int result, std::uint32_t flags);
     static void on_reader_timeout(void* p);
 
-    io_context* ctx_;
+    reactor* reactor_;            // the core's loop (io_context's engine side)
     receive_side* rx_ = nullptr;  // lent while bytes are buffered or a fallback recv is in flight
     send_side* tx_ = nullptr;     // lent while bytes are queued, in flight or held for SEND_ZC
     union {

@@ -1,5 +1,5 @@
-#include <cnetmod/engine/detail/tls_socket.hpp>
 #include <cnetmod/engine/detail/provided_buffer_ring.hpp>
+#include <cnetmod/engine/detail/tls_socket.hpp>
 
 #include <system_error>
 
@@ -22,7 +22,7 @@ tls_socket* tls_socket::start(socket_core* plain, const tls_context& context, st
     plain->fd_ = -1;  // the descriptor is the TLS socket's now
     plain->destroy();
     if (handshake_deadline.is_set())
-        s->handshake_timer_ = s->ctx_->arm_wait_timer(handshake_deadline, &tls_socket::on_handshake_timeout, s);
+        s->handshake_timer_ = s->reactor_->arm_wait_timer(handshake_deadline, &tls_socket::on_handshake_timeout, s);
     if (!context.is_server()) {
         s->session_.handshake();  // the ClientHello
         s->tx();
@@ -88,7 +88,7 @@ void tls_socket::on_handshake_timeout(void* p) {
 }
 
 void tls_socket::disarm_handshake_timer() noexcept {
-    if (handshake_timer_) ctx_->disarm_wait_timer(std::exchange(handshake_timer_, nullptr));
+    if (handshake_timer_) reactor_->disarm_wait_timer(std::exchange(handshake_timer_, nullptr));
 }
 
 void tls_socket::flush_records() {

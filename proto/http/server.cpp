@@ -1,3 +1,4 @@
+#include <cnetmod/engine/detail/reactor.hpp>
 #include <cnetmod/engine/spawn.hpp>
 #include <cnetmod/engine/timer.hpp>
 #include <cnetmod/proto/http/server.hpp>
@@ -370,7 +371,7 @@ struct all_cores_shut {
         co_await shutdown_core(self->st, *io_context::current(), self->grace);
         if (self->left.fetch_sub(1) != 1) co_return;
         if (runtime::current_core() == self->origin)
-            io_context::current()->schedule(self->waiter);
+            cnetmod::detail::reactor_of(*io_context::current()).schedule(self->waiter);
         else
             self->rt.submit_to(static_cast<std::size_t>(self->origin), [h = self->waiter] { h.resume(); });
     }

@@ -1,4 +1,5 @@
 #include <cnetmod/engine/context_local.hpp>
+#include <cnetmod/engine/detail/reactor.hpp>
 #include <cnetmod/engine/spawn.hpp>
 #include <cnetmod/engine/timer.hpp>
 #include <cnetmod/proto/ws/connection.hpp>
@@ -94,7 +95,7 @@ public:
 
     ~connection_state() {
         if (subs_) release_subscriptions(*subs_);
-        if (close_timer_) ctx_.disarm_wait_timer(close_timer_);
+        if (close_timer_) cnetmod::detail::reactor_of(ctx_).disarm_wait_timer(close_timer_);
         release_reassembly();
         unlink();
     }
@@ -119,7 +120,7 @@ public:
     void register_as(const void* tag) noexcept { server_tag_ = tag; }
     void link() {
         core_connections& core = core_connections::of(ctx_);
-        if (!core.sweeping && !ctx_.closing()) {
+        if (!core.sweeping && !cnetmod::detail::reactor_of(ctx_).closing()) {
             core.now_ms = core_connections::clock_ms();
             core.sweeping = true;
             try {
@@ -238,7 +239,8 @@ public:
         phase_ = phase::closed;
         release_reassembly();
         if (!close_timer_)
-            close_timer_ = ctx_.arm_wait_timer(timeout(opts_.close_timeout), &connection_state::on_close_timeout, this);
+            close_timer_ = cnetmod::detail::reactor_of(ctx_).arm_wait_timer(timeout(opts_.close_timeout),
+                                                                            &connection_state::on_close_timeout, this);
     }
 
     // Gives back this connection's share of the core's reassembly total.
@@ -269,7 +271,8 @@ public:
         close_code_ = code;
         close_reason_ = std::string(reason);
         if (!close_timer_)
-            close_timer_ = ctx_.arm_wait_timer(timeout(grace), &connection_state::on_close_timeout, this);
+            close_timer_ = cnetmod::detail::reactor_of(ctx_).arm_wait_timer(timeout(grace),
+                                                                            &connection_state::on_close_timeout, this);
     }
     static void on_close_timeout(void* p) {
         auto* s = static_cast<connection_state*>(p);
@@ -909,7 +912,8 @@ task<void> close_in_background(std::unique_ptr<detail::connection_state> s) {
 connection::~connection() {
     if (!state_ || !state_->stream_.is_open()) return;
     io_context& ctx = state_->ctx_;
-    if (ctx.closing() || !ctx.running_in_this_thread()) return;  // the stream's destructor resets it
+    if (cnetmod::detail::reactor_of(ctx).closing() || !ctx.running_in_this_thread())
+        return;  // the stream's destructor resets it
     spawn(ctx, close_in_background(std::move(state_)));
 }
 

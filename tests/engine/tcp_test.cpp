@@ -1,8 +1,10 @@
 #include "test_support.hpp"
 #include <cnetmod/engine/detail/io_operation.hpp>
+#include <cnetmod/engine/detail/reactor.hpp>
 #include <cnetmod/engine/detail/socket_core.hpp>
 
 #include <gtest/gtest.h>
+#include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -123,7 +125,7 @@ TEST(tcp, receive_under_provided_buffer_exhaustion_loses_nothing) {
         auto first = co_await hog_server.recv_view(timeout(5s));
         EXPECT_FALSE(first.empty());
         co_await async_sleep(ctx, 50ms);
-        EXPECT_EQ(ctx.recv_buffers().available(), 0u) << "the hog holds every buffer";
+        EXPECT_EQ(detail::reactor_of(ctx).recv_buffers().available(), 0u) << "the hog holds every buffer";
 
         spawn(ctx, echo_server(ctx, listener));
         int matched = 0;
@@ -137,7 +139,7 @@ TEST(tcp, receive_under_provided_buffer_exhaustion_loses_nothing) {
         listener.close();
     };
     sync_wait(ctx, main_task());
-    EXPECT_EQ(ctx.recv_buffers().available(), 4u) << "every buffer went back to the ring";
+    EXPECT_EQ(detail::reactor_of(ctx).recv_buffers().available(), 4u) << "every buffer went back to the ring";
 }
 
 TEST(tcp, idle_connections_hold_no_receive_buffer) {
@@ -162,7 +164,7 @@ TEST(tcp, idle_connections_hold_no_receive_buffer) {
             }(s));
         for (auto& c : clients) c.queue(std::string_view("x"));
         co_await async_sleep(ctx, 100ms);
-        EXPECT_EQ(ctx.recv_buffers().available(), 64u);
+        EXPECT_EQ(detail::reactor_of(ctx).recv_buffers().available(), 64u);
         for (auto& c : clients) c.abort();
         co_await async_sleep(ctx, 20ms);
     };
@@ -491,7 +493,8 @@ TEST(tcp, received_bytes_are_forwarded_without_copy_and_buffers_return) {
     };
     sync_wait(ctx, main_task());
     EXPECT_EQ(matched, 50);
-    EXPECT_EQ(ctx.recv_buffers().available(), 64u) << "every forwarded buffer went back to the ring";
+    EXPECT_EQ(detail::reactor_of(ctx).recv_buffers().available(), 64u)
+        << "every forwarded buffer went back to the ring";
 }
 
 TEST(tcp, a_large_burst_does_not_stay_in_the_send_queue) {
