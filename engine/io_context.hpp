@@ -59,6 +59,11 @@ struct io_context_options {
     // Ask for IORING_SETUP_DEFER_TASKRUN (completions run only when the loop
     // enters the kernel); false starts from COOP_TASKRUN instead.
     bool defer_taskrun = true;
+    // Slots of the ring's registered-file table: a socket registered there is
+    // named by its slot in every operation, so the kernel skips the
+    // file-table lookup and reference count per operation. Sockets beyond
+    // the table (or with 0) use their descriptor as usual.
+    unsigned registered_files = 16384;
     // Registered send buffers for zero-copy sends (0: none). Registration
     // pins the memory, which counts against RLIMIT_MEMLOCK for non-root users.
     unsigned registered_buffer_count = 0;
@@ -88,7 +93,8 @@ struct io_context_features {
     bool single_issuer = false;
     bool defer_taskrun = false;
     bool coop_taskrun = false;
-    bool min_timeout = false;  // IORING_FEAT_MIN_TIMEOUT: batched wake-ups are possible
+    bool min_timeout = false;       // IORING_FEAT_MIN_TIMEOUT: batched wake-ups are possible
+    unsigned registered_files = 0;  // slots of the registered-file table (0: none)
     unsigned setup_flags = 0;
 };
 

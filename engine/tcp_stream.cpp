@@ -98,6 +98,9 @@ bool tcp_stream::is_open() const noexcept {
 int tcp_stream::native_handle() const noexcept {
     return state_ ? state_->fd() : -1;
 }
+bool tcp_stream::is_registered() const noexcept {
+    return state_ && state_->is_registered();
+}
 io_context& tcp_stream::context() const noexcept {
     return state_->ctx();
 }

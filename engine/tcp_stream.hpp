@@ -84,6 +84,9 @@ public:
     bool is_open() const noexcept;
     int native_handle() const noexcept;
     io_context& context() const noexcept;
+    // The ring names this socket by a slot of its registered-file table
+    // (io_context_options::registered_files), not by its descriptor.
+    bool is_registered() const noexcept;
     ip_endpoint local_endpoint() const;
     ip_endpoint remote_endpoint() const;
 

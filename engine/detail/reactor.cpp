@@ -99,7 +99,36 @@ reactor::reactor(io_context& ctx, io_context_options options)
         io_uring_queue_exit(ring_.get());
         throw;
     }
+    register_file_table();
     arm_wake();
+}
+
+// A sparse registered-file table (kernel 5.19); without one every socket
+// simply uses its descriptor.
+void reactor::register_file_table() noexcept {
+    const unsigned n = options_.registered_files;
+    if (n == 0 || io_uring_register_files_sparse(ring_.get(), n) < 0) return;
+    features_.registered_files = n;
+    free_file_slots_.reserve(n);
+    for (unsigned i = n; i > 0; --i) free_file_slots_.push_back(i - 1);
+}
+
+int reactor::register_file(int fd) noexcept {
+    if (free_file_slots_.empty() || closing_) return -1;
+    const std::uint32_t slot = free_file_slots_.back();
+    if (io_uring_register_files_update(ring_.get(), slot, &fd, 1) != 1) return -1;
+    free_file_slots_.pop_back();
+    return static_cast<int>(slot);
+}
+
+void reactor::unregister_file(int slot) noexcept {
+    if (slot < 0) return;
+    if (!closing_) {
+        int none = -1;
+        if (io_uring_register_files_update(ring_.get(), static_cast<unsigned>(slot), &none, 1) != 1) return;
+    }
+    // During teardown the ring (and its table) goes anyway.
+    free_file_slots_.push_back(static_cast<std::uint32_t>(slot));
 }
 
 namespace {

@@ -97,6 +97,13 @@ public:
     void bind(io_uring_sqe* sqe, completion* c, __kernel_timespec* link_timeout);
     // Asks the kernel to cancel the operation whose SQE carried `user_data`.
     void cancel(const void* user_data);
+    // A slot of the registered-file table for `fd` (a synchronous update of
+    // one entry), or -1 when the table is full or absent. The socket keeps
+    // its descriptor too (for setsockopt, getpeername, close).
+    int register_file(int fd) noexcept;
+    // Empties the slot (operations still in flight keep the file until they
+    // end), so that closing the descriptor closes the socket.
+    void unregister_file(int slot) noexcept;
     // True while the context is being torn down: nothing new may be submitted.
     bool closing() const noexcept { return closing_; }
 
@@ -153,6 +160,7 @@ private:
     friend struct message_batch;
 
     void setup_ring();
+    void register_file_table() noexcept;
     void enable_on_this_thread();
     void turn();
     int enter(bool idle);
@@ -178,6 +186,7 @@ private:
     std::thread::id owner_thread_{};
     std::unique_ptr<provided_buffer_ring> recv_buffers_;
     std::unique_ptr<registered_buffer_pool> send_buffers_;
+    std::vector<std::uint32_t> free_file_slots_;  // of the registered-file table, highest first
 
     std::atomic<bool> stop_requested_{false};
 

@@ -116,12 +116,20 @@ socket_core::socket_core(io_context& ctx, int fd, const stream_options& options)
         int one = 1;
         ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
+    slot_ = reactor_->register_file(fd_);
+}
+
+void socket_core::target(io_uring_sqe* sqe) const noexcept {
+    if (slot_ < 0) return;
+    sqe->fd = slot_;
+    sqe->flags |= IOSQE_FIXED_FILE;
 }
 
 socket_core::socket_core(relocating, const socket_core& from) noexcept
     : reactor_(from.reactor_),
       reader_(nullptr),
       fd_(from.fd_),
+      slot_(from.slot_),
       receive_high_water_(from.receive_high_water_),
       send_high_water_(from.send_high_water_),
       send_calls_(from.send_calls_),
@@ -288,6 +296,7 @@ void socket_core::arm_receive() {
 void socket_core::arm_multishot() {
     io_uring_sqe* sqe = reactor_->acquire_sqe();
     io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
+    target(sqe);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = reactor_->recv_buffers().group_id();
     io_uring_sqe_set_data64(sqe, tagged(this, recv_tag()));
@@ -302,6 +311,7 @@ void socket_core::arm_fallback() {
     r.fallback.reset(new std::byte[size]);
     io_uring_sqe* sqe = reactor_->acquire_sqe();
     io_uring_prep_recv(sqe, fd_, r.fallback.get(), size, 0);
+    target(sqe);
     io_uring_sqe_set_data64(sqe, tagged(this, fallback_tag()));
     fallback_armed_ = true;
     ++pending_;
@@ -512,6 +522,7 @@ void socket_core::submit_send() {
         tx_->msg.msg_iovlen = next.iov.size();
         io_uring_prep_sendmsg(sqe, fd_, &tx_->msg, MSG_NOSIGNAL);
     }
+    target(sqe);
     io_uring_sqe_set_data64(sqe, tagged(this, op_send));
     send_inflight_ = true;
     ++pending_;
@@ -614,6 +625,7 @@ void socket_core::close_now(bool reset) noexcept {
     if (rx_armed_) reactor_->cancel(op_id(recv_tag()));
     if (fallback_armed_) reactor_->cancel(op_id(fallback_tag()));
     if (send_inflight_) reactor_->cancel(op_id(op_send));
+    reactor_->unregister_file(std::exchange(slot_, -1));
     ::close(fd_);
     fd_ = -1;
     drop_queued();

@@ -64,6 +64,7 @@ public:
     int fd() const noexcept { return fd_; }
     bool is_open() const noexcept { return fd_ >= 0; }
     bool is_tls() const noexcept { return tls_; }
+    bool is_registered() const noexcept { return slot_ >= 0; }
 
     // ---- receiving ----
 
@@ -151,6 +152,8 @@ protected:
     void fail_send(int error) noexcept;
     bool finish_operation() noexcept;
     void destroy() noexcept;
+    // Points a prepared SQE at this socket by its registered slot, when it has one.
+    void target(io_uring_sqe* sqe) const noexcept;
     const void* op_id(op_tag tag) const noexcept { return reinterpret_cast<const void*>(tagged(this, tag)); }
 
     template <bool Tls>
@@ -168,6 +171,7 @@ protected:
         socket_orphan* orphan_;  // after release, while the kernel still holds operations
     };
     int fd_;
+    int slot_ = -1;              // in the ring's registered-file table, or -1: operations name fd_
     std::uint16_t pending_ = 0;  // operations the kernel holds that name this core (and queued hooks, once released)
     std::uint16_t rx_error_ = 0;
     std::uint16_t tx_error_ = 0;

@@ -19,7 +19,8 @@ tls_socket* tls_socket::start(socket_core* plain, const tls_context& context, st
     if (plain->buffered() > 0 || plain->pending_ > 0 || plain->tx_ || plain->reader_)
         throw std::logic_error("cnetmod: start_tls on a stream that has already received or sent");
     auto* s = new tls_socket(*plain, context, server_name);
-    plain->fd_ = -1;  // the descriptor is the TLS socket's now
+    plain->fd_ = -1;  // the descriptor (and its registered slot) are the TLS socket's now
+    plain->slot_ = -1;
     plain->destroy();
     if (handshake_deadline.is_set())
         s->handshake_timer_ = s->reactor_->arm_wait_timer(handshake_deadline, &tls_socket::on_handshake_timeout, s);

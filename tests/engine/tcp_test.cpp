@@ -210,6 +210,58 @@ TEST(tcp, idle_sockets_hold_no_lent_state_after_traffic) {
     sync_wait(ctx, main_task());
 }
 
+// Sockets are named by a slot of the ring's registered-file table while
+// there is one; the rest use their descriptors, and both work alike. A
+// closed socket's slot is emptied (the peer sees the end) and reused.
+TEST(tcp, sockets_use_registered_file_slots_while_there_are_any) {
+    io_context ctx({.registered_files = 4});
+    ASSERT_EQ(ctx.features().registered_files, 4u) << "this kernel has sparse file tables (5.19)";
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    auto main_task = [&]() -> task<void> {
+        std::vector<tcp_stream> clients, servers;
+        for (int i = 0; i < 3; ++i) {
+            clients.push_back(co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port())));
+            servers.push_back(co_await listener.accept());
+        }
+        int registered = 0;
+        for (auto* side : {&clients, &servers})
+            for (auto& s : *side) registered += s.is_registered();
+        EXPECT_EQ(registered, 4) << "four slots, six sockets";
+        for (int i = 0; i < 3; ++i) {
+            co_await clients[i].send(pattern(70000, i));
+            EXPECT_EQ(co_await read_exactly(servers[i], 70000, timeout(10s)), pattern(70000, i));
+            co_await servers[i].send(pattern(5000, i + 10));
+            EXPECT_EQ(co_await read_exactly(clients[i], 5000, timeout(10s)), pattern(5000, i + 10));
+        }
+        // Close a registered one: its peer reads the end, and its slot goes to the next socket.
+        const std::size_t closed = clients[0].is_registered() ? 0 : 1;
+        EXPECT_TRUE(clients[closed].is_registered());
+        co_await clients[closed].close(timeout(1s));
+        auto end = co_await servers[closed].recv_view(timeout(5s));
+        EXPECT_TRUE(end.empty()) << "the emptied slot let the socket close";
+        auto next = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()));
+        EXPECT_TRUE(next.is_registered()) << "the slot was reused";
+        auto next_peer = co_await listener.accept();
+        co_await next.send(pattern(100, 1));
+        EXPECT_EQ(co_await read_exactly(next_peer, 100, timeout(5s)), pattern(100, 1));
+    };
+    sync_wait(ctx, main_task());
+}
+
+TEST(tcp, no_registered_files_when_the_table_is_off) {
+    io_context ctx({.registered_files = 0});
+    EXPECT_EQ(ctx.features().registered_files, 0u);
+    auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0));
+    auto main_task = [&]() -> task<void> {
+        auto c = co_await tcp_connect(ctx, ip_endpoint::loopback_v4(listener.port()));
+        auto s = co_await listener.accept();
+        EXPECT_FALSE(c.is_registered());
+        co_await c.send(pattern(1000, 3));
+        EXPECT_EQ(co_await read_exactly(s, 1000, timeout(5s)), pattern(1000, 3));
+    };
+    sync_wait(ctx, main_task());
+}
+
 TEST(tcp, reading_pauses_above_the_high_water_mark) {
     io_context ctx;
     auto listener = tcp_listener::bind(ctx, ip_endpoint::loopback_v4(0), {.stream = {.receive_high_water = 64 * 1024}});
