@@ -62,7 +62,8 @@ struct io_context_options {
     // Slots of the ring's registered-file table: a socket registered there is
     // named by its slot in every operation, so the kernel skips the
     // file-table lookup and reference count per operation. Sockets beyond
-    // the table (or with 0) use their descriptor as usual.
+    // the table (or with 0) use their descriptor as usual. The kernel caps
+    // the table at RLIMIT_NOFILE, and so does the context.
     unsigned registered_files = 16384;
     // Registered send buffers for zero-copy sends (0: none). Registration
     // pins the memory, which counts against RLIMIT_MEMLOCK for non-root users.

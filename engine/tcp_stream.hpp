@@ -85,7 +85,8 @@ public:
     int native_handle() const noexcept;
     io_context& context() const noexcept;
     // The ring names this socket by a slot of its registered-file table
-    // (io_context_options::registered_files), not by its descriptor.
+    // (io_context_options::registered_files, at most RLIMIT_NOFILE slots),
+    // not by its descriptor.
     bool is_registered() const noexcept;
     ip_endpoint local_endpoint() const;
     ip_endpoint remote_endpoint() const;

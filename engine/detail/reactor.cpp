@@ -106,7 +106,11 @@ reactor::reactor(io_context& ctx, io_context_options options)
 // A sparse registered-file table (kernel 5.19); without one every socket
 // simply uses its descriptor.
 void reactor::register_file_table() noexcept {
-    const unsigned n = options_.registered_files;
+    // The kernel refuses a table larger than RLIMIT_NOFILE (EMFILE).
+    unsigned n = options_.registered_files;
+    rlimit files{};
+    if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY)
+        n = static_cast<unsigned>(std::min<rlim_t>(n, files.rlim_cur));
     if (n == 0 || io_uring_register_files_sparse(ring_.get(), n) < 0) return;
     features_.registered_files = n;
     free_file_slots_.reserve(n);
