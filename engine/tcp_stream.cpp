@@ -39,6 +39,7 @@ struct drain_wait {
     static void on_timeout(void* p) {
         auto* self = static_cast<drain_wait*>(p);
         self->timer = nullptr;
+        if (self->node.woken) return;  // already scheduled: it resumes once, with its threshold met
         self->timed_out = true;
         self->stop_waiting();
         self->node.handle.resume();
@@ -66,7 +67,7 @@ struct drain_wait {
 namespace cnetmod {
 
 read_waiter::~read_waiter() {
-    if (core) core->cancel_read_wait();
+    if (core) core->cancel_read_wait(*this);
 }
 
 // The state, or a not_connected error for a default-constructed or moved-from stream.
@@ -251,7 +252,8 @@ task<void> tcp_stream::close(deadline d) {
 }
 
 void tcp_stream::start_tls(const tls_context& context, std::string_view server_name, deadline handshake_deadline) {
-    state_ = detail::tls_socket::start(&checked(state_), context, server_name, handshake_deadline);
+    checked(state_);
+    detail::tls_socket::start(state_, context, server_name, handshake_deadline);
 }
 
 // The TLS layer of this stream, or nullptr for a plain one.

@@ -190,6 +190,8 @@ public:
     // must carry; bytes queued before the handshake ends wait for it. A
     // handshake that fails, or is not done by `handshake_deadline`, shows as
     // a receive error (std::system_error, "cnetmod: TLS: <reason>").
+    // TLS starts on a new connection: on a stream that has received, sent or
+    // waited for anything, start_tls throws std::logic_error.
     void start_tls(const tls_context& context, std::string_view server_name = {}, deadline handshake_deadline = {});
     bool is_tls() const noexcept;
     // The TLS session failed (handshake, verification, a bad record); why:

@@ -125,14 +125,17 @@ int reactor::register_file(int fd) noexcept {
     return static_cast<int>(slot);
 }
 
-void reactor::unregister_file(int slot) noexcept {
-    if (slot < 0) return;
-    if (!closing_) {
-        int none = -1;
-        if (io_uring_register_files_update(ring_.get(), static_cast<unsigned>(slot), &none, 1) != 1) return;
+bool reactor::unregister_file(int slot) noexcept {
+    if (slot < 0) return true;
+    if (closing_) return true;  // the ring and its table go anyway
+    int none = -1;
+    if (io_uring_register_files_update(ring_.get(), static_cast<unsigned>(slot), &none, 1) != 1) return false;
+    try {
+        emptied_file_slots_.push_back(static_cast<std::uint32_t>(slot));
+    } catch (...) {
+        // The slot is lost to this context; nothing else is.
     }
-    // During teardown the ring (and its table) goes anyway.
-    free_file_slots_.push_back(static_cast<std::uint32_t>(slot));
+    return true;
 }
 
 namespace {
@@ -254,6 +257,11 @@ void reactor::turn() {
                       !options_.busy_poll;
     const int rc = enter(idle);
     ++enter_calls_;
+    // Every SQE prepared so far is submitted: no SQE names an emptied slot now.
+    if (!emptied_file_slots_.empty()) {
+        free_file_slots_.insert(free_file_slots_.end(), emptied_file_slots_.begin(), emptied_file_slots_.end());
+        emptied_file_slots_.clear();
+    }
     sqes_ += ring_->sq.sqe_tail - counted_tail_;  // every SQE taken since the last turn (the tail only grows)
     counted_tail_ = ring_->sq.sqe_tail;
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)

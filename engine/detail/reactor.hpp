@@ -102,8 +102,11 @@ public:
     // its descriptor too (for setsockopt, getpeername, close).
     int register_file(int fd) noexcept;
     // Empties the slot (operations still in flight keep the file until they
-    // end), so that closing the descriptor closes the socket.
-    void unregister_file(int slot) noexcept;
+    // end), so that closing the descriptor closes the socket; false when the
+    // kernel refused (the caller then shuts the socket down itself). The
+    // slot is reused only after the next submission: SQEs already prepared
+    // may still name it.
+    bool unregister_file(int slot) noexcept;
     // True while the context is being torn down: nothing new may be submitted.
     bool closing() const noexcept { return closing_; }
 
@@ -186,7 +189,8 @@ private:
     std::thread::id owner_thread_{};
     std::unique_ptr<provided_buffer_ring> recv_buffers_;
     std::unique_ptr<registered_buffer_pool> send_buffers_;
-    std::vector<std::uint32_t> free_file_slots_;  // of the registered-file table, highest first
+    std::vector<std::uint32_t> free_file_slots_;     // of the registered-file table, highest first
+    std::vector<std::uint32_t> emptied_file_slots_;  // free once this turn's SQEs are submitted
 
     std::atomic<bool> stop_requested_{false};
 

@@ -322,12 +322,17 @@ void socket_core::run_rearm() {
         finish_operation();
         return;
     }
-    if (fd_ < 0) return wake_reader();  // closed while a frameless reader waited (last: it may free this core)
+    if (fd_ < 0) {  // closed while a reader waited
+        return_rx_if_idle();
+        return wake_reader();  // last: it may free this core
+    }
     if (!paused_) arm_receive();
     return_rx_if_idle();
 }
 
 void socket_core::start_read_wait(read_waiter& w, deadline d) {
+    // One reader at a time; one that is replaced stops waiting (as before: it is not woken).
+    if (reader_ && reader_ != &w) cancel_read_wait(*reader_);
     ensure_receiving();
     reader_timed_out_ = false;
     w.timer = d.is_set() ? reactor_->arm_wait_timer(d, &socket_core::on_reader_timeout, this) : nullptr;
@@ -337,11 +342,10 @@ void socket_core::start_read_wait(read_waiter& w, deadline d) {
 
 // The reader stops waiting without being woken (it is being destroyed, or
 // the socket is released under it).
-void socket_core::cancel_read_wait() noexcept {
-    if (!reader_) return;
-    if (reader_->timer) reactor_->disarm_wait_timer(std::exchange(reader_->timer, nullptr));
-    reader_->core = nullptr;
-    reader_ = nullptr;
+void socket_core::cancel_read_wait(read_waiter& w) noexcept {
+    if (w.timer) reactor_->disarm_wait_timer(std::exchange(w.timer, nullptr));
+    w.core = nullptr;
+    if (reader_ == &w) reader_ = nullptr;
 }
 
 // What ended a wait. Data wins over a timer that fired with it.
@@ -540,10 +544,11 @@ void socket_core::on_send(socket_core* s, int result, std::uint32_t flags) {
     s->send_inflight_ = false;
     send_queue& q = s->tx_->queue;
     if (s->send_is_zero_copy_ && (flags & IORING_CQE_F_MORE)) {
-        // A notification follows: the buffer stays held until then.
+        // A notification follows: the buffer stays held until then (also a
+        // partly sent one whose socket closed: its rest will not be sent).
         ++s->pending_;
         const bool whole = result >= 0 && q.front_fully_sent_by(static_cast<std::size_t>(result));
-        s->tx_->zc_holds.push_back(whole ? q.take_sent_fixed() : registered_buffer{});
+        s->tx_->zc_holds.push_back(whole || s->fd_ < 0 ? q.take_sent_fixed() : registered_buffer{});
     }
     if (s->finish_operation() || s->released_) return;
     if (result < 0) {
@@ -553,6 +558,8 @@ void socket_core::on_send(socket_core* s, int result, std::uint32_t flags) {
     q.advance(static_cast<std::size_t>(result), [s](int id) { s->release_chunk({nullptr, 0, id}); });
     if (!q.batch_sent() && s->fd_ >= 0) {
         s->submit_send();  // partial send: the rest goes before anything newer
+    } else if (!q.batch_sent()) {
+        q.drop_all(false, [s](int id) { s->release_chunk({nullptr, 0, id}); });  // closed mid-batch
     } else {
         q.end_batch();
         if (q.has_queued() || (s->tls_ && static_cast<tls_socket*>(s)->pending_output() > 0)) s->schedule_flush();
@@ -598,6 +605,7 @@ void socket_core::wake_writers() noexcept {
         drain_waiter* w = writers[i];
         if (unsent_bytes() <= w->threshold || tx_error_ || fd_ < 0) {
             writers.erase(writers.begin() + static_cast<std::ptrdiff_t>(i));
+            w->woken = true;  // its deadline, if it fires before it runs, must not resume it again
             reactor_->schedule(w->handle);
         } else {
             ++i;
@@ -625,7 +633,9 @@ void socket_core::close_now(bool reset) noexcept {
     if (rx_armed_) reactor_->cancel(op_id(recv_tag()));
     if (fallback_armed_) reactor_->cancel(op_id(fallback_tag()));
     if (send_inflight_) reactor_->cancel(op_id(op_send));
-    reactor_->unregister_file(std::exchange(slot_, -1));
+    // The table's reference would keep the socket open past close(): if it
+    // cannot be emptied, the connection is shut down here instead.
+    if (!reactor_->unregister_file(std::exchange(slot_, -1))) ::shutdown(fd_, SHUT_RDWR);
     ::close(fd_);
     fd_ = -1;
     drop_queued();
@@ -636,7 +646,7 @@ void socket_core::close_now(bool reset) noexcept {
 }
 
 void socket_core::release() noexcept {
-    cancel_read_wait();
+    if (reader_) cancel_read_wait(*reader_);
     if (tls_) static_cast<tls_socket*>(this)->released();
     close_now(false);
     released_ = true;

@@ -42,6 +42,7 @@ struct socket_orphan;
 struct drain_waiter {
     std::size_t threshold = 0;
     std::coroutine_handle<> handle{};
+    bool woken = false;  // taken off the list and scheduled
 };
 
 class socket_core {
@@ -78,7 +79,9 @@ public:
     // A reader about to wait: receive if nothing is in flight, arm its deadline.
     void start_read_wait(read_waiter& w, deadline d);
     tcp_stream::read_status finish_read_wait() noexcept;
-    void cancel_read_wait() noexcept;
+    // `w` stops waiting without being woken (it is being destroyed, or the
+    // socket is released under it).
+    void cancel_read_wait(read_waiter& w) noexcept;
     void throw_if_receive_failed() const;
 
     // ---- sending ----

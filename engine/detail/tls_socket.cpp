@@ -13,24 +13,37 @@ tls_socket::tls_socket(const socket_core& plain, const tls_context& context, std
     tls_ = true;
 }
 
-tls_socket* tls_socket::start(socket_core* plain, const tls_context& context, std::string_view server_name,
-                              deadline handshake_deadline) {
+void tls_socket::start(socket_core*& core, const tls_context& context, std::string_view server_name,
+                       deadline handshake_deadline) {
+    socket_core* plain = core;
     if (plain->is_tls()) throw std::logic_error("cnetmod: TLS is already on for this stream");
-    if (plain->buffered() > 0 || plain->pending_ > 0 || plain->tx_ || plain->reader_)
-        throw std::logic_error("cnetmod: start_tls on a stream that has already received or sent");
+    // Nothing may name the plain core any more: no operation in flight, no
+    // hook queued, nothing received or queued, no reader.
+    if (plain->buffered() > 0 || plain->pending_ > 0 || plain->rx_ || plain->tx_ || plain->reader_)
+        throw std::logic_error(
+            "cnetmod: start_tls on a stream that has already received or sent (TLS starts on a new connection)");
     auto* s = new tls_socket(*plain, context, server_name);
+    // The steps that may throw come before the plain core is gone, and leave nothing behind.
+    try {
+        if (handshake_deadline.is_set())
+            s->handshake_timer_ = s->reactor_->arm_wait_timer(handshake_deadline, &tls_socket::on_handshake_timeout, s);
+        if (!context.is_server()) {
+            s->session_.handshake();  // the ClientHello
+            s->tx();
+        }
+    } catch (...) {
+        s->disarm_handshake_timer();
+        s->fd_ = -1;  // still the plain core's
+        s->slot_ = -1;
+        s->destroy();
+        throw;
+    }
     plain->fd_ = -1;  // the descriptor (and its registered slot) are the TLS socket's now
     plain->slot_ = -1;
     plain->destroy();
-    if (handshake_deadline.is_set())
-        s->handshake_timer_ = s->reactor_->arm_wait_timer(handshake_deadline, &tls_socket::on_handshake_timeout, s);
-    if (!context.is_server()) {
-        s->session_.handshake();  // the ClientHello
-        s->tx();
-        s->schedule_flush();
-    }
-    s->ensure_receiving();
-    return s;
+    core = s;
+    if (s->session_.pending_output() > 0) s->schedule_flush();
+    s->ensure_receiving();  // may throw (a full SQ): the stream is the TLS socket's by then
 }
 
 void tls_socket::received_records(std::byte* data, std::size_t size, int buffer_id) {

@@ -14,11 +14,12 @@ namespace cnetmod::detail {
 
 class tls_socket : public socket_core {
 public:
-    // Replaces `plain` (an idle socket: nothing received, queued or in
-    // flight) by a TLS socket on the same descriptor and returns it; `plain`
-    // is freed. A client sends its hello at once.
-    static tls_socket* start(socket_core* plain, const tls_context& context, std::string_view server_name,
-                             deadline handshake_deadline);
+    // Replaces `core` (a plain socket on which nothing was received, queued
+    // or waited for) by a TLS socket on the same descriptor; the plain core
+    // is freed. Throws std::logic_error for a socket already in use. A client
+    // sends its hello at once.
+    static void start(socket_core*& core, const tls_context& context, std::string_view server_name,
+                      deadline handshake_deadline);
 
     const tls_session& session() const noexcept { return session_; }
     std::size_t pending_output() const noexcept { return session_.pending_output(); }

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -244,6 +245,39 @@ TEST(tcp, sockets_use_registered_file_slots_while_there_are_any) {
         auto next_peer = co_await listener.accept();
         co_await next.send(pattern(100, 1));
         EXPECT_EQ(co_await read_exactly(next_peer, 100, timeout(5s)), pattern(100, 1));
+    };
+    sync_wait(ctx, main_task());
+}
+
+// A slot emptied by a close goes back to use only after the turn's SQEs
+// are submitted: an SQE the closed socket prepared earlier in the turn may
+// still name it, and must not reach a new socket.
+TEST(tcp, an_emptied_slot_is_not_reused_in_the_same_turn) {
+    io_context ctx({.registered_files = 1});
+    ASSERT_EQ(ctx.features().registered_files, 1u);
+    auto main_task = [&]() -> task<void> {
+        int a[2], b[2], c[2];
+        EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a), 0);
+        EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b), 0);
+        EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c), 0);
+        auto first = std::make_unique<tcp_stream>(ctx, a[0]);
+        EXPECT_TRUE(first->is_registered());
+        first->queue(std::string_view("a send prepared this turn"));
+        first.reset();  // closed in the same turn
+        tcp_stream second(ctx, b[0]);
+        EXPECT_FALSE(second.is_registered()) << "the slot is quarantined until the next submission";
+        co_await async_sleep(ctx, 1ms);  // a loop turn, with its submission, passes
+        tcp_stream third(ctx, c[0]);
+        EXPECT_TRUE(third.is_registered()) << "and free again after it";
+        // Both work, registered or not.
+        second.queue(std::string_view("two"));
+        third.queue(std::string_view("three"));
+        co_await second.drain(timeout(2s));
+        co_await third.drain(timeout(2s));
+        char buf[16];
+        EXPECT_EQ(::recv(b[1], buf, sizeof buf, 0), 3);
+        EXPECT_EQ(::recv(c[1], buf, sizeof buf, 0), 5);
+        for (int fd : {a[1], b[1], c[1]}) ::close(fd);
     };
     sync_wait(ctx, main_task());
 }
