@@ -152,7 +152,7 @@ void socket_core::destroy() noexcept {
         receive_sides.release(std::exchange(rx_, nullptr));
     }
     if (tx_) {
-        tx_->queue.drop_all(false, [this](int id) { release_chunk({nullptr, 0, id}); });
+        tx_->queue.drop_all(false, buffer_releaser());
         tx_->zc_holds.clear();
         tx_->writers.clear();
         tx_->flush.queued = false;
@@ -449,8 +449,8 @@ void socket_core::throw_if_cannot_send() const {
     if (tx_error_) throw std::system_error(tx_error_, std::system_category(), "cnetmod: tcp_stream send");
 }
 
-void socket_core::schedule_flush() noexcept {
-    reactor_->at_turn_end(tx_->flush);
+void socket_core::schedule_flush() {
+    reactor_->at_turn_end(tx().flush);
 }
 
 std::span<std::byte> socket_core::queue_space(std::size_t n) {
@@ -555,11 +555,11 @@ void socket_core::on_send(socket_core* s, int result, std::uint32_t flags) {
         s->fail_send(result == -ECANCELED ? 0 : -result);
         return;
     }
-    q.advance(static_cast<std::size_t>(result), [s](int id) { s->release_chunk({nullptr, 0, id}); });
+    q.advance(static_cast<std::size_t>(result), s->buffer_releaser());
     if (!q.batch_sent() && s->fd_ >= 0) {
         s->submit_send();  // partial send: the rest goes before anything newer
     } else if (!q.batch_sent()) {
-        q.drop_all(false, [s](int id) { s->release_chunk({nullptr, 0, id}); });  // closed mid-batch
+        q.drop_all(false, s->buffer_releaser());  // closed mid-batch
     } else {
         q.end_batch();
         if (q.has_queued() || (s->tls_ && static_cast<tls_socket*>(s)->pending_output() > 0)) s->schedule_flush();
@@ -577,14 +577,14 @@ void socket_core::fail_send(int error) noexcept {
 
 std::size_t socket_core::discard_queued() noexcept {
     if (!tx_) return 0;
-    const std::size_t n = tx_->queue.discard_queued([this](int id) { release_chunk({nullptr, 0, id}); });
+    const std::size_t n = tx_->queue.discard_queued(buffer_releaser());
     wake_writers();
     return_tx_if_idle();
     return n;
 }
 
 void socket_core::drop_queued() noexcept {
-    if (tx_) tx_->queue.drop_all(send_inflight_, [this](int id) { release_chunk({nullptr, 0, id}); });
+    if (tx_) tx_->queue.drop_all(send_inflight_, buffer_releaser());
 }
 
 void socket_core::add_writer(drain_waiter& w) {

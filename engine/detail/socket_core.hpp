@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cnetmod/engine/detail/completion.hpp>
+#include <cnetmod/engine/detail/provided_buffer_ring.hpp>
 #include <cnetmod/engine/detail/reactor.hpp>
 #include <cnetmod/engine/detail/receive_queue.hpp>
 #include <cnetmod/engine/detail/send_queue.hpp>
@@ -143,7 +144,13 @@ protected:
     void arm_fallback();
     void wake_reader();
     void wake_writers() noexcept;
-    void schedule_flush() noexcept;
+    // The end-of-turn flush, with the send side it needs.
+    void schedule_flush();
+    // Gives back a provided buffer whose bytes the send queue forwarded
+    // (queue_received) once they are sent or dropped.
+    auto buffer_releaser() noexcept {
+        return [this](int id) { reactor_->recv_buffers().release(static_cast<std::uint16_t>(id)); };
+    }
     // The end-of-turn hooks of the lent sides (they count as operations once released).
     void run_flush();
     void run_rearm();

@@ -57,7 +57,6 @@ void tls_socket::pump() {
     if (!session_.handshake_done()) {
         const auto st = session_.handshake();
         if (session_.pending_output() > 0) {
-            tx();
             schedule_flush();
         }
         if (st == tls_session::step::failed) return fail(EPROTO);
@@ -74,7 +73,6 @@ void tls_socket::pump() {
         push_chunk(copy, n, -1);
     }
     if (session_.pending_output() > 0) {  // a KeyUpdate's answer, an alert
-        tx();
         schedule_flush();
     }
     if (session_.failed())
@@ -117,9 +115,7 @@ void tls_socket::flush_records() {
 void tls_socket::encrypt_queued() {
     bool refused = false;
     tx_->queue.take_queued([&](std::span<const std::byte> plain) { refused = !session_.write(plain) || refused; },
-                           [this](int id) {
-                               release_chunk({nullptr, 0, id});
-                           });
+                           buffer_releaser());
     if (refused && tx_error_ == 0) {
         // The session failed or was shut down: those bytes cannot go.
         tx_error_ = EPIPE;
