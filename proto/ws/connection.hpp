@@ -15,6 +15,7 @@
 #include <cnetmod/engine/task.hpp>
 #include <cnetmod/engine/tcp_stream.hpp>
 #include <cnetmod/proto/ws/frame.hpp>
+#include <cnetmod/proto/ws/machine.hpp>
 #include <cnetmod/proto/ws/options.hpp>
 #include <cnetmod/proto/ws/prepared_message.hpp>
 
@@ -29,8 +30,6 @@
 #include <string_view>
 
 namespace cnetmod::ws {
-
-enum class role { server, client };
 
 // A message, or a control frame, as recv_frame() returns it.
 struct frame {
@@ -96,18 +95,34 @@ public:
     ~connection();
 
     // What recv(), recv_frame() and recv_view() return, to be co_awaited
-    // at once. Awaiting one keeps no coroutine frame: the frame reader is a
-    // state machine that the stream runs when bytes arrive, so an idle
-    // connection costs its state and its owner's frame, nothing more.
-    class read_awaiter {
+    // at once. The awaiter holds what a waiting reader needs, in the
+    // awaiting coroutine's own frame: the connection keeps nothing for a
+    // read, and an idle connection costs its state and its owner's frame.
+    class read_awaiter : public read_waiter {
     public:
-        read_awaiter(detail::connection_state* s, bool skip_control) noexcept : s_(s), skip_control_(skip_control) {}
+        read_awaiter(detail::connection_state* s, bool skip_control, deadline close_deadline = {}) noexcept;
         bool await_ready();
         void await_suspend(std::coroutine_handle<> h);
 
     protected:
+        enum class step : std::uint8_t { done, wait, finish };
+        // The event read, or nothing when the connection has closed.
+        const ws::event* finish_read() noexcept;
+        step advance();
+        step pump();
+        step read_ended(tcp_stream::read_status st);
+        void continue_read();
+        static void on_readable(read_waiter* w);
+        static task<void> finish_then_resume(read_awaiter* a);
+
         detail::connection_state* s_;
-        bool skip_control_;
+        std::coroutine_handle<> h_;
+        deadline deadline_;
+        ws::event event_;
+        step step_ = step::done;
+        bool skip_control_;        // recv(), recv_view(): control frames are handled, not returned
+        bool got_ = false;         // event_ is the read's result
+        bool close_event_ = false;  // event_ is the peer's close, returned once TCP is done
     };
     class recv_awaiter : public read_awaiter {
     public:
@@ -116,7 +131,8 @@ public:
     };
     class recv_frame_awaiter : public read_awaiter {
     public:
-        explicit recv_frame_awaiter(detail::connection_state* s) noexcept : read_awaiter(s, false) {}
+        explicit recv_frame_awaiter(detail::connection_state* s, deadline close_deadline = {}) noexcept
+            : read_awaiter(s, false, close_deadline) {}
         std::optional<frame> await_resume();
     };
     class recv_view_awaiter : public read_awaiter {
@@ -137,10 +153,30 @@ public:
     // view points into the receive buffer. Valid until the next recv*().
     [[nodiscard]] recv_view_awaiter recv_view();
 
-    task<void> send(std::string_view text);
-    task<void> send_binary(std::span<const std::uint8_t> data);
-    task<void> send_binary(std::span<const std::byte> data);
-    task<void> send_binary(std::string_view bytes);
+    // What send(), send_binary(), ping() and pong() return. The message is
+    // queued when the call is made (it throws ws::connection_closed then if
+    // the connection is not open); awaiting completes at once, without a
+    // coroutine frame, while the send queue is under send_high_water, and
+    // otherwise waits until it has drained to half (a peer that does not
+    // drain within send_timeout is cut off: the await throws connection_closed).
+    class [[nodiscard]] send_awaiter {
+    public:
+        explicit send_awaiter(detail::connection_state* s) noexcept : s_(s) {}
+        bool await_ready() const noexcept;
+        void await_suspend(std::coroutine_handle<> h);
+        void await_resume() const;
+
+    private:
+        static task<void> wait_for_room(send_awaiter* a);
+        detail::connection_state* s_;
+        std::coroutine_handle<> h_;
+        bool failed_ = false;
+    };
+
+    send_awaiter send(std::string_view text);
+    send_awaiter send_binary(std::span<const std::uint8_t> data);
+    send_awaiter send_binary(std::span<const std::byte> data);
+    send_awaiter send_binary(std::string_view bytes);
     // Queues a whole message (text or binary) without waiting: never
     // suspends and ignores send_high_water, so the caller bounds what it
     // queues (buffered_amount() tells how much waits). A load generator or
@@ -152,11 +188,11 @@ public:
     // the same frame is queued on each by reference, the compressed one on
     // those that negotiated permessage-deflate. queue_prepared never suspends.
     void queue_prepared(const prepared_message& message);
-    task<void> send(const prepared_message& message);
-    task<void> send_fragmented(std::string_view payload, std::size_t fragment_size, ws::opcode op = ws::opcode::text);
+    send_awaiter send(const prepared_message& message);
+    send_awaiter send_fragmented(std::string_view payload, std::size_t fragment_size, ws::opcode op = ws::opcode::text);
     // Control frames: at most 125 bytes of data (std::invalid_argument beyond).
-    task<void> ping(std::string_view data = "");
-    task<void> pong(std::string_view data = "");
+    send_awaiter ping(std::string_view data = "");
+    send_awaiter pong(std::string_view data = "");
     // Starts the closing handshake (RFC 6455 §7) and waits, up to
     // close_timeout, for the peer's close frame. Codes: 1000–1003,
     // 1007–1011, 3000–4999 (std::invalid_argument otherwise).
@@ -183,6 +219,7 @@ public:
     detail::connection_state* state() const noexcept { return state_.get(); }
 
 private:
+    send_awaiter send_binary_as(ws::opcode op, std::span<const std::byte> payload);
     std::unique_ptr<detail::connection_state> state_;
 };
 
