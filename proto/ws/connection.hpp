@@ -120,8 +120,8 @@ public:
         deadline deadline_;
         ws::event event_;
         step step_ = step::done;
-        bool skip_control_;        // recv(), recv_view(): control frames are handled, not returned
-        bool got_ = false;         // event_ is the read's result
+        bool skip_control_;         // recv(), recv_view(): control frames are handled, not returned
+        bool got_ = false;          // event_ is the read's result
         bool close_event_ = false;  // event_ is the peer's close, returned once TCP is done
     };
     class recv_awaiter : public read_awaiter {

@@ -94,8 +94,8 @@ route_settings* intern_settings(io_context& ctx, const options& opts, std::strin
     return made.release();
 }
 
-connection_state::connection_state(tcp_stream stream, role r, route_settings& settings, bool deflate,
-                                   bool deflate_send, bool has_subprotocol)
+connection_state::connection_state(tcp_stream stream, role r, route_settings& settings, bool deflate, bool deflate_send,
+                                   bool has_subprotocol)
     : ctx_(&stream.context()),
       stream_(std::move(stream)),
       machine_(r, deflate, deflate_send),
@@ -294,8 +294,8 @@ void connection_state::close_within(std::uint16_t code, std::string_view reason,
 
 void connection_state::arm_close_timer(std::chrono::milliseconds grace) {
     if (close_timer_) return;
-    close_timer_ = cnetmod::detail::reactor_of(*ctx_).arm_wait_timer(timeout(grace), &connection_state::on_close_timeout,
-                                                                      this);
+    close_timer_ =
+        cnetmod::detail::reactor_of(*ctx_).arm_wait_timer(timeout(grace), &connection_state::on_close_timeout, this);
 }
 
 void connection_state::on_close_timeout(void* p) {

@@ -13,13 +13,13 @@ namespace detail {
 // What a machine needs only while a message or a control frame is in
 // pieces, a pong is owed or a close reason is kept: lent per thread.
 struct machine_buffers {
-    std::string message;  // a message that did not arrive in one piece, or an inflated one
-    std::string reason;   // the close reason received, sent or failed with
+    std::string message;      // a message that did not arrive in one piece, or an inflated one
+    std::string reason;       // the close reason received, sent or failed with
     std::size_t charged = 0;  // bytes of `message` counted against the thread's reassembly budget
     std::uint8_t control_len = 0;
     std::uint8_t pong_len = 0;
-    std::byte control[125];  // a control frame's payload that straddles inputs
-    std::byte pong[125];     // the latest ping's payload, while its pong is owed
+    std::byte control[125];           // a control frame's payload that straddles inputs
+    std::byte pong[125];              // the latest ping's payload, while its pong is owed
     machine_buffers* next = nullptr;  // the pool's link
 };
 
@@ -211,8 +211,8 @@ void machine::trim() noexcept {
         release_charge();
         lent_->message.clear();
     }
-    const bool needed = in_message_ || pong_owed_ || !lent_->reason.empty() ||
-                        (stage_ == stage::payload && is_control(frame_op_));
+    const bool needed =
+        in_message_ || pong_owed_ || !lent_->reason.empty() || (stage_ == stage::payload && is_control(frame_op_));
     if (!needed) detail::give_back(std::exchange(lent_, nullptr));
 }
 
@@ -370,7 +370,8 @@ bool machine::read_payload(std::span<std::byte> in, feed_result& r, const machin
             return fail(r, close_code::invalid_payload, "invalid UTF-8");
         auto& b = buffers();
         b.message.append(reinterpret_cast<const char*>(bytes.data()), take);
-        if (!charge(limits)) return fail(r, close_code::policy_violation, "server busy: too many large messages at once");
+        if (!charge(limits))
+            return fail(r, close_code::policy_violation, "server busy: too many large messages at once");
     }
     if (remaining_ > 0) return false;
     stage_ = stage::header;
@@ -394,8 +395,7 @@ bool machine::frame_done(feed_result& r, const machine_limits& limits) {
 
 // A whole message: inflated when compressed, text validated, handed out.
 // `fed`: its bytes went through the UTF-8 validator as they were gathered.
-bool machine::message_done(feed_result& r, std::span<const std::byte> payload, const machine_limits& limits,
-                           bool fed) {
+bool machine::message_done(feed_result& r, std::span<const std::byte> payload, const machine_limits& limits, bool fed) {
     if (compressed_) return inflate(r, payload, limits);
     if (message_op_ == ws::opcode::text) {
         if (!fed && !utf8_.feed(payload)) return fail(r, close_code::invalid_payload, "invalid UTF-8");

@@ -209,8 +209,8 @@ private:
     detail::machine_buffers* lent_ = nullptr;  // reassembly, control payloads, reason: while needed
     std::uint64_t remaining_ = 0;              // payload bytes of the current frame still to come
     std::uint8_t mask_[4] = {0, 0, 0, 0};
-    std::byte header_[max_header_size];        // a header that straddles inputs, gathered
-    std::uint8_t have_ = 0;                    // header bytes gathered
+    std::byte header_[max_header_size];  // a header that straddles inputs, gathered
+    std::uint8_t have_ = 0;              // header bytes gathered
     utf8_validator utf8_;
     std::uint16_t close_code_ = 0;
     ws::role role_;
@@ -222,14 +222,14 @@ private:
     bool frame_fin_ : 1 = true;
     bool frame_masked_ : 1 = false;
     bool in_message_ : 1 = false;
-    bool compressed_ : 1 = false;     // the message's first frame had RSV1
+    bool compressed_ : 1 = false;  // the message's first frame had RSV1
     bool deflate_ : 1 = false;
     bool deflate_send_ : 1 = false;
     bool close_sent_ : 1 = false;
     bool close_received_ : 1 = false;
-    bool close_owed_ : 1 = false;     // the close frame the input asked for is still to go
+    bool close_owed_ : 1 = false;  // the close frame the input asked for is still to go
     bool pong_owed_ : 1 = false;
-    bool failed_ : 1 = false;           // the peer broke the protocol: the close owed carries our code and reason
+    bool failed_ : 1 = false;  // the peer broke the protocol: the close owed carries our code and reason
 };
 
 // ---- sending, inline: the caller's sink type is known here ----

@@ -122,9 +122,9 @@ public:
     // The coroutine API: the awaiter of the read in progress. The callback
     // API: the socket's waiter (see socket.cpp).
     void* reader_ = nullptr;
-    std::uint32_t last_rx_ms_ = 0;    // the sweep time at which bytes last arrived
-    std::uint32_t msg_start_ms_ = 0;  // when the incomplete message began
-    std::uint32_t queued_seen_ = 0;   // unsent bytes at the last sweep
+    std::uint32_t last_rx_ms_ = 0;       // the sweep time at which bytes last arrived
+    std::uint32_t msg_start_ms_ = 0;     // when the incomplete message began
+    std::uint32_t queued_seen_ = 0;      // unsent bytes at the last sweep
     std::uint32_t pending_consume_ = 0;  // bytes of the last event's input, consumed at the next read
     ws::opcode last_opcode_ = ws::opcode::text;
     bool has_subprotocol_ : 1 = false;

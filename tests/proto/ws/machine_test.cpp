@@ -95,7 +95,8 @@ std::vector<std::string> server_frames(const bytes& wire) {
         }
         std::string payload(reinterpret_cast<const char*>(rest.data()) + h.size, h.header.payload_length);
         if (h.header.masked)
-            for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(payload[i] ^ h.header.mask[i % 4]);
+            for (std::size_t i = 0; i < payload.size(); ++i)
+                payload[i] = static_cast<char>(payload[i] ^ h.header.mask[i % 4]);
         rest = rest.subspan(h.size + h.header.payload_length);
         switch (h.header.op) {
             case opcode::pong:
@@ -176,12 +177,15 @@ void check_rule(const rule& r) {
     auto fresh = [&] { return machine(r.side, r.deflate); };
     machine whole = fresh();
     const outcome expected{r.events, r.written};
-    EXPECT_EQ(run(whole, r.wire, limits, [](std::size_t) -> std::size_t { return SIZE_MAX; }), expected) << r.name << " (whole)";
+    EXPECT_EQ(run(whole, r.wire, limits, [](std::size_t) -> std::size_t { return SIZE_MAX; }), expected)
+        << r.name << " (whole)";
     machine bytewise = fresh();
-    EXPECT_EQ(run(bytewise, r.wire, limits, [](std::size_t) -> std::size_t { return 1; }).events, r.events) << r.name << " (bytewise)";
+    EXPECT_EQ(run(bytewise, r.wire, limits, [](std::size_t) -> std::size_t { return 1; }).events, r.events)
+        << r.name << " (bytewise)";
     for (std::size_t cut = 1; cut < r.wire.size(); ++cut) {
         machine split = fresh();
-        const auto got = run(split, r.wire, limits, [cut](std::size_t at) -> std::size_t { return at == 0 ? cut : SIZE_MAX; });
+        const auto got =
+            run(split, r.wire, limits, [cut](std::size_t at) -> std::size_t { return at == 0 ? cut : SIZE_MAX; });
         EXPECT_EQ(got.events, r.events) << r.name << " (cut at " << cut << ")";
     }
 }
@@ -198,113 +202,194 @@ std::string deflated(std::string_view s) {
 std::vector<rule> rules() {
     std::vector<rule> t;
     // §5.1: masking by direction.
-    t.push_back({"5.1 a server fails an unmasked frame", frame(fin | text, "hi", false), {"failure 1002"},
+    t.push_back({"5.1 a server fails an unmasked frame",
+                 frame(fin | text, "hi", false),
+                 {"failure 1002"},
                  {"close 1002:protocol error"}});
-    t.push_back({"5.1 a client fails a masked frame", frame(fin | text, "hi", true), {"failure 1002"}, {"close 1002:protocol error"}, role::client});
-    t.push_back({"5.1 a client reads unmasked frames", frame(fin | text, "hi", false), {"message text:hi"}, {},
+    t.push_back({"5.1 a client fails a masked frame",
+                 frame(fin | text, "hi", true),
+                 {"failure 1002"},
+                 {"close 1002:protocol error"},
                  role::client});
+    t.push_back(
+        {"5.1 a client reads unmasked frames", frame(fin | text, "hi", false), {"message text:hi"}, {}, role::client});
     // §5.2: reserved bits, opcodes, length encodings.
     for (std::uint8_t bit : {rsv1, rsv2, rsv3})
-        t.push_back({"5.2 a reserved bit without an extension", frame(fin | bit | text, "x"), {"failure 1002"},
+        t.push_back({"5.2 a reserved bit without an extension",
+                     frame(fin | bit | text, "x"),
+                     {"failure 1002"},
                      {"close 1002:protocol error"}});
     for (std::uint8_t op : {3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF})
-        t.push_back({"5.2 a reserved opcode", frame(fin | op, "x"), {"failure 1002"}, {"close 1002:invalid frame header"}});
-    t.push_back({"5.2 a 16-bit length under 126", frame(fin | binary, "abc", true, 2), {"failure 1002"},
+        t.push_back(
+            {"5.2 a reserved opcode", frame(fin | op, "x"), {"failure 1002"}, {"close 1002:invalid frame header"}});
+    t.push_back({"5.2 a 16-bit length under 126",
+                 frame(fin | binary, "abc", true, 2),
+                 {"failure 1002"},
                  {"close 1002:invalid frame header"}});
-    t.push_back({"5.2 a 64-bit length under 65536", frame(fin | binary, "abc", true, 8), {"failure 1002"},
+    t.push_back({"5.2 a 64-bit length under 65536",
+                 frame(fin | binary, "abc", true, 8),
+                 {"failure 1002"},
                  {"close 1002:invalid frame header"}});
     {
         bytes top{static_cast<std::byte>(fin | binary), std::byte{0xFF}};
         for (int i = 0; i < 8; ++i) top.push_back(std::byte{0x80});
         for (int i = 0; i < 4; ++i) top.push_back(std::byte{0});
-        t.push_back({"5.2 a 64-bit length with the top bit set", top, {"failure 1002"}, {"close 1002:invalid frame header"}});
+        t.push_back(
+            {"5.2 a 64-bit length with the top bit set", top, {"failure 1002"}, {"close 1002:invalid frame header"}});
     }
-    t.push_back({"5.2 lengths at each encoding's edge", concat({frame(fin | binary, std::string(125, 'a')),
-                                                                 frame(fin | binary, std::string(126, 'b')),
-                                                                 frame(fin | binary, std::string(0, 'c'))}),
-                 {"message binary:" + std::string(125, 'a'), "message binary:" + std::string(126, 'b'), "message binary:"},
-                 {}});
+    t.push_back(
+        {"5.2 lengths at each encoding's edge",
+         concat({frame(fin | binary, std::string(125, 'a')), frame(fin | binary, std::string(126, 'b')),
+                 frame(fin | binary, std::string(0, 'c'))}),
+         {"message binary:" + std::string(125, 'a'), "message binary:" + std::string(126, 'b'), "message binary:"},
+         {}});
     // §5.4: fragmentation.
     t.push_back({"5.4 fragments make one message",
                  concat({frame(text, "he"), frame(cont, ""), frame(cont, "ll"), frame(fin | cont, "o")}),
-                 {"message text:hello"}, {}});
-    t.push_back({"5.4 a continuation outside a message", frame(fin | cont, "x"), {"failure 1002"},
+                 {"message text:hello"},
+                 {}});
+    t.push_back({"5.4 a continuation outside a message",
+                 frame(fin | cont, "x"),
+                 {"failure 1002"},
                  {"close 1002:protocol error"}});
-    t.push_back({"5.4 a new message inside one", concat({frame(text, "a"), frame(fin | text, "b")}), {"failure 1002"},
+    t.push_back({"5.4 a new message inside one",
+                 concat({frame(text, "a"), frame(fin | text, "b")}),
+                 {"failure 1002"},
                  {"close 1002:protocol error"}});
     t.push_back({"5.4 control frames between fragments",
                  concat({frame(binary, "ab"), frame(fin | ping, "p"), frame(fin | pong, "q"), frame(fin | cont, "cd")}),
-                 {"ping:p", "pong:q", "message binary:abcd"}, {"pong:p"}});
-    t.push_back({"5.4 a control frame may not be fragmented", frame(ping, "x"), {"failure 1002"},
+                 {"ping:p", "pong:q", "message binary:abcd"},
+                 {"pong:p"}});
+    t.push_back({"5.4 a control frame may not be fragmented",
+                 frame(ping, "x"),
+                 {"failure 1002"},
                  {"close 1002:invalid frame header"}});
     // §5.5: control frames.
-    t.push_back({"5.5 a control frame over 125 bytes", frame(fin | ping, std::string(126, 'x')), {"failure 1002"},
+    t.push_back({"5.5 a control frame over 125 bytes",
+                 frame(fin | ping, std::string(126, 'x')),
+                 {"failure 1002"},
                  {"close 1002:invalid frame header"}});
-    t.push_back({"5.5.2 a ping is answered with its data", frame(fin | ping, "are you there"), {"ping:are you there"},
+    t.push_back({"5.5.2 a ping is answered with its data",
+                 frame(fin | ping, "are you there"),
+                 {"ping:are you there"},
                  {"pong:are you there"}});
     t.push_back({"5.5.3 an unsolicited pong needs no answer", frame(fin | pong, "x"), {"pong:x"}, {}});
-    t.push_back({"5.5.1 an empty close is echoed without a code", frame(fin | close_op, ""), {"close 1005:"}, {"close:"}});
-    t.push_back({"5.5.1 a close echoes the peer's code", frame(fin | close_op, close_body(1000, "bye")),
-                 {"close 1000:bye"}, {"close 1000:"}});
-    t.push_back({"5.5.1 a close with a 1-byte body", frame(fin | close_op, "x"), {"failure 1002"},
+    t.push_back(
+        {"5.5.1 an empty close is echoed without a code", frame(fin | close_op, ""), {"close 1005:"}, {"close:"}});
+    t.push_back({"5.5.1 a close echoes the peer's code",
+                 frame(fin | close_op, close_body(1000, "bye")),
+                 {"close 1000:bye"},
+                 {"close 1000:"}});
+    t.push_back({"5.5.1 a close with a 1-byte body",
+                 frame(fin | close_op, "x"),
+                 {"failure 1002"},
                  {"close 1002:close frame with a 1-byte body"}});
     for (std::uint16_t code : {0, 999, 1004, 1005, 1006, 1012, 1015, 1016, 2999, 5000, 65535})
-        t.push_back({"7.4 a code a peer may not send", frame(fin | close_op, close_body(code)), {"failure 1002"},
+        t.push_back({"7.4 a code a peer may not send",
+                     frame(fin | close_op, close_body(code)),
+                     {"failure 1002"},
                      {"close 1002:invalid close code"}});
     for (std::uint16_t code : {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999})
-        t.push_back({"7.4 a code a peer may send", frame(fin | close_op, close_body(code)),
-                     {"close " + std::to_string(code) + ":"}, {"close " + std::to_string(code) + ":"}});
-    t.push_back({"5.5.1 a close reason that is not UTF-8", frame(fin | close_op, close_body(1000, bad_utf8)),
-                 {"failure 1002"}, {"close 1002:close reason is not UTF-8"}});
+        t.push_back({"7.4 a code a peer may send",
+                     frame(fin | close_op, close_body(code)),
+                     {"close " + std::to_string(code) + ":"},
+                     {"close " + std::to_string(code) + ":"}});
+    t.push_back({"5.5.1 a close reason that is not UTF-8",
+                 frame(fin | close_op, close_body(1000, bad_utf8)),
+                 {"failure 1002"},
+                 {"close 1002:close reason is not UTF-8"}});
     t.push_back({"5.5.1 nothing is read after the close",
-                 concat({frame(fin | close_op, close_body(1001)), frame(fin | text, "late")}), {"close 1001:"},
+                 concat({frame(fin | close_op, close_body(1001)), frame(fin | text, "late")}),
+                 {"close 1001:"},
                  {"close 1001:"}});
     // §5.6 and §8.1: text is UTF-8, failing fast.
-    t.push_back({"8.1 invalid UTF-8 in a text message", frame(fin | text, bad_utf8), {"failure 1007"},
+    t.push_back({"8.1 invalid UTF-8 in a text message",
+                 frame(fin | text, bad_utf8),
+                 {"failure 1007"},
                  {"close 1007:invalid UTF-8"}});
     t.push_back({"8.1 fails at the first bad fragment, before the message ends",
-                 concat({frame(text, "ok"), frame(cont, "\xFF"), frame(fin | cont, "never")}), {"failure 1007"},
+                 concat({frame(text, "ok"), frame(cont, "\xFF"), frame(fin | cont, "never")}),
+                 {"failure 1007"},
                  {"close 1007:invalid UTF-8"}});
-    t.push_back({"8.1 a character split across fragments",
-                 concat({frame(text, euro.substr(0, 1)), frame(cont, euro.substr(1, 1)), frame(fin | cont, euro.substr(2))}),
-                 {"message text:" + euro}, {}});
-    t.push_back({"8.1 a message that ends inside a character", concat({frame(text, "a"), frame(fin | cont, euro.substr(0, 2))}),
-                 {"failure 1007"}, {"close 1007:truncated UTF-8"}});
+    t.push_back(
+        {"8.1 a character split across fragments",
+         concat({frame(text, euro.substr(0, 1)), frame(cont, euro.substr(1, 1)), frame(fin | cont, euro.substr(2))}),
+         {"message text:" + euro},
+         {}});
+    t.push_back({"8.1 a message that ends inside a character",
+                 concat({frame(text, "a"), frame(fin | cont, euro.substr(0, 2))}),
+                 {"failure 1007"},
+                 {"close 1007:truncated UTF-8"}});
     t.push_back({"5.6 binary carries any bytes", frame(fin | binary, bad_utf8), {"message binary:" + bad_utf8}, {}});
     // §10.4: the size limit (1000 bytes here).
-    t.push_back({"10.4 a frame over the limit", frame(fin | binary, std::string(1001, 'x')), {"failure 1009"},
+    t.push_back({"10.4 a frame over the limit",
+                 frame(fin | binary, std::string(1001, 'x')),
+                 {"failure 1009"},
                  {"close 1009:message too big"}});
     t.push_back({"10.4 fragments over the limit together",
                  concat({frame(binary, std::string(600, 'x')), frame(fin | cont, std::string(401, 'y'))}),
-                 {"failure 1009"}, {"close 1009:message too big"}});
-    t.push_back({"10.4 a message at the limit", frame(fin | binary, std::string(1000, 'z')),
-                 {"message binary:" + std::string(1000, 'z')}, {}});
+                 {"failure 1009"},
+                 {"close 1009:message too big"}});
+    t.push_back({"10.4 a message at the limit",
+                 frame(fin | binary, std::string(1000, 'z')),
+                 {"message binary:" + std::string(1000, 'z')},
+                 {}});
     // §5.5.2 with §5.5.3: pings read together get one pong, the latest's,
     // written before a close the input asks for.
     t.push_back({"5.5.3 pings read together get one pong",
                  concat({frame(fin | ping, "1"), frame(fin | ping, "2"), frame(fin | close_op, close_body(1000))}),
-                 {"ping:1", "ping:2", "close 1000:"}, {"pong:2", "close 1000:"}});
-    t.push_back({"7.1.7 a ping answered before the failure's close", concat({frame(fin | ping, "p"), frame(fin | cont, "x")}),
-                 {"ping:p", "failure 1002"}, {"pong:p", "close 1002:protocol error"}});
+                 {"ping:1", "ping:2", "close 1000:"},
+                 {"pong:2", "close 1000:"}});
+    t.push_back({"7.1.7 a ping answered before the failure's close",
+                 concat({frame(fin | ping, "p"), frame(fin | cont, "x")}),
+                 {"ping:p", "failure 1002"},
+                 {"pong:p", "close 1002:protocol error"}});
     // RFC 7692: RSV1 marks a compressed message's first frame.
     std::string hello_text;
     for (int i = 0; i < 20; ++i) hello_text += "hello ";
     const std::string hello = deflated(hello_text);
-    t.push_back({"7692 §6 a compressed message", frame(fin | rsv1 | text, hello), {"message text:" + hello_text},
-                 {}, role::server, true});
+    t.push_back({"7692 §6 a compressed message",
+                 frame(fin | rsv1 | text, hello),
+                 {"message text:" + hello_text},
+                 {},
+                 role::server,
+                 true});
     t.push_back({"7692 §6 a compressed message in fragments",
                  concat({frame(rsv1 | text, hello.substr(0, 3)), frame(fin | cont, hello.substr(3))}),
-                 {"message text:" + hello_text}, {}, role::server, true});
-    t.push_back({"7692 §6 RSV1 on a continuation", concat({frame(text, "a"), frame(fin | rsv1 | cont, "b")}),
-                 {"failure 1002"}, {"close 1002:protocol error"}, role::server, true});
-    t.push_back({"7692 §6 RSV1 on a control frame", frame(fin | rsv1 | ping, ""), {"failure 1002"},
-                 {"close 1002:protocol error"}, role::server, true});
-    t.push_back({"7692 §6 compressed data that does not inflate", frame(fin | rsv1 | binary, "\xFF\xFF\xFF"),
-                 {"failure 1007"}, {"close 1007:invalid compressed data"}, role::server, true});
-    t.push_back({"7692 §8.1 a message that inflates past the limit", frame(fin | rsv1 | binary, deflated(std::string(5000, 'a'))),
-                 {"failure 1009"}, {"close 1009:message too big"}, role::server, true});
-    t.push_back({"7692 §6 compressed text must be UTF-8", frame(fin | rsv1 | text, deflated(std::string(200, 'o') + bad_utf8)), {"failure 1007"},
-                 {"close 1007:invalid UTF-8"}, role::server, true});
+                 {"message text:" + hello_text},
+                 {},
+                 role::server,
+                 true});
+    t.push_back({"7692 §6 RSV1 on a continuation",
+                 concat({frame(text, "a"), frame(fin | rsv1 | cont, "b")}),
+                 {"failure 1002"},
+                 {"close 1002:protocol error"},
+                 role::server,
+                 true});
+    t.push_back({"7692 §6 RSV1 on a control frame",
+                 frame(fin | rsv1 | ping, ""),
+                 {"failure 1002"},
+                 {"close 1002:protocol error"},
+                 role::server,
+                 true});
+    t.push_back({"7692 §6 compressed data that does not inflate",
+                 frame(fin | rsv1 | binary, "\xFF\xFF\xFF"),
+                 {"failure 1007"},
+                 {"close 1007:invalid compressed data"},
+                 role::server,
+                 true});
+    t.push_back({"7692 §8.1 a message that inflates past the limit",
+                 frame(fin | rsv1 | binary, deflated(std::string(5000, 'a'))),
+                 {"failure 1009"},
+                 {"close 1009:message too big"},
+                 role::server,
+                 true});
+    t.push_back({"7692 §6 compressed text must be UTF-8",
+                 frame(fin | rsv1 | text, deflated(std::string(200, 'o') + bad_utf8)),
+                 {"failure 1007"},
+                 {"close 1007:invalid UTF-8"},
+                 role::server,
+                 true});
     return t;
 }
 
