@@ -94,6 +94,16 @@ thread_local std::size_t reassembly_total = 0;
 thread_local std::string compress_scratch;
 thread_local std::string inflate_scratch;
 
+// A close reason cut to the 123 bytes a close frame has room for (§5.5:
+// 125 less the code), at a character boundary: the reason must stay UTF-8
+// (§5.5.1), or the peer fails the connection on it.
+std::string_view reason_prefix(std::string_view reason) noexcept {
+    std::size_t n = 123;
+    if (reason.size() <= n) return reason;
+    while (n > 0 && (static_cast<unsigned char>(reason[n]) & 0xC0) == 0x80) --n;  // a continuation byte
+    return reason.substr(0, n);
+}
+
 }  // namespace
 
 std::uint32_t next_mask_key() noexcept {
@@ -167,7 +177,7 @@ std::string_view machine::close_reason() const noexcept {
 void machine::set_close(std::uint16_t code, std::string_view reason) {
     close_code_ = code;
     if (!reason.empty())
-        buffers().reason.assign(reason.substr(0, 123));
+        buffers().reason.assign(detail::reason_prefix(reason));
     else if (lent_)
         lent_->reason.clear();
 }
@@ -231,9 +241,9 @@ std::size_t machine::close_body(std::byte* body, std::uint16_t code, std::string
     if (code == 0 || code == close_code::no_status) return 0;
     body[0] = static_cast<std::byte>(code >> 8);
     body[1] = static_cast<std::byte>(code & 0xFF);
-    const std::size_t r = std::min<std::size_t>(reason.size(), 123);
-    if (r) std::memcpy(body + 2, reason.data(), r);
-    return 2 + r;
+    const std::string_view r = detail::reason_prefix(reason);
+    if (!r.empty()) std::memcpy(body + 2, r.data(), r.size());
+    return 2 + r.size();
 }
 
 std::size_t machine::encode_header(std::byte* out, ws::opcode op, std::size_t n, bool fin, bool rsv1,
@@ -485,7 +495,9 @@ bool machine::close_done(feed_result& r, std::span<const std::byte> payload) {
 }
 
 // Fails the connection (§7.1.7): the close frame with `code` is owed, the
-// incomplete message is dropped, nothing more is read.
+// incomplete message is dropped, nothing more is read. `reason` is a string
+// literal: the event's payload points at it, not at the reason kept, which a
+// send_close() or set_close() before the next feed replaces.
 bool machine::fail(feed_result& r, std::uint16_t code, const char* reason) {
     in_message_ = false;
     release_charge();
@@ -496,7 +508,7 @@ bool machine::fail(feed_result& r, std::uint16_t code, const char* reason) {
     set_close(code, reason);
     r.event.kind = event_kind::failure;
     r.event.code = code;
-    r.event.payload = std::as_bytes(std::span(close_reason().data(), close_reason().size()));
+    r.event.payload = std::as_bytes(std::span(reason, std::strlen(reason)));
     return true;
 }
 

@@ -489,3 +489,34 @@ TEST(machine, the_reassembly_budget_is_per_thread_and_given_back) {
     EXPECT_EQ(a.feed(in3, limits).event.kind, event_kind::none);  // a's message is done with: its charge goes back
     EXPECT_EQ(c.feed(in4, limits).event.kind, event_kind::none) << "the budget came back";
 }
+
+// Found by tests/fuzz/ws_machine_fuzz.cpp: a reason longer than a close
+// frame holds was cut at byte 123, inside a character, and the peer failed
+// the connection on the close frame (§5.5.1: the reason is UTF-8).
+TEST(machine, a_long_close_reason_is_cut_at_a_character_boundary) {
+    machine server(role::server), client(role::client);
+    const machine_limits limits;
+    vector_sink out;
+    std::string reason;
+    for (int i = 0; i < 50; ++i) reason += "\xC3\xA9";  // 100 2-byte characters: byte 123 is inside one
+    server.send_close(out, 1001, reason);
+    EXPECT_EQ(server.close_reason(), reason.substr(0, 122));
+    const auto got = run(client, out.queued, limits, [](std::size_t) -> std::size_t { return SIZE_MAX; });
+    EXPECT_EQ(got.events, (std::vector<std::string>{"close 1001:" + reason.substr(0, 122)}));
+}
+
+// Found by tests/fuzz/ws_machine_fuzz.cpp: a failure event's payload was the
+// reason the machine keeps, which a send_close() before the next feed
+// replaced; it is the failure's own reason until then.
+TEST(machine, a_failure_event_keeps_its_reason_while_the_caller_closes) {
+    machine m(role::server);
+    const machine_limits limits;
+    bytes wire = frame(fin | 0x3, "x");
+    std::span<std::byte> in(wire);
+    const auto r = m.feed(in, limits);
+    ASSERT_EQ(r.event.kind, event_kind::failure);
+    vector_sink out;
+    m.send_close(out, 1000, "going");
+    EXPECT_EQ(r.event.text(), "invalid frame header");
+    EXPECT_EQ(m.close_reason(), "going");
+}
