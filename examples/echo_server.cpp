@@ -91,6 +91,12 @@ int main(int argc, char** argv) {
     auto* key_opt = app.add_option("--key", key, "TLS private key (PEM) of --cert");
     cert_opt->needs(key_opt);
     key_opt->needs(cert_opt);
+    std::string api = "coroutine";
+    app.add_option("--api", api,
+                   "beyond the seed: 'coroutine' (the seed's handler, co_await recv/send) or 'callback' (a route "
+                   "with handlers, srv.ws())")
+        ->check(CLI::IsMember({"coroutine", "callback"}))
+        ->capture_default_str();
     std::string stats_file;
     app.add_option("--stats-file", stats_file,
                    "beyond the seed: on SIGTERM or SIGINT stop, and write the loop's SQE, io_uring_enter and "
@@ -137,6 +143,31 @@ int main(int argc, char** argv) {
             if (!quiet) fmt::print("WebSocket client disconnected\n");
         };
 
+        // Beyond the seed: the same echo as a callback route — settings and
+        // handlers once for the route, no coroutine per connection.
+        ws::behavior<> callback_echo{
+            .options = opts,
+            .open =
+                [quiet](ws::socket<>&) {
+                    if (!quiet) fmt::print("WebSocket client connected\n");
+                },
+            .message =
+                [quiet](ws::socket<>& s, std::string_view msg, ws::opcode op) {
+                    if (!quiet) fmt::print("Received: {}\n", msg);
+                    s.send(msg, op);
+                },
+            .close =
+                [quiet](ws::socket<>&, std::uint16_t, std::string_view) {
+                    if (!quiet) fmt::print("WebSocket client disconnected\n");
+                },
+        };
+        auto serve = [&](http::server& srv) {
+            if (api == "callback")
+                srv.ws("/ws", callback_echo);
+            else
+                srv.get("/ws", echo);
+        };
+
         if (cores > 1 && !stats_file.empty()) {
             fmt::print(stderr, "echo_server: --stats-file counts one loop; leave out --cores\n");
             return 2;
@@ -149,7 +180,7 @@ int main(int argc, char** argv) {
             runtime rt(options);
             rt.start();
             http::server srv(rt, server_opts);
-            srv.get("/ws", echo);
+            serve(srv);
             srv.listen(port, address);
             fmt::print("WebSocket server on {}://localhost:{}/ws ({} cores)\n", scheme, srv.port(), rt.size());
             std::fflush(stdout);
@@ -161,7 +192,7 @@ int main(int argc, char** argv) {
         std::optional<stop_on_signal> signals;
         if (!stats_file.empty()) signals.emplace(ctx);
         http::server srv(ctx, server_opts);
-        srv.get("/ws", echo);
+        serve(srv);
         srv.listen(port, address);
         fmt::print("WebSocket server on {}://localhost:{}/ws\n", scheme, srv.port());
         std::fflush(stdout);

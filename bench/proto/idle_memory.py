@@ -4,6 +4,7 @@ RSS growth of the server over N idle connections, divided by N.
 
   bench/proto/idle_memory.py build/examples/echo_server [N] [--deflate] [--tls]
   bench/proto/idle_memory.py BEFORE=BINARY AFTER=BINARY [-n 10000] [--tls] [--json OUT]
+  bench/proto/idle_memory.py callback=build/examples/echo_server,--api,callback ...   (arguments after commas)
 
 Several servers (NAME=BINARY, or a plain path) are measured one after the
 other in the same run, each with a fresh process, and compared to the first.
@@ -53,7 +54,8 @@ def raise_fd_limit():
 async def measure(binary, n, deflate, certs):
     """RSS per connection of one server process over `n` idle connections (wss when `certs`)."""
     port = free_port()
-    args = [binary, "--port", str(port), "--quiet"]
+    # "BINARY,--flag,value": extra arguments after the binary, comma-separated.
+    args = binary.split(",")[:1] + ["--port", str(port), "--quiet"] + binary.split(",")[1:]
     ssl_ctx = None
     if deflate:
         args.append("--deflate")

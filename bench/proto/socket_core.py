@@ -61,7 +61,8 @@ def run_once(wsbench, binary, row, args):
     with tempfile.TemporaryDirectory(prefix="cnetmod-socket-core-") as tmp:
         stats_path = os.path.join(tmp, "stats.json")
         server = Server(binary, args.server_cpu,
-                        lambda port: [binary, "--port", str(port), "--quiet", "--stats-file", stats_path])
+                        lambda port: binary.split(",")[:1] + ["--port", str(port), "--quiet", "--stats-file", stats_path]
+                        + binary.split(",")[1:])
         try:
             time.sleep(0.3)
             load = ["-r", str(row["rate"])] if row.get("rate") else ["-i", str(row["inflight"])]
@@ -125,7 +126,7 @@ def print_row(row, names, results):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("wsbench")
-    p.add_argument("servers", nargs="+", help="NAME=BINARY: an echo example taking --port N --quiet --stats-file F")
+    p.add_argument("servers", nargs="+", help="NAME=BINARY[,ARG...]: an echo example taking --port N --quiet --stats-file F (and ARGs)")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--duration", type=float, default=5)
     p.add_argument("--connections", type=int, default=100)

@@ -181,6 +181,11 @@ void reactor::tear_down() noexcept {
     closing_ = true;
     if (enabled_ && (owner_thread_ == std::thread::id{} || owner_thread_ == std::this_thread::get_id()))
         discard_pending_messages();
+    // What layers own outside coroutines goes first, while the ring works.
+    while (teardown_hook* h = teardown_hooks_) {
+        teardown_hooks_ = h->next;
+        h->run(h);
+    }
     // Destroy detached coroutines; their destructors release sockets and
     // queue what the kernel may still reference for after the ring is gone.
     while (detached_.next != &detached_) detached_.next->frame.destroy();

@@ -45,6 +45,14 @@ struct context_hook : turn_hook {
     using turn_hook::turn_hook;
 };
 
+// Work a layer must do when the context is torn down, before its ring goes:
+// freeing what it owns on this core that no coroutine owns (a callback
+// WebSocket, say). Registered once; run once.
+struct teardown_hook {
+    void (*run)(teardown_hook*) = nullptr;
+    teardown_hook* next = nullptr;
+};
+
 // State released by its owner while the kernel still holds operations that
 // name it (a closed socket's cancelled recv). It frees itself when its last
 // CQE arrives; whatever is left when the context is destroyed is freed after
@@ -143,6 +151,11 @@ public:
     void add_orphan(orphan_node& node) noexcept;
     void remove_orphan(orphan_node& node) noexcept;
     void adopt(detached_node& node) noexcept;
+    // `hook` runs first in tear_down(), while the ring still works.
+    void at_tear_down(teardown_hook& hook) noexcept {
+        hook.next = teardown_hooks_;
+        teardown_hooks_ = &hook;
+    }
     void release(detached_node& node) noexcept;
 
     // ---- runtime membership and cross-core messages ----
@@ -201,6 +214,7 @@ private:
     std::vector<unique_function> local_posts_;
     std::vector<unique_function> local_running_;
     turn_hook* hooks_ = nullptr;
+    teardown_hook* teardown_hooks_ = nullptr;
 
     // Functions posted from other threads, and the eventfd that wakes the loop.
     std::mutex remote_mutex_;

@@ -90,6 +90,19 @@ public:
     server& patch(std::string path, handler h) { return route("PATCH", std::move(path), std::move(h)); }
     server& options(std::string path, handler h) { return route("OPTIONS", std::move(path), std::move(h)); }
 
+    // A WebSocket route with callback handlers, given once for the route
+    // (ws::behavior<UserData>: options and open/message/drain/ping/pong/close
+    // handlers, and an upgrade handler that may refuse before the 101); each
+    // connection stores a UserData inline. The WebSocket layer implements
+    // it: include <cnetmod/proto/ws/ws.hpp>.
+    //   srv.ws<user>("/chat", {.message = [](ws::socket<user>& s, std::string_view m, ws::opcode op) { s.send(m, op);
+    //   }});
+    template <class UserData = void, class Protocol = websocket_protocol>
+    server& ws(std::string path, typename upgrade_protocol<Protocol>::template behavior<UserData> behavior) {
+        upgrade_protocol<Protocol>::template serve<UserData>(*this, std::move(path), std::move(behavior));
+        return *this;
+    }
+
     // Listens on `address`:`port` (port 0: any free port). Throws
     // std::system_error naming the address when it cannot.
     void listen(std::uint16_t port, std::string_view address = "0.0.0.0");

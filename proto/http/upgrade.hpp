@@ -13,6 +13,8 @@
 
 namespace cnetmod::http {
 
+class server;
+
 // The protocol of `Upgrade: websocket` (RFC 6455), as a tag.
 struct websocket_protocol;
 

@@ -24,6 +24,20 @@ namespace {
 struct core_connections {
     connection_state* head = nullptr;
     bool sweeping = false;
+    // As the context tears down, the callback connections (which no
+    // coroutine owns) are freed while the ring still works.
+    struct teardown_hook : cnetmod::detail::teardown_hook {
+        core_connections* core = nullptr;
+    } teardown;
+
+    static void free_callback_connections(cnetmod::detail::teardown_hook* h) noexcept {
+        core_connections* core = static_cast<teardown_hook*>(h)->core;
+        for (connection_state* s = core->head; s;) {
+            connection_state* next = s->reg_next_;
+            if (s->callback_) destroy_callback_state(s);
+            s = next;
+        }
+    }
     std::uint32_t now_ms = 0;
     std::chrono::milliseconds tick{1000};
 
@@ -135,6 +149,11 @@ void connection_state::link() {
             core.sweeping = false;
             throw;
         }
+    }
+    if (!core.teardown.core) {
+        core.teardown.core = &core;
+        core.teardown.run = &core_connections::free_callback_connections;
+        cnetmod::detail::reactor_of(*ctx_).at_tear_down(core.teardown);
     }
     reg_next_ = core.head;
     if (core.head) core.head->reg_prev_ = this;

@@ -162,7 +162,24 @@ std::size_t pubsub::local_index() const {
 void pubsub::subscribe(connection& c, std::string_view topic) {
     detail::connection_state* state = c.state();
     if (!state || !detail::is_open(*state)) throw connection_closed(c.close_code() ? c.close_code() : 1006);
-    if (!c.context().running_in_this_thread())
+    subscribe_state(state, c.context(), topic);
+}
+
+void pubsub::subscribe(socket_base s, std::string_view topic) {
+    if (!s.is_open()) throw connection_closed(close_code::abnormal);
+    subscribe_state(s.state(), s.context(), topic);
+}
+
+void pubsub::unsubscribe(socket_base s, std::string_view topic) {
+    unsubscribe_state(s.state(), topic);
+}
+
+void pubsub::unsubscribe(connection& c, std::string_view topic) {
+    unsubscribe_state(c.state(), topic);
+}
+
+void pubsub::subscribe_state(detail::connection_state* state, io_context& ctx, std::string_view topic) {
+    if (!ctx.running_in_this_thread())
         throw std::logic_error("cnetmod: pubsub::subscribe runs on the connection's own core");
     const std::size_t here = local_index();
     detail::pubsub_core& core = *cores_[here];
@@ -176,8 +193,7 @@ void pubsub::subscribe(connection& c, std::string_view topic) {
     t.subscribers.push_back(set->items.back().get());
 }
 
-void pubsub::unsubscribe(connection& c, std::string_view topic) {
-    detail::connection_state* state = c.state();
+void pubsub::unsubscribe_state(detail::connection_state* state, std::string_view topic) {
     if (!state) return;
     detail::subscription_set* set = detail::subscriptions(*state);
     if (!set) return;

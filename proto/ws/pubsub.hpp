@@ -26,6 +26,7 @@
 #include <cnetmod/proto/ws/connection.hpp>
 #include <cnetmod/proto/ws/options.hpp>
 #include <cnetmod/proto/ws/prepared_message.hpp>
+#include <cnetmod/proto/ws/socket.hpp>
 
 #include <atomic>
 #include <cstdint>
@@ -82,6 +83,9 @@ public:
     // unsubscribes or closes. Subscribing twice is one subscription.
     void subscribe(connection& c, std::string_view topic);
     void unsubscribe(connection& c, std::string_view topic);
+    // The same for a connection of a callback route (on its core, from its handlers).
+    void subscribe(socket_base s, std::string_view topic);
+    void unsubscribe(socket_base s, std::string_view topic);
 
     // Sends `message` to every subscriber of `topic` on every core.
     void publish(std::string_view topic, std::string_view message, ws::opcode op = ws::opcode::text);
@@ -98,6 +102,8 @@ public:
 
 private:
     std::size_t local_index() const;
+    void subscribe_state(detail::connection_state* state, io_context& ctx, std::string_view topic);
+    void unsubscribe_state(detail::connection_state* state, std::string_view topic);
 
     runtime* rt_ = nullptr;
     pubsub_options options_;

@@ -2,6 +2,7 @@
 // the opening handshake (RFC 6455 §4.2.2) as upgrade_protocol<websocket_protocol>,
 // and its entry in HTTP's registry of upgraded connections, which a
 // server's graceful shutdown walks (1001 to each, RFC 6455 §7.4.1).
+#include <cnetmod/proto/ws/detail/server_handshake.hpp>
 #include <cnetmod/proto/ws/handshake.hpp>
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
 #include <cnetmod/proto/ws/upgrade.hpp>
@@ -34,38 +35,58 @@ task<ws::connection> websocket_upgrade::upgrade(request_context& rc) {
 }
 
 task<ws::connection> websocket_upgrade::upgrade(request_context& rc, const ws::options& opts) {
-    if (!rc.is_websocket_upgrade()) {
-        if (rc.is_websocket_version_mismatch()) {
-            // §4.4: name the versions this server speaks.
-            rc.resp().set_status(status::upgrade_required);
-            rc.resp().set_header("Sec-WebSocket-Version", "13");
-            rc.resp().set_body("426 Upgrade Required: WebSocket version 13 only\n");
-            throw request_rejected("cnetmod: WebSocket handshake of an unsupported version");
-        }
-        rc.resp().set_status(status::bad_request);
-        rc.resp().set_body("400 Bad Request: not a WebSocket handshake\n");
-        throw request_rejected("cnetmod: not a WebSocket handshake");
+    ws::detail::require_handshake(rc);
+    auto answer = ws::detail::answer_handshake(rc, opts);
+    register_with_http();
+    ws::connection conn(std::move(rc.stream()), ws::role::server, opts, std::move(answer.subprotocol), answer.deflate);
+    ws::detail::register_server_connection(conn, rc.server_tag());
+    co_return conn;
+}
+
+}  // namespace cnetmod::http
+
+namespace cnetmod::ws::detail {
+
+void register_upgraded_with_http() noexcept {
+    http::register_with_http();
+}
+
+void require_handshake(http::request_context& rc) {
+    using namespace http;
+    if (rc.is_websocket_upgrade()) return;
+    if (rc.is_websocket_version_mismatch()) {
+        // §4.4: name the versions this server speaks.
+        rc.resp().set_status(status::upgrade_required);
+        rc.resp().set_header("Sec-WebSocket-Version", "13");
+        rc.resp().set_body("426 Upgrade Required: WebSocket version 13 only\n");
+        throw request_rejected("cnetmod: WebSocket handshake of an unsupported version");
     }
-    std::string selected;
+    rc.resp().set_status(status::bad_request);
+    rc.resp().set_body("400 Bad Request: not a WebSocket handshake\n");
+    throw request_rejected("cnetmod: not a WebSocket handshake");
+}
+
+handshake_answer answer_handshake(http::request_context& rc, const options& opts) {
+    using namespace http;
+    handshake_answer answer;
     // §4.2.2: select a subprotocol only if the client offered it.
     if (!opts.subprotocol.empty() && list_contains_token(rc.req().header("Sec-WebSocket-Protocol"), opts.subprotocol))
-        selected = opts.subprotocol;
+        answer.subprotocol = opts.subprotocol;
     std::string out =
         "HTTP/1.1 101 Switching Protocols\r\n"
         "Upgrade: websocket\r\n"
         "Connection: Upgrade\r\n"
         "Sec-WebSocket-Accept: ";
-    out += ws::accept_key(rc.req().header("Sec-WebSocket-Key"));
+    out += accept_key(rc.req().header("Sec-WebSocket-Key"));
     out += "\r\n";
-    if (!selected.empty()) {
+    if (!answer.subprotocol.empty()) {
         out += "Sec-WebSocket-Protocol: ";
-        out += selected;
+        out += answer.subprotocol;
         out += "\r\n";
     }
     // RFC 7692: permessage-deflate when this side enables it and the client
     // offers it in a form libdeflate can honour (several header lines are
     // one comma-separated list, RFC 9110 §5.3).
-    bool deflate = false;
     if (opts.enable_compression) {
         std::string offers;
         for (const auto& f : rc.req().headers()) {
@@ -73,21 +94,18 @@ task<ws::connection> websocket_upgrade::upgrade(request_context& rc, const ws::o
             if (!offers.empty()) offers += ", ";
             offers += f.value;
         }
-        if (auto accepted = ws::negotiate_deflate_server(offers)) {
+        if (auto accepted = negotiate_deflate_server(offers)) {
             out += "Sec-WebSocket-Extensions: ";
             out += accepted->response;
             out += "\r\n";
-            deflate = true;
+            answer.deflate = true;
         }
     }
     out += "\r\n";
     rc.stream().queue(out);
     rc.mark_upgraded();
     rc.release_request();  // the request and response are not needed for the life of the socket
-    register_with_http();
-    ws::connection conn(std::move(rc.stream()), ws::role::server, opts, std::move(selected), deflate);
-    ws::detail::register_server_connection(conn, rc.server_tag());
-    co_return conn;
+    return answer;
 }
 
-}  // namespace cnetmod::http
+}  // namespace cnetmod::ws::detail

@@ -9,6 +9,7 @@
 #include <cnetmod/proto/http/upgrade.hpp>
 #include <cnetmod/proto/ws/connection.hpp>
 #include <cnetmod/proto/ws/options.hpp>
+#include <cnetmod/proto/ws/socket.hpp>
 
 template <>
 struct cnetmod::http::upgrade_protocol<cnetmod::http::websocket_protocol> {
@@ -17,4 +18,11 @@ struct cnetmod::http::upgrade_protocol<cnetmod::http::websocket_protocol> {
     // answering it with 400 (or 426 for another version).
     static task<ws::connection> upgrade(request_context& rc);
     static task<ws::connection> upgrade(request_context& rc, const ws::options& opts);
+    // http::server::ws<UserData>(path, behavior): a route with callback handlers.
+    template <class UserData>
+    using behavior = ws::behavior<UserData>;
+    template <class UserData>
+    static void serve(server& srv, std::string path, ws::behavior<UserData> b) {
+        ws::serve(srv, std::move(path), std::move(b));
+    }
 };

@@ -162,7 +162,24 @@ async def heartbeat(s):
     assert out.count("Ping sent") >= 2, out
 
 
-EXTRA_ARGS = {"heartbeat": ["--interval", "0.4"], "connection_limit": ["--max", "2"]}
+async def echo_server_callback(s):
+    """The same echo as a callback route (echo_server --api callback), plus
+    many clients at once and a protocol error that ends one of them only."""
+    await echo_server_many(s, stop=False)
+    await echo_server(s)
+
+
+async def echo_server_many(s, stop=True):
+    async def one(i):
+        async with websockets.connect(s.url) as ws:
+            for j in range(20):
+                await ws.send(f"{i}:{j}")
+                assert await ws.recv() == f"{i}:{j}"
+    await asyncio.gather(*[one(i) for i in range(20)])
+
+
+EXTRA_ARGS = {"heartbeat": ["--interval", "0.4"], "connection_limit": ["--max", "2"],
+              "echo_server_callback": ["--api", "callback"]}
 
 
 def main():

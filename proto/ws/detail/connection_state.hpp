@@ -30,6 +30,9 @@ struct stream_sink {
     std::span<std::byte> space(std::size_t n) { return stream.queue_space(n); }
 };
 
+// Frees a callback connection (socket.cpp): as a context tears down, no handler runs.
+void destroy_callback_state(connection_state* s) noexcept;
+
 // Settings for the coroutine API's connections, made once per distinct
 // ws::options (and subprotocol) per core and shared.
 route_settings* intern_settings(io_context& ctx, const options& opts, std::string_view subprotocol);
