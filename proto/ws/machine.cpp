@@ -18,9 +18,10 @@ struct machine_buffers {
     std::size_t charged = 0;  // bytes of `message` counted against the thread's reassembly budget
     std::uint8_t control_len = 0;
     std::uint8_t pong_len = 0;
-    std::byte control[125];           // a control frame's payload that straddles inputs
-    std::byte pong[125];              // the latest ping's payload, while its pong is owed
-    machine_buffers* next = nullptr;  // the pool's link
+    std::byte control[125];             // a control frame's payload that straddles inputs
+    std::byte pong[125];                // the latest ping's payload, while its pong is owed
+    std::byte header[max_header_size];  // a frame header that straddles inputs, gathered
+    machine_buffers* next = nullptr;    // the pool's link
 };
 
 namespace {
@@ -144,7 +145,6 @@ machine::machine(machine&& other) noexcept
       pong_owed_(other.pong_owed_),
       failed_(other.failed_) {
     std::memcpy(mask_, other.mask_, sizeof mask_);
-    std::memcpy(header_, other.header_, sizeof header_);
 }
 
 machine& machine::operator=(machine&& other) noexcept {
@@ -221,8 +221,8 @@ void machine::trim() noexcept {
         release_charge();
         lent_->message.clear();
     }
-    const bool needed =
-        in_message_ || pong_owed_ || !lent_->reason.empty() || (stage_ == stage::payload && is_control(frame_op_));
+    const bool needed = in_message_ || pong_owed_ || have_ > 0 || !lent_->reason.empty() ||
+                        (stage_ == stage::payload && is_control(frame_op_));
     if (!needed) detail::give_back(std::exchange(lent_, nullptr));
 }
 
@@ -305,12 +305,13 @@ bool machine::read_header(std::span<std::byte> in, feed_result& r, const machine
     if (have_ == 0) {
         parsed = parse_frame_header_into(in.first(n), h, size, code);
     } else {
-        std::memcpy(header_ + have_, in.data(), n);
-        parsed = parse_frame_header_into(std::span<const std::byte>(header_, have_ + n), h, size, code);
+        std::byte* gathered = lent_->header;
+        std::memcpy(gathered + have_, in.data(), n);
+        parsed = parse_frame_header_into(std::span<const std::byte>(gathered, have_ + n), h, size, code);
     }
     if (parsed == st::invalid) return fail(r, code, "invalid frame header");
     if (parsed == st::incomplete) {  // all of `in` is header bytes (a header is at most 14)
-        if (have_ == 0) std::memcpy(header_, in.data(), n);
+        if (have_ == 0) std::memcpy(buffers().header, in.data(), n);
         have_ = static_cast<std::uint8_t>(have_ + n);
         r.consumed += n;
         return false;

@@ -17,7 +17,7 @@
 //   }
 //   m.write_owed(queue);                         // pongs and close replies the input asked for
 //
-// An idle machine is 48 bytes; what a message in pieces needs (its
+// An idle machine is 32 bytes; what a message in pieces needs (its
 // reassembly buffer, a control frame's payload that straddles reads, a
 // pong owed) is lent from a per-thread pool while it is needed.
 #pragma once
@@ -209,8 +209,7 @@ private:
     detail::machine_buffers* lent_ = nullptr;  // reassembly, control payloads, reason: while needed
     std::uint64_t remaining_ = 0;              // payload bytes of the current frame still to come
     std::uint8_t mask_[4] = {0, 0, 0, 0};
-    std::byte header_[max_header_size];  // a header that straddles inputs, gathered
-    std::uint8_t have_ = 0;              // header bytes gathered
+    std::uint8_t have_ = 0;  // bytes of a header that straddles inputs, gathered in the lent buffer
     utf8_validator utf8_;
     std::uint16_t close_code_ = 0;
     ws::role role_;

@@ -400,7 +400,7 @@ TEST(machine, every_rule_of_the_table) {
 }
 
 TEST(machine, an_idle_machine_is_small_and_lends_nothing) {
-    EXPECT_LE(sizeof(machine), 64u);
+    EXPECT_LE(sizeof(machine), 32u);
     machine m(role::server);
     const machine_limits limits;
     bytes wire = concat({frame(text, "frag"), frame(fin | cont, "mented"), frame(fin | ping, "p")});
