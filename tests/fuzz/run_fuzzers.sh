@@ -9,14 +9,25 @@ build=$1
 seconds=${2:-20}
 out="$build/fuzz"
 mkdir -p "$out"
-flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I"$build/include")
+common=(-std=c++20 -O1 -g -fno-sanitize-recover=undefined -I"$build/include")
+flags=("${common[@]}" -fsanitize=fuzzer,address,undefined)
+object_flags=("${common[@]}" -fsanitize=fuzzer-no-link,address,undefined)  # for objects linked into several targets
 clang++ "${flags[@]}" -o "$out/http_request_fuzz" "$here/http_request_fuzz.cpp" \
   "$root/proto/http/request_parser.cpp"
 clang++ "${flags[@]}" -o "$out/ws_frame_fuzz" "$here/ws_frame_fuzz.cpp" \
   "$root/proto/ws/frame.cpp" "$root/proto/ws/mask.cpp" "$root/proto/ws/utf8.cpp"
-for target in http_request_fuzz:http ws_frame_fuzz:ws; do
+# ws::machine's sources, compiled once for both of its targets.
+machine_objs=()
+for src in machine frame mask utf8 permessage_deflate; do
+  clang++ "${object_flags[@]}" -c -o "$out/ws_$src.o" "$root/proto/ws/$src.cpp"
+  machine_objs+=("$out/ws_$src.o")
+done
+for name in ws_machine_fuzz ws_machine_diff_fuzz; do
+  clang++ "${flags[@]}" -o "$out/$name" "$here/$name.cpp" "${machine_objs[@]}" -ldeflate
+done
+for target in http_request_fuzz:http ws_frame_fuzz:ws ws_machine_fuzz:ws_machine ws_machine_diff_fuzz:ws_machine; do
   name=${target%%:*} corpus=${target##*:}
-  work="$out/corpus-$corpus"
+  work="$out/corpus-$name"
   rm -rf "$work" && cp -r "$here/corpus/$corpus" "$work"
   "$out/$name" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 "$work" 2>"$out/$name.log" ||
     { tail -n 40 "$out/$name.log"; echo "$name: crashed"; exit 1; }
