@@ -49,37 +49,49 @@ struct demo {
         co_return;
     }
 
-    task<void> chat(http::request_context& ctx) {
-        const std::string name = clean_name(http::query_param(ctx.query(), "name").value_or(""));
-        if (name.empty()) {
-            ctx.resp().set_status(http::status::bad_request);
-            ctx.resp().set_body("400 Bad Request: /chat?name=NAME (a printable name, at most 32 bytes)\n");
-            co_return;
-        }
-        auto ws = co_await ctx.upgrade_to_websocket(ws_opts);
-        topics->subscribe(ws, "chat");
-        topics->publish("chat", fmt::format("{} joined", name));
-        while (auto msg = co_await ws.recv()) {
-            if (ws.last_opcode() != ws::opcode::text) continue;  // the room speaks text
-            topics->publish("chat", fmt::format("{}: {}", name, *msg));
-        }
-        topics->publish("chat", fmt::format("{} left", name));
+    // The WebSocket routes are callback routes (srv.ws): settings and
+    // handlers once per route, a connection's name stored inline, no
+    // coroutine per connection.
+    struct member {
+        std::string name;
+    };
+
+    ws::behavior<member> chat() {
+        return {
+            .options = ws_opts,
+            .upgrade =
+                [](http::request_context& ctx, member& m) {
+                    m.name = clean_name(http::query_param(ctx.query(), "name").value_or(""));
+                    if (!m.name.empty()) return true;
+                    ctx.resp().set_status(http::status::bad_request);
+                    ctx.resp().set_body("400 Bad Request: /chat?name=NAME (a printable name, at most 32 bytes)\n");
+                    return false;
+                },
+            .open =
+                [this](ws::socket<member>& s) {
+                    topics->subscribe(s, "chat");
+                    topics->publish("chat", fmt::format("{} joined", s.user_data()->name));
+                },
+            .message =
+                [this](ws::socket<member>& s, std::string_view msg, ws::opcode op) {
+                    if (op != ws::opcode::text) return;  // the room speaks text
+                    topics->publish("chat", fmt::format("{}: {}", s.user_data()->name, msg));
+                },
+            .close = [this](ws::socket<member>& s, std::uint16_t,
+                            std::string_view) { topics->publish("chat", fmt::format("{} left", s.user_data()->name)); },
+        };
     }
 
-    task<void> echo(http::request_context& ctx) {
-        auto ws = co_await ctx.upgrade_to_websocket(ws_opts);
-        while (auto msg = co_await ws.recv()) {
-            if (ws.last_opcode() == ws::opcode::binary)
-                co_await ws.send_binary(*msg);
-            else
-                co_await ws.send(*msg);
-        }
+    ws::behavior<> echo() {
+        return {.options = ws_opts,
+                .message = [](ws::socket<>& s, std::string_view msg, ws::opcode op) { s.send(msg, op); }};
     }
 
-    task<void> fan_out(http::request_context& ctx) {
-        auto ws = co_await ctx.upgrade_to_websocket(ws_opts);
-        topics->subscribe(ws, "broadcast");
-        while (auto msg = co_await ws.recv_view()) topics->publish("broadcast", msg->payload, msg->opcode);
+    ws::behavior<> fan_out() {
+        return {.options = ws_opts,
+                .open = [this](ws::socket<>& s) { topics->subscribe(s, "broadcast"); },
+                .message = [this](ws::socket<>&, std::string_view msg,
+                                  ws::opcode op) { topics->publish("broadcast", msg, op); }};
     }
 };
 
@@ -141,9 +153,9 @@ int main(int argc, char** argv) {
         rt.start();
         http::server srv(rt, so);
         srv.get("/", [&d](http::request_context& c) { return d.page(c); });
-        srv.get("/chat", [&d](http::request_context& c) { return d.chat(c); });
-        srv.get("/ws", [&d](http::request_context& c) { return d.echo(c); });
-        srv.get("/broadcast", [&d](http::request_context& c) { return d.fan_out(c); });
+        srv.ws<demo::member>("/chat", d.chat());
+        srv.ws("/ws", d.echo());
+        srv.ws("/broadcast", d.fan_out());
         srv.listen(port, address);
         const bool tls = !cert.empty();
         const std::string host = address == "0.0.0.0" || address == "127.0.0.1" ? "localhost" : address;

@@ -308,10 +308,10 @@ socket_state& of(connection_state* s) noexcept {
     return *static_cast<socket_state*>(s);
 }
 
-// The route's GET handler: the handshake, the upgrade handler, the 101,
-// and the connection on its own; the HTTP session then ends.
+// The route's GET handler: the upgrade handler (which sees every request
+// to the route, so that it can answer its own errors), the handshake's
+// checks, the 101, and the connection on its own; the HTTP session then ends.
 task<void> upgrade_route(http::request_context& rc, route_base& route) {
-    require_handshake(rc);
     const std::size_t size = socket_state::block_size(route);
     void* block = cnetmod::detail::allocate_frame(size);
     void* user = socket_state::user_at(block, route);
@@ -325,6 +325,7 @@ task<void> upgrade_route(http::request_context& rc, route_base& route) {
             if (rc.resp().get_status() == http::status::ok) rc.resp().set_status(http::status::forbidden);
             throw http::request_rejected("cnetmod: the route's upgrade handler refused the WebSocket handshake");
         }
+        require_handshake(rc);
     } catch (...) {
         if (user_made) route.destroy_user(user);
         cnetmod::detail::deallocate_frame(block, size);

@@ -130,9 +130,11 @@ struct behavior {
     // Limits, timeouts, compression and the subprotocol to select, for
     // every connection of the route (the route keeps one copy).
     ws::options options{};
-    // Before the 101, once the request is a valid handshake: reads the
-    // request's headers, fills the user data; false refuses the upgrade,
-    // answered with rc.resp() as the handler left it (403 if it left 200).
+    // First, for every request to the route: reads the request's headers
+    // and query, fills the user data; false refuses the upgrade, answered
+    // with rc.resp() as the handler left it (403 if it left 200). A request
+    // it lets through that is not a valid handshake is answered 400 (426
+    // for another version); a valid one gets the 101.
     upgrade_handler upgrade{};
     std::function<void(socket_type&)> open{};
     // A whole message; the view is valid until the handler returns.
