@@ -110,8 +110,7 @@ route_settings* intern_settings(io_context& ctx, const options& opts, std::strin
 
 connection_state::connection_state(tcp_stream stream, role r, route_settings& settings, bool deflate, bool deflate_send,
                                    bool has_subprotocol)
-    : ctx_(&stream.context()),
-      stream_(std::move(stream)),
+    : stream_(std::move(stream)),
       machine_(r, deflate, deflate_send),
       settings_(&settings),
       has_subprotocol_(has_subprotocol) {
@@ -126,7 +125,7 @@ connection_state::connection_state(tcp_stream stream, role r, route_settings& se
 
 connection_state::~connection_state() {
     if (subs_) release_subscriptions(*subs_);
-    if (close_timer_) cnetmod::detail::reactor_of(*ctx_).disarm_wait_timer(close_timer_);
+    if (close_timer_) cnetmod::detail::reactor_of(context()).disarm_wait_timer(close_timer_);
     unlink();
     settings_->release();
 }
@@ -139,12 +138,12 @@ connection_state* connection_state::registry_head(io_context& ctx) noexcept {
 }
 
 void connection_state::link() {
-    core_connections& core = core_connections::of(*ctx_);
-    if (!core.sweeping && !cnetmod::detail::reactor_of(*ctx_).closing()) {
+    core_connections& core = core_connections::of(context());
+    if (!core.sweeping && !cnetmod::detail::reactor_of(context()).closing()) {
         core.now_ms = core_connections::clock_ms();
         core.sweeping = true;
         try {
-            spawn(*ctx_, sweep_core(*ctx_));  // first: if it throws, nothing is linked yet
+            spawn(context(), sweep_core(context()));  // first: if it throws, nothing is linked yet
         } catch (...) {
             core.sweeping = false;
             throw;
@@ -153,7 +152,7 @@ void connection_state::link() {
     if (!core.teardown.core) {
         core.teardown.core = &core;
         core.teardown.run = &core_connections::free_callback_connections;
-        cnetmod::detail::reactor_of(*ctx_).at_tear_down(core.teardown);
+        cnetmod::detail::reactor_of(context()).at_tear_down(core.teardown);
     }
     reg_next_ = core.head;
     if (core.head) core.head->reg_prev_ = this;
@@ -165,7 +164,7 @@ void connection_state::link() {
 }
 
 void connection_state::unlink() noexcept {
-    auto* core = find_context_local<core_connections>(*ctx_);
+    auto* core = find_context_local<core_connections>(context());
     if (!core) return;
     if (reg_prev_)
         reg_prev_->reg_next_ = reg_next_;
@@ -178,7 +177,7 @@ void connection_state::unlink() noexcept {
 // ---- liveness and bounds ----
 
 void connection_state::note_activity() noexcept {
-    if (auto* core = find_context_local<core_connections>(*ctx_)) last_rx_ms_ = core->now_ms;
+    if (auto* core = find_context_local<core_connections>(context())) last_rx_ms_ = core->now_ms;
 }
 
 void connection_state::check_liveness(std::uint32_t now) {
@@ -314,7 +313,7 @@ void connection_state::close_within(std::uint16_t code, std::string_view reason,
 void connection_state::arm_close_timer(std::chrono::milliseconds grace) {
     if (close_timer_) return;
     close_timer_ =
-        cnetmod::detail::reactor_of(*ctx_).arm_wait_timer(timeout(grace), &connection_state::on_close_timeout, this);
+        cnetmod::detail::reactor_of(context()).arm_wait_timer(timeout(grace), &connection_state::on_close_timeout, this);
 }
 
 void connection_state::on_close_timeout(void* p) {

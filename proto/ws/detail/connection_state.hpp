@@ -52,7 +52,7 @@ public:
 
     const route_settings& settings() const noexcept { return *settings_; }
     const machine_limits& limits() const noexcept { return settings_->limits; }
-    io_context& context() const noexcept { return *ctx_; }
+    io_context& context() const noexcept { return stream_.context(); }
 
     // ---- state ----
     bool open() const noexcept { return machine_.is_open() && !closed_ && stream_.is_open(); }
@@ -111,8 +111,7 @@ public:
         return settings_->idle_timeout.count() > 0 ? timeout(settings_->idle_timeout) : deadline{};
     }
 
-    io_context* ctx_;
-    tcp_stream stream_;
+    tcp_stream stream_;  // never empty: the state is made from an open stream and never gives it away
     machine machine_;
     route_settings* settings_;
     subscription_set* subs_ = nullptr;  // the topics this connection is subscribed to
@@ -122,9 +121,6 @@ public:
     connection_state* reg_prev_ = nullptr;
     connection_state* reg_next_ = nullptr;
     const void* server_tag_ = nullptr;
-    // The coroutine API: the awaiter of the read in progress. The callback
-    // API: the socket's waiter (see socket.cpp).
-    void* reader_ = nullptr;
     std::uint32_t last_rx_ms_ = 0;       // the sweep time at which bytes last arrived
     std::uint32_t msg_start_ms_ = 0;     // when the incomplete message began
     std::uint32_t queued_seen_ = 0;      // unsent bytes at the last sweep
