@@ -36,6 +36,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <latch>
 #include <memory>
@@ -926,17 +927,32 @@ std::optional<process_cpu> process_cpu_seconds(int pid) {
     return process_cpu{static_cast<double>(utime) / tick, static_cast<double>(stime) / tick};
 }
 
-double own_user_seconds() {
+// This process's CPU seconds (all its threads): getrusage, whose split
+// between user and system time is sampled at each scheduler tick (the
+// total is exact); over a run of seconds the split is within a few percent.
+process_cpu own_cpu_seconds() {
     rusage u{};
     ::getrusage(RUSAGE_SELF, &u);
-    return static_cast<double>(u.ru_utime.tv_sec) + static_cast<double>(u.ru_utime.tv_usec) / 1e6;
+    const auto seconds = [](const timeval& t) {
+        return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+    };
+    return process_cpu{seconds(u.ru_utime), seconds(u.ru_stime)};
 }
 
-double own_cpu_seconds() {
-    rusage u{};
-    ::getrusage(RUSAGE_SELF, &u);
-    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-           static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+// Seconds this process's threads spent runnable but waiting for a CPU (the
+// scheduler's run delay, /proc/self/task/*/schedstat, second field; 0
+// where the kernel does not keep it). Time wsbench was not waiting for the
+// server is its CPU share plus this: on a machine whose cores other
+// processes share, CPU share alone would hide that wsbench was the limit.
+double own_run_delay_seconds() {
+    std::uint64_t delay = 0;
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+        std::ifstream f(task.path() / "schedstat");
+        std::uint64_t running = 0, waiting = 0;
+        if (f >> running >> waiting) delay += waiting;
+    }
+    return static_cast<double>(delay) / 1e9;
 }
 
 // ---------------------------------------------------------------- output
@@ -1095,8 +1111,8 @@ int main(int argc, char** argv) {
 
     run.connected.wait();
     const std::uint64_t start = clock_ns::now();
-    const double cpu0 = own_cpu_seconds();
-    const double user0 = own_user_seconds();
+    const process_cpu own0 = own_cpu_seconds();
+    const double delay0 = own_run_delay_seconds();
     // The server's CPU so far; negative when not asked for or the server is gone.
     auto sample_server = [&] {
         const process_cpu none{-1, -1};
@@ -1157,8 +1173,8 @@ int main(int argc, char** argv) {
     }
     // The measured window ends here: what arrived by now sets the rate.
     const std::uint64_t end = clock_ns::now();
-    const double cpu1 = own_cpu_seconds();
-    const double user1 = own_user_seconds();
+    const process_cpu own1 = own_cpu_seconds();
+    const double delay1 = own_run_delay_seconds();
     const process_cpu server1 = sample_server();
     const auto [window_count, window_errors] = received_now();
     (void)window_errors;
@@ -1196,10 +1212,15 @@ int main(int argc, char** argv) {
     const std::uint64_t total_errors = mismatches + errors + closes + failures + lost + overflows;
     const double rate = static_cast<double>(window_count) / seconds;
     const double mb = static_cast<double>(bytes) / seconds / 1e6;
-    const double cpu_share = (cpu1 - cpu0) / seconds / cfg.threads;
-    const bool saturated = cpu_share >= 0.95;
-    // wsbench's own user-space time per message (the rest of its CPU is the kernel's).
-    const double user_ns = window_count ? (user1 - user0) * 1e9 / static_cast<double>(window_count) : 0.0;
+    const double cpu_share = (own1.total() - own0.total()) / seconds / cfg.threads;
+    // Runnable but not running (other processes on wsbench's cores).
+    const double wait_share = (delay1 - delay0) / seconds / cfg.threads;
+    // Hardly ever idle (waiting for the server): wsbench was the limit.
+    const bool saturated = cpu_share + wait_share >= 0.95;
+    // wsbench's own CPU per message, user space (its own code and the library's) and kernel apart.
+    const auto own_ns = [&](double s) { return window_count ? s * 1e9 / static_cast<double>(window_count) : 0.0; };
+    const double user_ns = own_ns(own1.user - own0.user);
+    const double system_ns = own_ns(own1.system - own0.system);
     // The server's CPU over the measured window, per message answered in it; the user-space part is
     // what the library costs, the system part what the kernel does for it (ticks: 10 ms resolution).
     std::optional<double> server_us, server_user_us, server_system_us, server_share;
@@ -1256,6 +1277,8 @@ int main(int argc, char** argv) {
         j["overflows"] = overflows;
         j["client_cpu_share"] = cpu_share;
         j["client_user_ns_per_message"] = user_ns;
+        j["client_system_ns_per_message"] = system_ns;
+        j["client_cpu_wait_share"] = wait_share;
         j["client_saturated"] = saturated;
         j["server_pid"] = cfg.server_pid;
         j["server_cpu_us_per_message"] = server_us ? nlohmann::json(*server_us) : nlohmann::json(nullptr);
@@ -1296,11 +1319,12 @@ int main(int argc, char** argv) {
                    with_commas(connect.total()));
         fmt::print("  errors       {}   (mismatches {}, lost {}, unexpected closes {}, failed connects {}, other {})\n",
                    total_errors, mismatches, lost, closes, failures, errors + overflows);
-        fmt::print("  wsbench CPU  {:.0f} % of {} core{} ({:.0f} ns of its own user time per {}){}\n", cpu_share * 100,
-                   cfg.threads, cfg.threads == 1 ? "" : "s", user_ns,
+        fmt::print("  wsbench CPU  {:.0f} % of {} core{} ({:.0f} ns user + {:.0f} ns system per {}){}{}\n",
+                   cpu_share * 100, cfg.threads, cfg.threads == 1 ? "" : "s", user_ns, system_ns,
                    cfg.mode == "connect"     ? "handshake"
                    : cfg.mode == "broadcast" ? "delivery"
                                              : "message",
+                   wait_share >= 0.01 ? fmt::format(", waiting for a CPU {:.0f} %", wait_share * 100) : "",
                    saturated ? "  -- SATURATED: these figures are wsbench's limit, not the server's" : "");
         if (server_us)
             fmt::print("  server CPU   {:.2f} µs per {} (user {:.2f}, system {:.2f}), {:.0f} % of a core (pid {})\n",
