@@ -247,6 +247,12 @@ constexpr std::uint64_t sequence_word(std::uint64_t seq) noexcept {
     return __builtin_bswap64(t + 0x0101010101010101 * digit_zero);
 }
 
+// The word of `seq` from the word of seq - 1: the last character + 1,
+// unless that carries (one sequence number in 64).
+constexpr std::uint64_t next_sequence_word(std::uint64_t previous, std::uint64_t seq) noexcept {
+    return (seq & 63) != 0 ? previous + (std::uint64_t{1} << 56) : sequence_word(seq);
+}
+
 // Equal bytes: short runs compared a word at a time, inline; long ones by memcmp.
 inline bool same_bytes(const std::byte* a, const std::byte* b, std::size_t n) noexcept {
     if (n > 64) return std::memcmp(a, b, n) == 0;
@@ -592,6 +598,7 @@ private:
         if (c.stream.finish_wait_readable() != tcp_stream::read_status::data) return stream_ended(c);
         const std::uint64_t now = turn_time();
         tally t;
+        t.expected = sequence_word(c.recv_seq);
         bool reading = true;
         while (reading) {
             const std::span<std::byte> view = c.stream.writable_view();
@@ -637,6 +644,7 @@ private:
     // What one call of read() counts, added to the shared counters once.
     struct tally {
         std::uint64_t received = 0, bytes = 0, echoes = 0;
+        std::uint64_t expected = 0;  // the sequence word the next echo should carry
     };
 
     // Checks an echo against what was sent, byte for byte, and times it.
@@ -651,14 +659,14 @@ private:
         if (ok && p.size() >= seq_chars) {
             std::uint64_t seq;
             std::memcpy(&seq, m.data(), seq_chars);
-            ok = seq == sequence_word(c.recv_seq) &&
-                 same_bytes(m.data() + seq_chars, p.data() + seq_chars, p.size() - seq_chars);
+            ok = seq == t.expected && same_bytes(m.data() + seq_chars, p.data() + seq_chars, p.size() - seq_chars);
         } else if (ok) {
             ok = same_bytes(m.data(), p.data(), p.size());
         }
         if (!ok) stats_.mismatches.add();
         stats_.latency.record(now - c.sent_at[c.recv_seq & (ring_size - 1)]);
         ++c.recv_seq;
+        t.expected = next_sequence_word(t.expected, c.recv_seq);
         ++t.received;
         ++t.echoes;
         t.bytes += m.size();
@@ -752,16 +760,15 @@ private:
         mask_keys keys = keys_;
         std::uint64_t seq = c.send_seq;
         const std::uint64_t end = seq + n;
+        std::uint64_t word = sequence_word(seq);
         while (seq < end) {
             const std::uint64_t last = seq + std::min(end - seq, batch);
             std::byte* out = c.stream.queue_space(frame * (last - seq)).data();
             for (; seq < last; ++seq, out += frame) {
-                if (numbered) {
-                    const std::uint64_t word = sequence_word(seq);
-                    std::memcpy(payload.data(), &word, seq_chars);
-                }
+                if (numbered) std::memcpy(payload.data(), &word, seq_chars);
                 sent_at[seq & (ring_size - 1)] = at;
                 head.put(out, payload, keys.next());
+                word = next_sequence_word(word, seq + 1);
             }
             c.send_seq = seq;
         }
