@@ -36,7 +36,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <latch>
 #include <memory>
@@ -412,8 +411,11 @@ public:
     }
 
     stats& results() noexcept { return stats_; }
+    // The loop thread's id, once it runs.
+    int thread_id() const noexcept { return tid_.load(); }
 
     void operator()() {
+        tid_.store(static_cast<int>(::gettid()));
         try {
             sync_wait(ctx_, co_invoke([this]() -> task<void> { co_await main(); }));
         } catch (const std::exception& e) {
@@ -901,6 +903,7 @@ private:
     std::uint64_t stamp_turn_ = UINT64_MAX;
     std::uint64_t stamp_ = 0;
     stats stats_;
+    std::atomic<int> tid_{0};
 };
 
 void conn::on_readable(read_waiter* w) {
@@ -946,16 +949,15 @@ process_cpu own_cpu_seconds() {
     return process_cpu{seconds(u.ru_utime), seconds(u.ru_stime)};
 }
 
-// Seconds this process's threads spent runnable but waiting for a CPU (the
-// scheduler's run delay, /proc/self/task/*/schedstat, second field; 0
-// where the kernel does not keep it). Time wsbench was not waiting for the
-// server is its CPU share plus this: on a machine whose cores other
+// Seconds the load threads spent runnable but waiting for a CPU (the
+// scheduler's run delay, /proc/self/task/TID/schedstat, second field; 0
+// where the kernel does not keep it). Time a load thread was not waiting
+// for the server is its CPU share plus this: on a machine whose cores other
 // processes share, CPU share alone would hide that wsbench was the limit.
-double own_run_delay_seconds() {
+double run_delay_seconds(const std::vector<int>& threads) {
     std::uint64_t delay = 0;
-    std::error_code ec;
-    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-        std::ifstream f(task.path() / "schedstat");
+    for (int tid : threads) {
+        std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/schedstat");
         std::uint64_t running = 0, waiting = 0;
         if (f >> running >> waiting) delay += waiting;
     }
@@ -1119,7 +1121,9 @@ int main(int argc, char** argv) {
     run.connected.wait();
     const std::uint64_t start = clock_ns::now();
     const process_cpu own0 = own_cpu_seconds();
-    const double delay0 = own_run_delay_seconds();
+    std::vector<int> load_threads;
+    for (auto& w : workers) load_threads.push_back(w->thread_id());
+    const double delay0 = run_delay_seconds(load_threads);
     // The server's CPU so far; negative when not asked for or the server is gone.
     auto sample_server = [&] {
         const process_cpu none{-1, -1};
@@ -1181,7 +1185,7 @@ int main(int argc, char** argv) {
     // The measured window ends here: what arrived by now sets the rate.
     const std::uint64_t end = clock_ns::now();
     const process_cpu own1 = own_cpu_seconds();
-    const double delay1 = own_run_delay_seconds();
+    const double delay1 = run_delay_seconds(load_threads);
     const process_cpu server1 = sample_server();
     const auto [window_count, window_errors] = received_now();
     (void)window_errors;
