@@ -6,16 +6,23 @@
 // connect (a storm of handshakes), and broadcast (publishers send, every
 // other connection receives; latency from publish to each receipt).
 //
-// Every echoed payload is checked byte for byte. The per-message path
-// allocates nothing: payloads are built once per connection, frames are
-// queued without a coroutine (ws::connection::queue_message) and leave in
-// one system call per loop turn, and echoes are read in place
-// (recv_view). wsbench measures its own CPU share and says when it was the
-// bottleneck; with --server-pid it reports the server's CPU per message.
+// Every echoed payload is checked byte for byte. The load must cost wsbench
+// far less than it costs the server, so echo and broadcast connections do
+// not go through ws::connection: after ws::handshake, each connection is its
+// stream's reader (a read_waiter, no coroutine), called once per batch of
+// received bytes, in which a frame_reader finds every message in place and
+// the replies are built, masked, straight into the send queue; all of a loop
+// turn's frames leave in one system call per socket. Nothing is allocated
+// per message and the clock is read once per loop turn. wsbench measures
+// its own CPU share and says when it was the bottleneck; with --server-pid
+// it reports the server's CPU per message.
+#include "wsbench/frame_reader.hpp"
 #include <cnetmod/engine/engine.hpp>
+#include <cnetmod/proto/ws/mask.hpp>
 #include <cnetmod/proto/ws/ws.hpp>
 
 #include <fmt/core.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #include <x86intrin.h>
@@ -205,35 +212,59 @@ struct config {
 };
 
 // Payload layout: an 8-character sequence number (6 bits per character,
-// printable, so text payloads stay UTF-8), then in broadcast mode a
-// 4-character publisher id and a 12-character send time; the rest a pattern.
+// '0' + value, so '0'..'o': printable, and text payloads stay UTF-8), then
+// in broadcast mode a 4-character publisher id and a 12-character send
+// time; the rest a pattern.
 constexpr std::size_t seq_chars = 8;
 constexpr std::size_t broadcast_header = 8 + 4 + 12;
-constexpr char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+constexpr std::uint8_t digit_zero = '0';
 
 void put_number(std::byte* out, std::size_t chars, std::uint64_t v) noexcept {
     for (std::size_t i = chars; i-- > 0;) {
-        out[i] = static_cast<std::byte>(digits[v & 63]);
+        out[i] = static_cast<std::byte>(digit_zero + (v & 63));
         v >>= 6;
     }
 }
 
-// The digit values of the 64 characters above; 0xFF for any other byte.
-constexpr std::array<std::uint8_t, 256> digit_values = [] {
-    std::array<std::uint8_t, 256> t{};
-    t.fill(0xFF);
-    for (std::uint8_t i = 0; i < 64; ++i) t[static_cast<unsigned char>(digits[i])] = i;
-    return t;
-}();
-
 std::optional<std::uint64_t> get_number(const std::byte* in, std::size_t chars) noexcept {
     std::uint64_t v = 0;
     for (std::size_t i = 0; i < chars; ++i) {
-        const std::uint8_t d = digit_values[std::to_integer<std::uint8_t>(in[i])];
-        if (d == 0xFF) return std::nullopt;
+        const auto d = static_cast<std::uint8_t>(std::to_integer<std::uint8_t>(in[i]) - digit_zero);
+        if (d >= 64) return std::nullopt;
         v = (v << 6) | d;
     }
     return v;
+}
+
+// The 8 characters put_number(out, seq_chars, seq) writes, as one word to
+// store or compare: the low 48 bits spread 6 to a byte in three steps,
+// the digit added to every byte at once, most significant first.
+constexpr std::uint64_t sequence_word(std::uint64_t seq) noexcept {
+    std::uint64_t t = ((seq >> 24 & 0xFFFFFF) << 32) | (seq & 0xFFFFFF);
+    t = ((t & 0x00FFF00000FFF000) << 4) | (t & 0x00000FFF00000FFF);
+    t = ((t & 0x0FC00FC00FC00FC0) << 2) | (t & 0x003F003F003F003F);
+    return __builtin_bswap64(t + 0x0101010101010101 * digit_zero);
+}
+
+// The word of `seq` from the word of seq - 1: the last character + 1,
+// unless that carries (one sequence number in 64).
+constexpr std::uint64_t next_sequence_word(std::uint64_t previous, std::uint64_t seq) noexcept {
+    return (seq & 63) != 0 ? previous + (std::uint64_t{1} << 56) : sequence_word(seq);
+}
+
+// Equal bytes: short runs compared a word at a time, inline; long ones by memcmp.
+inline bool same_bytes(const std::byte* a, const std::byte* b, std::size_t n) noexcept {
+    if (n > 64) return std::memcmp(a, b, n) == 0;
+    std::uint64_t diff = 0;
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        std::uint64_t x, y;
+        std::memcpy(&x, a + i, 8);
+        std::memcpy(&y, b + i, 8);
+        diff |= x ^ y;
+    }
+    for (; i < n; ++i) diff |= std::to_integer<std::uint64_t>(a[i] ^ b[i]);
+    return diff == 0;
 }
 
 // What every connection asks for: handshake timeout, compression, TLS trust.
@@ -251,6 +282,82 @@ std::vector<std::byte> make_payload(std::size_t size, unsigned salt) {
     for (std::size_t i = 0; i < size; ++i) p[i] = static_cast<std::byte>('a' + (i * 7 + salt) % 26);
     return p;
 }
+
+constexpr std::size_t ring_size = 1024;  // messages in flight per connection, at most
+
+// ---------------------------------------------------------------- frames out
+
+// Client masking keys (RFC 6455 §5.3: a fresh, unpredictable key for every
+// frame): wyrand, one per thread, seeded from the OS; a few cycles a key.
+class mask_keys {
+public:
+    mask_keys() {
+        if (::getrandom(&state_, sizeof state_, 0) != sizeof state_)
+            state_ = clock_ns::steady() ^ 0x9E3779B97F4A7C15ull;
+    }
+    std::uint32_t next() noexcept {
+        state_ += 0xA0761D6478BD642Full;
+        const __uint128_t m = static_cast<__uint128_t>(state_) * (state_ ^ 0xE7037ED1A0B428DBull);
+        return static_cast<std::uint32_t>((m >> 64) ^ m);
+    }
+
+private:
+    std::uint64_t state_ = 0;
+};
+
+// The header of every frame a worker sends (one payload size, one
+// opcode), encoded once; each frame gets its own masking key in it.
+class frame_head {
+public:
+    frame_head(ws::opcode op, std::size_t payload_size) noexcept {
+        const std::uint8_t no_key[4] = {0, 0, 0, 0};
+        size_ = ws::encode_frame_header(bytes_, op, payload_size, true, false, no_key);
+    }
+    // Bytes of the whole frame: header, masking key, payload.
+    std::size_t frame_size(std::size_t payload_size) const noexcept { return size_ + payload_size; }
+
+    // Writes a whole frame of `payload` at `out` (frame_size bytes of room),
+    // masked with `key` (RFC 6455 §5.3). A short payload is masked as it is
+    // copied, 8 bytes at a time; a long one is copied, then masked with SIMD.
+    void put(std::byte* out, std::span<const std::byte> payload, std::uint32_t key) const noexcept {
+        // Header sizes with the key: 6, 8 or 14 bytes (7-, 16- or 64-bit length); fixed-size copies inline.
+        if (size_ == 6)
+            std::memcpy(out, bytes_, 2);
+        else if (size_ == 8)
+            std::memcpy(out, bytes_, 4);
+        else
+            std::memcpy(out, bytes_, 10);
+        std::memcpy(out + size_ - 4, &key, 4);
+        std::byte* body = out + size_;
+        const std::size_t n = payload.size();
+        if (n >= 64) {
+            std::uint8_t mask[4];
+            std::memcpy(mask, &key, 4);
+            std::memcpy(body, payload.data(), n);
+            ws::apply_mask(body, n, mask, 0);
+            return;
+        }
+        const std::uint64_t m64 = std::uint64_t{key} | (std::uint64_t{key} << 32);  // the key's bytes, twice
+        std::size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            std::uint64_t v;
+            std::memcpy(&v, payload.data() + i, 8);
+            v ^= m64;
+            std::memcpy(body + i, &v, 8);
+        }
+        for (; i < n; ++i) body[i] = payload[i] ^ static_cast<std::byte>(m64 >> (8 * (i & 3)));
+    }
+
+private:
+    std::byte bytes_[ws::max_header_size];
+    std::size_t size_;
+};
+
+// The stream's send queue as a ws::machine writes frames into it (pongs, close frames, compressed messages).
+struct queue_sink {
+    tcp_stream& stream;
+    std::span<std::byte> space(std::size_t n) { return stream.queue_space(n); }
+};
 
 // ---------------------------------------------------------------- the run
 
@@ -271,10 +378,19 @@ struct run_state {
     explicit run_state(const config& c) : cfg(c), connected(static_cast<std::ptrdiff_t>(c.threads)) {}
 };
 
-constexpr std::size_t ring_size = 1024;  // messages in flight per connection, at most
+class worker;
 
-struct conn {
-    ws::connection ws;
+// One connection of an echo or broadcast run: the stream its handshake
+// opened, its frame reader, and what the mode keeps. It is the stream's
+// reader without a coroutine: the loop calls it when bytes arrive, and
+// every message in them is handled in that one call.
+struct conn : read_waiter {
+    explicit conn(worker& w) : read_waiter(&conn::on_readable), owner(&w) {}
+    static void on_readable(read_waiter* w);
+
+    worker* owner;
+    tcp_stream stream;
+    wsbench::frame_reader reader;
     std::vector<std::byte> payload;
     std::vector<std::uint64_t> sent_at;  // ring of send (or intended send) times by sequence
     std::uint64_t send_seq = 0;
@@ -282,17 +398,24 @@ struct conn {
     std::uint64_t quota = UINT64_MAX;  // messages this connection may send (--messages)
     unsigned global_index = 0;
     std::vector<std::uint64_t> next_from;  // broadcast receiver: next sequence expected per publisher
-    bool open = false;
+    bool open = false;                     // the handshake is done and nobody has closed
+    bool live = false;                     // counted in the worker's live_: sending or awaiting echoes
+    bool closing = false;                  // wsbench's close frame is out; counted in the worker's closing_
 };
 
 class worker {
 public:
     worker(run_state& run, unsigned index, std::vector<unsigned> connection_ids)
-        : run_(run), cfg_(run.cfg), index_(index), ids_(std::move(connection_ids)), ctx_(context_options(run.cfg)) {}
+        : run_(run), cfg_(run.cfg), index_(index), ids_(std::move(connection_ids)), ctx_(context_options(run.cfg)) {
+        limits_.max_message_size = std::max<std::size_t>(cfg_.size * 2, 16 * 1024 * 1024);
+    }
 
     stats& results() noexcept { return stats_; }
+    // The loop thread's id, once it runs.
+    int thread_id() const noexcept { return tid_.load(); }
 
     void operator()() {
+        tid_.store(static_cast<int>(::gettid()));
         try {
             sync_wait(ctx_, co_invoke([this]() -> task<void> { co_await main(); }));
         } catch (const std::exception& e) {
@@ -300,6 +423,18 @@ public:
             stats_.errors.add();
         }
         run_.finished.fetch_add(1);
+    }
+
+    // The loop calls this once bytes, the end of the stream or an error arrived on `c`.
+    void readable(conn& c) noexcept {
+        try {
+            read(c);
+        } catch (const std::exception&) {
+            stats_.errors.add();  // the stream failed under a send
+            c.open = false;
+            retire(c);
+            end_closing(c);
+        }
     }
 
 private:
@@ -311,12 +446,14 @@ private:
 
     ws::options ws_options() const {
         ws::options o = client_options(cfg_);
-        o.max_message_size = std::max<std::size_t>(cfg_.size * 2, 16 * 1024 * 1024);
+        o.max_message_size = limits_.max_message_size;
         o.send_high_water = SIZE_MAX / 4;  // wsbench bounds what it queues itself
         return o;
     }
 
     ws::opcode op() const noexcept { return cfg_.binary ? ws::opcode::binary : ws::opcode::text; }
+    bool closed_loop() const noexcept { return closed_loop_; }
+    bool sending() const noexcept { return run_.sending.load(std::memory_order_relaxed); }
 
     // The time the current loop turn's completions were reaped: one clock
     // reading per turn, shared by every message that turn delivered (they
@@ -331,7 +468,6 @@ private:
     }
 
     task<void> main() {
-        conns_.resize(ids_.size());
         if (cfg_.mode != "connect") co_await connect_all();
         run_.connected.count_down();
         run_.go.wait();  // the main thread sets the start time and lets every thread go at once
@@ -341,13 +477,12 @@ private:
         } else {
             live_ = 0;
             for (auto& c : conns_) {
-                if (!c.open) continue;
+                if (!c->open) continue;
+                c->live = true;
                 ++live_;
-                if (cfg_.mode == "broadcast")
-                    spawn(ctx_, broadcast_receiver(c));
-                else
-                    spawn(ctx_, echo_connection(c));
             }
+            for (auto& c : conns_)
+                if (c->open) begin(*c);
             if (cfg_.mode == "broadcast" || cfg_.rate > 0) spawn(ctx_, pacer(start));
             co_await wait_for_end();
             co_await close_all();
@@ -361,26 +496,49 @@ private:
         std::size_t next = 0;
         const std::size_t concurrency = 64;
         std::size_t running = 0;
-        for (std::size_t i = 0; i < conns_.size(); ++i) {
-            conns_[i].global_index = ids_[i];
-            conns_[i].payload = make_payload(cfg_.size, cfg_.mode == "broadcast" ? 0 : ids_[i]);
-            conns_[i].sent_at.assign(ring_size, 0);
-            if (cfg_.mode == "broadcast") conns_[i].next_from.assign(cfg_.publishers, 0);
+        for (std::size_t i = 0; i < ids_.size(); ++i) {
+            auto c = std::make_unique<conn>(*this);
+            c->global_index = ids_[i];
+            c->payload = make_payload(cfg_.size, cfg_.mode == "broadcast" ? 0 : ids_[i]);
+            c->sent_at.assign(ring_size, 0);
+            if (cfg_.mode == "broadcast") c->next_from.assign(cfg_.publishers, 0);
+            conns_.push_back(std::move(c));
         }
         if (cfg_.messages > 0 && cfg_.mode == "echo") {
             const std::uint64_t per = cfg_.messages / cfg_.connections, extra = cfg_.messages % cfg_.connections;
-            for (auto& c : conns_) c.quota = per + (c.global_index < extra ? 1 : 0);
+            for (auto& c : conns_) c->quota = per + (c->global_index < extra ? 1 : 0);
         }
         while (next < conns_.size() || running > 0) {
             while (running < concurrency && next < conns_.size()) {
                 ++running;
-                spawn(ctx_, connect_one(conns_[next++], opts, running));
+                spawn(ctx_, connect_one(*conns_[next++], opts, running));
             }
             co_await async_sleep(ctx_, 1ms);
         }
     }
 
-    // One connection and handshake, timed and counted; empty when it failed.
+    void connect_failed(const std::exception& e) {
+        stats_.connect_failures.add();
+        if (stats_.connect_failures.get() == 1) fmt::print(stderr, "wsbench: a connection failed: {}\n", e.what());
+    }
+
+    // A connection and its handshake, timed and counted.
+    task<void> connect_one(conn& c, const ws::options& opts, std::size_t& running) {
+        const std::uint64_t t0 = clock_ns::now();
+        try {
+            ws::client_handshake h = co_await ws::handshake(ctx_, cfg_.url, opts);
+            stats_.connect.record(clock_ns::now() - t0);
+            stats_.handshakes.add();
+            c.stream = std::move(h.stream);
+            c.reader = wsbench::frame_reader(h.deflate, h.deflate_send);
+            c.open = true;
+        } catch (const std::exception& e) {
+            connect_failed(e);
+        }
+        --running;
+    }
+
+    // Connect mode: a ws::connection per handshake, closed at once.
     task<std::optional<ws::connection>> connect_timed(const ws::options& opts) {
         const std::uint64_t t0 = clock_ns::now();
         try {
@@ -389,30 +547,21 @@ private:
             stats_.handshakes.add();
             co_return std::optional<ws::connection>(std::move(c));
         } catch (const std::exception& e) {
-            stats_.connect_failures.add();
-            if (stats_.connect_failures.get() == 1) fmt::print(stderr, "wsbench: a connection failed: {}\n", e.what());
+            connect_failed(e);
         }
         co_return std::nullopt;
-    }
-
-    task<void> connect_one(conn& c, const ws::options& opts, std::size_t& running) {
-        if (auto ws = co_await connect_timed(opts)) {
-            c.ws = std::move(*ws);
-            c.open = true;
-        }
-        --running;
     }
 
     task<void> storm(std::uint64_t start) {
         const ws::options opts = ws_options();
         const std::uint64_t end = start + static_cast<std::uint64_t>(cfg_.duration * 1e9);
-        live_ = conns_.size();
-        for (std::size_t i = 0; i < conns_.size(); ++i) spawn(ctx_, storm_loop(opts, end));
+        live_ = ids_.size();
+        for (std::size_t i = 0; i < ids_.size(); ++i) spawn(ctx_, storm_loop(opts, end));
         while (live_ > 0) co_await async_sleep(ctx_, 2ms);
     }
 
     task<void> storm_loop(const ws::options& opts, std::uint64_t end) {
-        while (run_.sending.load(std::memory_order_relaxed) && clock_ns::now() < end) {
+        while (sending() && clock_ns::now() < end) {
             if (auto c = co_await connect_timed(opts)) {
                 try {
                     co_await c->close(ws::close_code::normal);
@@ -424,67 +573,219 @@ private:
         --live_;
     }
 
-    // ---- echo ----
+    // ---- reading ----
 
-    bool may_send(const conn& c) const noexcept {
-        return run_.sending.load(std::memory_order_relaxed) && c.send_seq < c.quota;
+    // The start of the load on `c`: the first messages of a closed loop go
+    // out, and `c` becomes its stream's reader.
+    void begin(conn& c) {
+        try {
+            if (closed_loop() && sending()) send(c, std::min<std::uint64_t>(cfg_.inflight, c.quota), clock_ns::now());
+        } catch (const std::exception&) {
+            stats_.errors.add();
+            c.open = false;
+            retire(c);
+            return;
+        }
+        if (done(c)) retire(c);
+        // Bytes that came with the handshake's answer are read now: a waiting reader is woken only by new ones.
+        if (!c.stream.writable_view().empty() || c.stream.at_end())
+            readable(c);
+        else
+            c.stream.wait_readable(c);
     }
 
-    void send_one(conn& c, std::uint64_t at) {
-        if (cfg_.size >= seq_chars) put_number(c.payload.data(), seq_chars, c.send_seq);
-        c.sent_at[c.send_seq & (ring_size - 1)] = at;
-        c.ws.queue_message(op(), c.payload);
-        ++c.send_seq;
-        stats_.sent.add();
+    // Every event in what `c` has received: messages are checked and timed,
+    // pings answered, and a closed loop's replies go out as one batch.
+    void read(conn& c) {
+        if (c.stream.finish_wait_readable() != tcp_stream::read_status::data) return stream_ended(c);
+        const std::uint64_t now = turn_time();
+        tally t;
+        t.expected = sequence_word(c.recv_seq);
+        bool reading = true;
+        while (reading) {
+            const std::span<std::byte> view = c.stream.writable_view();
+            if (view.empty()) break;
+            std::size_t used = 0;
+            while (used < view.size()) {
+                const ws::feed_result r = c.reader.feed(view.subspan(used), limits_);
+                used += r.consumed;
+                const ws::event_kind kind = r.event.kind;
+                if (kind == ws::event_kind::message) {
+                    if (broadcast_)
+                        delivered(c, r.event.payload, now, t);
+                    else
+                        echoed(c, r.event, now, t);
+                } else if (kind == ws::event_kind::close || kind == ws::event_kind::failure) {
+                    reading = false;
+                    break;
+                } else if (kind == ws::event_kind::none) {
+                    reading = used == view.size();  // a machine that takes nothing reads no more
+                    break;
+                }  // a ping: the pong is owed (write_owed below); a pong: nothing to do
+            }
+            c.stream.consume(used);
+        }
+        stats_.received.add(t.received);
+        stats_.bytes.add(t.bytes);
+        if (c.reader.machine().owes_output()) {
+            queue_sink sink{c.stream};
+            c.reader.machine().write_owed(sink);  // pongs, and the reply to a close
+        }
+        if (closed_loop() && t.echoes > 0 && sending() && c.open)
+            send(c, std::min(t.echoes, c.quota - std::min(c.quota, c.send_seq)), now);
+        if (!reading) return peer_closed(c);
+        if (done(c)) retire(c);
+        c.stream.wait_readable(c);
     }
+
+    // An echo connection with nothing more to send and nothing more to wait for.
+    bool done(const conn& c) const noexcept {
+        return !broadcast_ && c.recv_seq >= c.send_seq && !(sending() && c.send_seq < c.quota);
+    }
+
+    // What one call of read() counts, added to the shared counters once.
+    struct tally {
+        std::uint64_t received = 0, bytes = 0, echoes = 0;
+        std::uint64_t expected = 0;  // the sequence word the next echo should carry
+    };
 
     // Checks an echo against what was sent, byte for byte, and times it.
-    void check_echo(conn& c, const ws::message_view& m, std::uint64_t now) {
+    void echoed(conn& c, const ws::event& e, std::uint64_t now, tally& t) {
+        if (c.recv_seq == c.send_seq) {
+            stats_.mismatches.add();  // an answer to nothing
+            return;
+        }
         const auto& p = c.payload;
-        bool ok = m.payload.size() == p.size() && m.opcode == op();
+        const auto m = e.payload;
+        bool ok = m.size() == p.size() && e.op == op();
         if (ok && p.size() >= seq_chars) {
-            const auto seq = get_number(m.payload.data(), seq_chars);
-            ok = seq && *seq == (c.recv_seq & ((std::uint64_t{1} << (6 * seq_chars)) - 1)) &&
-                 std::memcmp(m.payload.data() + seq_chars, p.data() + seq_chars, p.size() - seq_chars) == 0;
-        } else if (ok && !p.empty()) {
-            ok = std::memcmp(m.payload.data(), p.data(), p.size()) == 0;
+            std::uint64_t seq;
+            std::memcpy(&seq, m.data(), seq_chars);
+            ok = seq == t.expected && same_bytes(m.data() + seq_chars, p.data() + seq_chars, p.size() - seq_chars);
+        } else if (ok) {
+            ok = same_bytes(m.data(), p.data(), p.size());
         }
         if (!ok) stats_.mismatches.add();
         stats_.latency.record(now - c.sent_at[c.recv_seq & (ring_size - 1)]);
         ++c.recv_seq;
-        stats_.received.add();
-        stats_.bytes.add(m.payload.size());
+        t.expected = next_sequence_word(t.expected, c.recv_seq);
+        ++t.received;
+        ++t.echoes;
+        t.bytes += m.size();
     }
 
-    task<void> echo_connection(conn& c) {
-        const bool closed_loop = cfg_.rate <= 0;
-        try {
-            if (closed_loop)
-                for (unsigned i = 0; i < cfg_.inflight && may_send(c); ++i) send_one(c, clock_ns::now());
-            while (c.recv_seq < c.send_seq || (!closed_loop && run_.sending.load(std::memory_order_relaxed))) {
-                auto m = co_await c.ws.recv_view();
-                if (!m) {
-                    // Closed by our own close after the run (open loop), or by the server.
-                    if (run_.sending.load() || c.recv_seq < c.send_seq) {
-                        stats_.unexpected_closes.add();
-                        stats_.lost.add(c.send_seq - c.recv_seq);
-                    }
-                    c.open = false;
-                    break;
-                }
-                const std::uint64_t now = turn_time();
-                if (c.recv_seq == c.send_seq) {
-                    stats_.mismatches.add();  // an answer to nothing
-                    continue;
-                }
-                check_echo(c, *m, now);
-                if (closed_loop && may_send(c)) send_one(c, now);
-            }
-        } catch (const std::exception&) {
-            stats_.errors.add();
-            c.open = false;
+    // A broadcast delivery: in order per publisher, the pattern intact, timed from its publish.
+    void delivered(conn& c, std::span<const std::byte> m, std::uint64_t now, tally& t) {
+        if (c.global_index < cfg_.publishers) return;  // publishers' own copies are not counted
+        const auto* b = m.data();
+        const auto seq = m.size() == cfg_.size ? get_number(b, seq_chars) : std::nullopt;
+        const auto pub = seq ? get_number(b + seq_chars, 4) : std::nullopt;
+        const auto sent = pub ? get_number(b + seq_chars + 4, 12) : std::nullopt;
+        if (!sent || *pub >= cfg_.publishers ||
+            std::memcmp(b + broadcast_header, c.payload.data() + broadcast_header, cfg_.size - broadcast_header) != 0) {
+            stats_.mismatches.add();
+            return;
         }
+        auto& expected = c.next_from[*pub];
+        if (*seq < expected) {
+            stats_.mismatches.add();  // out of order or twice
+            return;
+        }
+        stats_.lost.add(*seq - expected);  // skipped: never delivered
+        expected = *seq + 1;
+        stats_.latency.record(now - (run_.start_ns.load(std::memory_order_relaxed) + *sent));
+        stats_.deliveries.add();
+        ++t.received;
+        t.bytes += m.size();
+    }
+
+    // ---- ending ----
+
+    // The stream ended (or failed) without the server's close frame.
+    void stream_ended(conn& c) {
+        if (!c.closing) unexpected_close(c);
+        c.open = false;
+        retire(c);
+        end_closing(c);
+    }
+
+    // The server's close frame (answered by now), or a frame that broke the
+    // protocol (the machine's close frame with its code is out): TCP ends.
+    void peer_closed(conn& c) {
+        if (!c.closing) unexpected_close(c);
+        c.open = false;
+        retire(c);
+        spawn(ctx_, finish_tcp(c));
+    }
+
+    void unexpected_close(conn& c) {
+        if (!sending() && (broadcast_ || c.recv_seq >= c.send_seq)) return;  // the run was over for it
+        stats_.unexpected_closes.add();
+        if (!broadcast_) stats_.lost.add(c.send_seq - c.recv_seq);
+    }
+
+    // After the closing handshake: what is queued goes, then FIN, and the server's FIN (bounded).
+    task<void> finish_tcp(conn& c) {
+        try {
+            co_await c.stream.close(timeout(2s));
+        } catch (const std::exception&) {
+        }
+        end_closing(c);
+    }
+
+    void retire(conn& c) noexcept {
+        if (!c.live) return;
+        c.live = false;
         --live_;
+    }
+
+    void end_closing(conn& c) noexcept {
+        if (!c.closing) return;
+        c.closing = false;
+        --closing_;
+    }
+
+    // ---- sending ----
+
+    // Queues `n` messages on `c`, each sent (or due) at `at`: the payload
+    // with its sequence number, masked, built in the send queue in batches.
+    void send(conn& c, std::uint64_t n, std::uint64_t at) {
+        stats_.sent.add(n);
+        if (c.reader.machine().deflate_send()) return send_compressible(c, n, at);
+        // Locals: the frames' bytes are written through std::byte*, which may alias any member.
+        const std::span<std::byte> payload(c.payload);
+        const bool numbered = payload.size() >= seq_chars;
+        const frame_head head = head_;
+        const std::size_t frame = head.frame_size(payload.size());
+        const std::uint64_t batch = std::max<std::size_t>(1, 64 * 1024 / frame);
+        std::uint64_t* const sent_at = c.sent_at.data();
+        mask_keys keys = keys_;
+        std::uint64_t seq = c.send_seq;
+        const std::uint64_t end = seq + n;
+        std::uint64_t word = sequence_word(seq);
+        while (seq < end) {
+            const std::uint64_t last = seq + std::min(end - seq, batch);
+            std::byte* out = c.stream.queue_space(frame * (last - seq)).data();
+            for (; seq < last; ++seq, out += frame) {
+                if (numbered) std::memcpy(payload.data(), &word, seq_chars);
+                sent_at[seq & (ring_size - 1)] = at;
+                head.put(out, payload, keys.next());
+                word = next_sequence_word(word, seq + 1);
+            }
+            c.send_seq = seq;
+        }
+        keys_ = keys;
+    }
+
+    // permessage-deflate for sending: the machine compresses what is worth it.
+    void send_compressible(conn& c, std::uint64_t n, std::uint64_t at) {
+        queue_sink sink{c.stream};
+        for (; n > 0; --n) {
+            if (c.payload.size() >= seq_chars) put_number(c.payload.data(), seq_chars, c.send_seq);
+            c.sent_at[c.send_seq & (ring_size - 1)] = at;
+            ++c.send_seq;
+            c.reader.machine().send_message(sink, op(), c.payload, limits_);
+        }
     }
 
     // Open loop: message k of this thread is due at start + k * interval, on
@@ -492,14 +793,14 @@ private:
     task<void> pacer(std::uint64_t start) {
         std::vector<conn*> senders;
         for (auto& c : conns_)
-            if (c.open && (cfg_.mode != "broadcast" || c.global_index < cfg_.publishers)) senders.push_back(&c);
+            if (c->open && (cfg_.mode != "broadcast" || c->global_index < cfg_.publishers)) senders.push_back(c.get());
         if (senders.empty()) co_return;
         const double total_rate = cfg_.rate > 0 ? cfg_.rate : 100.0;
         // This thread's share of the rate, in proportion to its senders.
         const unsigned all_senders = cfg_.mode == "broadcast" ? cfg_.publishers : cfg_.connections;
         const double interval = 1e9 * static_cast<double>(all_senders) / (total_rate * senders.size());
         std::uint64_t k = 0;
-        while (run_.sending.load(std::memory_order_relaxed)) {
+        while (sending()) {
             const auto due = start + static_cast<std::uint64_t>(static_cast<double>(k) * interval);
             const std::uint64_t now = clock_ns::now();
             if (due > now) {
@@ -511,82 +812,35 @@ private:
             }
             conn& c = *senders[k % senders.size()];
             ++k;
-            if (!c.open || !c.ws.is_open()) continue;
+            if (!c.open) continue;
             try {
                 if (cfg_.mode == "broadcast") {
                     publish(c, due);
                 } else if (c.send_seq - c.recv_seq >= ring_size) {
                     stats_.overflows.add();  // the server is more than ring_size messages behind
                 } else if (c.send_seq < c.quota) {
-                    send_one(c, due);
+                    send(c, 1, due);
                 }
             } catch (const std::exception&) {
                 stats_.errors.add();
                 c.open = false;
+                retire(c);
             }
         }
     }
-
-    // ---- broadcast ----
 
     void publish(conn& c, std::uint64_t due) {
         auto* p = c.payload.data();
-        put_number(p, seq_chars, c.send_seq);
         put_number(p + seq_chars, 4, c.global_index);
         put_number(p + seq_chars + 4, 12, due - run_.start_ns.load(std::memory_order_relaxed));
-        c.ws.queue_message(op(), c.payload);
-        ++c.send_seq;
+        send(c, 1, due);  // the sequence number goes in there
         stats_.published.add();
-        stats_.sent.add();
     }
-
-    task<void> broadcast_receiver(conn& c) {
-        const bool counts = c.global_index >= cfg_.publishers;  // publishers' own copies are not counted
-        const std::uint64_t start = run_.start_ns.load();
-        try {
-            for (;;) {
-                auto m = co_await c.ws.recv_view();
-                if (!m) {
-                    if (run_.sending.load()) stats_.unexpected_closes.add();
-                    c.open = false;
-                    break;
-                }
-                if (!counts) continue;
-                const std::uint64_t now = turn_time();
-                const auto* b = m->payload.data();
-                const auto seq = m->payload.size() == cfg_.size ? get_number(b, seq_chars) : std::nullopt;
-                const auto pub = seq ? get_number(b + seq_chars, 4) : std::nullopt;
-                const auto sent = pub ? get_number(b + seq_chars + 4, 12) : std::nullopt;
-                if (!sent || *pub >= cfg_.publishers ||
-                    std::memcmp(b + broadcast_header, c.payload.data() + broadcast_header,
-                                cfg_.size - broadcast_header) != 0) {
-                    stats_.mismatches.add();
-                    continue;
-                }
-                auto& expected = c.next_from[*pub];
-                if (*seq < expected) {
-                    stats_.mismatches.add();  // out of order or twice
-                    continue;
-                }
-                stats_.lost.add(*seq - expected);  // skipped: never delivered
-                expected = *seq + 1;
-                stats_.latency.record(now - (start + *sent));
-                stats_.deliveries.add();
-                stats_.received.add();
-                stats_.bytes.add(m->payload.size());
-            }
-        } catch (const std::exception&) {
-            stats_.errors.add();
-        }
-        --live_;
-    }
-
-    // ---- ending ----
 
     task<void> wait_for_end() {
         // Until the main thread stops sending, then until every echo is back
         // (or the drain timeout passes: what is missing then is lost).
-        while (run_.sending.load(std::memory_order_relaxed) && live_ > 0) co_await async_sleep(ctx_, 2ms);
+        while (sending() && live_ > 0) co_await async_sleep(ctx_, 2ms);
         const std::uint64_t limit = clock_ns::now() + static_cast<std::uint64_t>(cfg_.drain_timeout * 1e9);
         if (cfg_.mode == "broadcast") {
             // Receivers read until the server has delivered what it will.
@@ -604,35 +858,33 @@ private:
             }
             co_return;
         }
-        while (live_ > 0 && clock_ns::now() < limit) co_await async_sleep(ctx_, 2ms);
+        const auto awaited = [this] {
+            return std::any_of(conns_.begin(), conns_.end(),
+                               [](auto& c) { return c->open && c->recv_seq < c->send_seq; });
+        };
+        while (awaited() && clock_ns::now() < limit) co_await async_sleep(ctx_, 2ms);
         for (auto& c : conns_) {
-            if (c.open && c.recv_seq < c.send_seq) stats_.lost.add(c.send_seq - c.recv_seq);
+            if (c->open && c->recv_seq < c->send_seq) stats_.lost.add(c->send_seq - c->recv_seq);
         }
     }
 
     task<void> close_all() {
-        // Close frames go out together; each connection's reader (or the
-        // close itself) sees the server's answer.
-        std::size_t closing = 0;
+        // Close frames go out together; each connection's reader sees the
+        // server's answer and ends its TCP connection.
         for (auto& c : conns_) {
-            if (!c.ws.is_open()) continue;
-            ++closing;
-            spawn(ctx_, close_one(c, closing));
+            if (!c->open) continue;
+            c->open = false;
+            try {
+                queue_sink sink{c->stream};
+                c->reader.machine().send_close(sink, ws::close_code::normal, "");
+                c->closing = true;
+                ++closing_;
+            } catch (const std::exception&) {
+            }
         }
         const std::uint64_t limit = clock_ns::now() + 2'000'000'000;
-        while (closing > 0 && clock_ns::now() < limit) co_await async_sleep(ctx_, 2ms);
-        // Readers still suspended end with their connections when this thread's context goes.
-        const std::uint64_t readers = clock_ns::now() + 500'000'000;
-        while (live_ > 0 && clock_ns::now() < readers) co_await async_sleep(ctx_, 2ms);
-        ctx_.stop();
-    }
-
-    task<void> close_one(conn& c, std::size_t& closing) {
-        try {
-            co_await c.ws.close(ws::close_code::normal);
-        } catch (...) {
-        }
-        --closing;
+        while (closing_ > 0 && clock_ns::now() < limit) co_await async_sleep(ctx_, 2ms);
+        ctx_.stop();  // what is still open is reset as this thread's context goes
     }
 
     run_state& run_;
@@ -640,12 +892,24 @@ private:
     unsigned index_;
     std::vector<unsigned> ids_;
     io_context ctx_;
-    std::vector<conn> conns_;
+    const bool broadcast_ = cfg_.mode == "broadcast";
+    const bool closed_loop_ = cfg_.mode == "echo" && cfg_.rate <= 0;
+    ws::machine_limits limits_;  // what every connection's machine consults
+    mask_keys keys_;
+    const frame_head head_{op(), cfg_.size};
+    std::vector<std::unique_ptr<conn>> conns_;  // each is its stream's reader: never moves
     std::size_t live_ = 0;
+    std::size_t closing_ = 0;
     std::uint64_t stamp_turn_ = UINT64_MAX;
     std::uint64_t stamp_ = 0;
     stats stats_;
+    std::atomic<int> tid_{0};
 };
+
+void conn::on_readable(read_waiter* w) {
+    auto* c = static_cast<conn*>(w);
+    c->owner->readable(*c);
+}
 
 // ---------------------------------------------------------------- CPU time
 
@@ -673,17 +937,31 @@ std::optional<process_cpu> process_cpu_seconds(int pid) {
     return process_cpu{static_cast<double>(utime) / tick, static_cast<double>(stime) / tick};
 }
 
-double own_user_seconds() {
+// This process's CPU seconds (all its threads): getrusage, whose split
+// between user and system time is sampled at each scheduler tick (the
+// total is exact); over a run of seconds the split is within a few percent.
+process_cpu own_cpu_seconds() {
     rusage u{};
     ::getrusage(RUSAGE_SELF, &u);
-    return static_cast<double>(u.ru_utime.tv_sec) + static_cast<double>(u.ru_utime.tv_usec) / 1e6;
+    const auto seconds = [](const timeval& t) {
+        return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+    };
+    return process_cpu{seconds(u.ru_utime), seconds(u.ru_stime)};
 }
 
-double own_cpu_seconds() {
-    rusage u{};
-    ::getrusage(RUSAGE_SELF, &u);
-    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-           static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+// Seconds the load threads spent runnable but waiting for a CPU (the
+// scheduler's run delay, /proc/self/task/TID/schedstat, second field; 0
+// where the kernel does not keep it). Time a load thread was not waiting
+// for the server is its CPU share plus this: on a machine whose cores other
+// processes share, CPU share alone would hide that wsbench was the limit.
+double run_delay_seconds(const std::vector<int>& threads) {
+    std::uint64_t delay = 0;
+    for (int tid : threads) {
+        std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/schedstat");
+        std::uint64_t running = 0, waiting = 0;
+        if (f >> running >> waiting) delay += waiting;
+    }
+    return static_cast<double>(delay) / 1e9;
 }
 
 // ---------------------------------------------------------------- output
@@ -842,8 +1120,10 @@ int main(int argc, char** argv) {
 
     run.connected.wait();
     const std::uint64_t start = clock_ns::now();
-    const double cpu0 = own_cpu_seconds();
-    const double user0 = own_user_seconds();
+    const process_cpu own0 = own_cpu_seconds();
+    std::vector<int> load_threads;
+    for (auto& w : workers) load_threads.push_back(w->thread_id());
+    const double delay0 = run_delay_seconds(load_threads);
     // The server's CPU so far; negative when not asked for or the server is gone.
     auto sample_server = [&] {
         const process_cpu none{-1, -1};
@@ -904,8 +1184,8 @@ int main(int argc, char** argv) {
     }
     // The measured window ends here: what arrived by now sets the rate.
     const std::uint64_t end = clock_ns::now();
-    const double cpu1 = own_cpu_seconds();
-    const double user1 = own_user_seconds();
+    const process_cpu own1 = own_cpu_seconds();
+    const double delay1 = run_delay_seconds(load_threads);
     const process_cpu server1 = sample_server();
     const auto [window_count, window_errors] = received_now();
     (void)window_errors;
@@ -943,10 +1223,15 @@ int main(int argc, char** argv) {
     const std::uint64_t total_errors = mismatches + errors + closes + failures + lost + overflows;
     const double rate = static_cast<double>(window_count) / seconds;
     const double mb = static_cast<double>(bytes) / seconds / 1e6;
-    const double cpu_share = (cpu1 - cpu0) / seconds / cfg.threads;
-    const bool saturated = cpu_share >= 0.95;
-    // wsbench's own user-space time per message (the rest of its CPU is the kernel's).
-    const double user_ns = window_count ? (user1 - user0) * 1e9 / static_cast<double>(window_count) : 0.0;
+    const double cpu_share = (own1.total() - own0.total()) / seconds / cfg.threads;
+    // Runnable but not running (other processes on wsbench's cores).
+    const double wait_share = (delay1 - delay0) / seconds / cfg.threads;
+    // Hardly ever idle (waiting for the server): wsbench was the limit.
+    const bool saturated = cpu_share + wait_share >= 0.95;
+    // wsbench's own CPU per message, user space (its own code and the library's) and kernel apart.
+    const auto own_ns = [&](double s) { return window_count ? s * 1e9 / static_cast<double>(window_count) : 0.0; };
+    const double user_ns = own_ns(own1.user - own0.user);
+    const double system_ns = own_ns(own1.system - own0.system);
     // The server's CPU over the measured window, per message answered in it; the user-space part is
     // what the library costs, the system part what the kernel does for it (ticks: 10 ms resolution).
     std::optional<double> server_us, server_user_us, server_system_us, server_share;
@@ -1003,6 +1288,8 @@ int main(int argc, char** argv) {
         j["overflows"] = overflows;
         j["client_cpu_share"] = cpu_share;
         j["client_user_ns_per_message"] = user_ns;
+        j["client_system_ns_per_message"] = system_ns;
+        j["client_cpu_wait_share"] = wait_share;
         j["client_saturated"] = saturated;
         j["server_pid"] = cfg.server_pid;
         j["server_cpu_us_per_message"] = server_us ? nlohmann::json(*server_us) : nlohmann::json(nullptr);
@@ -1043,11 +1330,12 @@ int main(int argc, char** argv) {
                    with_commas(connect.total()));
         fmt::print("  errors       {}   (mismatches {}, lost {}, unexpected closes {}, failed connects {}, other {})\n",
                    total_errors, mismatches, lost, closes, failures, errors + overflows);
-        fmt::print("  wsbench CPU  {:.0f} % of {} core{} ({:.0f} ns of its own user time per {}){}\n", cpu_share * 100,
-                   cfg.threads, cfg.threads == 1 ? "" : "s", user_ns,
+        fmt::print("  wsbench CPU  {:.0f} % of {} core{} ({:.0f} ns user + {:.0f} ns system per {}){}{}\n",
+                   cpu_share * 100, cfg.threads, cfg.threads == 1 ? "" : "s", user_ns, system_ns,
                    cfg.mode == "connect"     ? "handshake"
                    : cfg.mode == "broadcast" ? "delivery"
                                              : "message",
+                   wait_share >= 0.01 ? fmt::format(", waiting for a CPU {:.0f} %", wait_share * 100) : "",
                    saturated ? "  -- SATURATED: these figures are wsbench's limit, not the server's" : "");
         if (server_us)
             fmt::print("  server CPU   {:.2f} µs per {} (user {:.2f}, system {:.2f}), {:.0f} % of a core (pid {})\n",

@@ -115,11 +115,11 @@ const tls_context& client_tls_context(const tls_client_options& o) {
 
 namespace {
 
-// The coroutine behind connect(). It takes the options through a pointer:
-// g++ 12 copies an aggregate coroutine parameter with std::string members
-// bytewise, leaving the copy's string pointing into the caller's object.
-task<connection> connect_impl(io_context& ctx, std::string url_copy, std::unique_ptr<options> opts_ptr) {
-    options& opts = *opts_ptr;
+// The handshake, for the coroutines below: the URL and the options live in
+// their frames. (They take the options through a pointer: g++ 12 copies an
+// aggregate coroutine parameter with std::string members bytewise, leaving
+// the copy's string pointing into the caller's object.)
+task<client_handshake> handshake_impl(io_context& ctx, const std::string& url_copy, const options& opts) {
     const url u = parse_url(url_copy);
     const deadline d = timeout(opts.handshake_timeout);
     tcp_stream stream = co_await tcp_connect(ctx, u.host, u.port, d);
@@ -190,10 +190,24 @@ task<connection> connect_impl(io_context& ctx, std::string url_copy, std::unique
         // client sends plain messages, and still reads compressed ones.
         deflate_send = deflate && result.agreement.client_no_context_takeover;
     }
-    co_return connection(std::move(stream), role::client, opts, std::move(protocol), deflate, deflate_send);
+    co_return client_handshake{std::move(stream), std::move(protocol), deflate, deflate_send};
+}
+
+task<client_handshake> handshake_owning(io_context& ctx, std::string url_copy, std::unique_ptr<options> opts_ptr) {
+    co_return co_await handshake_impl(ctx, url_copy, *opts_ptr);
+}
+
+task<connection> connect_impl(io_context& ctx, std::string url_copy, std::unique_ptr<options> opts_ptr) {
+    client_handshake h = co_await handshake_impl(ctx, url_copy, *opts_ptr);
+    co_return connection(std::move(h.stream), role::client, *opts_ptr, std::move(h.subprotocol), h.deflate,
+                         h.deflate_send);
 }
 
 }  // namespace
+
+task<client_handshake> handshake(io_context& ctx, std::string_view url, const options& opts) {
+    return handshake_owning(ctx, std::string(url), std::make_unique<options>(opts));
+}
 
 task<connection> connect(io_context& ctx, std::string_view url, const options& opts) {
     return connect_impl(ctx, std::string(url), std::make_unique<options>(opts));

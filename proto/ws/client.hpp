@@ -5,6 +5,7 @@
 
 #include <cnetmod/engine/io_context.hpp>
 #include <cnetmod/engine/task.hpp>
+#include <cnetmod/engine/tcp_stream.hpp>
 #include <cnetmod/proto/ws/connection.hpp>
 #include <cnetmod/proto/ws/options.hpp>
 
@@ -33,5 +34,19 @@ task<connection> connect(io_context& ctx, std::string_view url, const options& o
 // miscompiles a temporary `options{}` inside a co_await expression, so
 // name options in a variable before passing them, as the seed does.)
 task<connection> connect(io_context& ctx, std::string_view url);
+
+// What a client's opening handshake leaves: the stream, TLS running on it
+// for wss://, with any bytes the server sent after its answer still
+// buffered (they are frames already), and what was agreed.
+struct client_handshake {
+    tcp_stream stream;
+    std::string subprotocol;
+    bool deflate = false;       // permessage-deflate agreed: compressed messages may arrive
+    bool deflate_send = false;  // and this side may send compressed ones (see connection's constructor)
+};
+// The handshake alone, as connect() performs it, for a client that frames
+// its messages itself (wsbench's load loop) and drives a ws::machine in
+// the client role over the stream. Throws as connect() does.
+task<client_handshake> handshake(io_context& ctx, std::string_view url, const options& opts);
 
 }  // namespace cnetmod::ws

@@ -53,8 +53,8 @@ def run_json(*args):
 
 FIELDS = ["url", "mode", "connections", "size", "threads", "duration_s", "sent", "received", "messages_per_s",
           "mb_per_s", "latency_us", "connect_ms", "errors", "mismatches", "unexpected_closes", "connect_failures",
-          "lost", "client_cpu_share", "client_saturated", "client_user_ns_per_message", "server_cpu_us_per_message",
-          "server_user_us_per_message", "server_system_us_per_message"]
+          "lost", "client_cpu_share", "client_saturated", "client_user_ns_per_message", "client_system_ns_per_message",
+          "server_cpu_us_per_message", "server_user_us_per_message", "server_system_us_per_message"]
 
 with Server(ECHO, "--quiet") as echo:
     # Closed loop, text, with the server's CPU sampled.
@@ -75,6 +75,10 @@ with Server(ECHO, "--quiet") as echo:
         check(abs(j["server_user_us_per_message"] + j["server_system_us_per_message"] -
                   j["server_cpu_us_per_message"]) < 1e-6, "server user + system CPU per message = total")
         check(0 < j["client_cpu_share"] <= 1.5, f"client CPU share ({j['client_cpu_share']})")
+        # Both come from the same window: CPU per message times the rate is the CPU share.
+        own = (j["client_user_ns_per_message"] + j["client_system_ns_per_message"]) * j["messages_per_s"] / 1e9
+        check(abs(own - j["client_cpu_share"] * j["threads"]) < 0.01,
+              f"wsbench's user + system CPU per message add up to its CPU share ({own:.3f}, {j['client_cpu_share']:.3f})")
 
     # A message count instead of a duration; binary; several threads; sizes at the frame-length edges.
     for size in ["0", "1", "125", "126", "65536"]:
