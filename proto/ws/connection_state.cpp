@@ -312,8 +312,8 @@ void connection_state::close_within(std::uint16_t code, std::string_view reason,
 
 void connection_state::arm_close_timer(std::chrono::milliseconds grace) {
     if (close_timer_) return;
-    close_timer_ =
-        cnetmod::detail::reactor_of(context()).arm_wait_timer(timeout(grace), &connection_state::on_close_timeout, this);
+    close_timer_ = cnetmod::detail::reactor_of(context()).arm_wait_timer(timeout(grace),
+                                                                         &connection_state::on_close_timeout, this);
 }
 
 void connection_state::on_close_timeout(void* p) {
