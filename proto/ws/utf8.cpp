@@ -94,6 +94,11 @@ __attribute__((target("sse2"))) std::size_t ascii_sse2(const std::uint8_t* p, st
     }
     for (; i + 16 <= n; i += 16)
         if (_mm_movemask_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i))) != 0) break;
+    // Fewer than 16 left after ASCII blocks: the last 16 bytes (overlapping
+    // bytes known to be ASCII) settle it, so short messages are skipped too.
+    if (i < n && i + 16 > n && n >= 16 &&
+        _mm_movemask_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + n - 16))) == 0)
+        return n;
     return i;
 }
 
@@ -108,6 +113,17 @@ __attribute__((target("avx2"))) std::size_t ascii_avx2(const std::uint8_t* p, st
     }
     for (; i + 32 <= n; i += 32)
         if (_mm256_movemask_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i))) != 0) break;
+    // Fewer than 32 left after ASCII blocks: the last 32 bytes settle it (the
+    // first and last 16 of a message of 16 to 31 bytes).
+    if (i < n && i + 32 > n) {
+        if (n >= 32) {
+            if (_mm256_movemask_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + n - 32))) == 0) return n;
+        } else if (n >= 16) {
+            const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+            const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + n - 16));
+            if (_mm_movemask_epi8(_mm_or_si128(a, b)) == 0) return n;
+        }
+    }
     return i;
 }
 
@@ -123,6 +139,12 @@ __attribute__((target("avx512f,avx512bw"))) std::size_t ascii_avx512(const std::
     }
     for (; i + 64 <= n; i += 64)
         if (_mm512_movepi8_mask(_mm512_loadu_si512(p + i)) != 0) break;
+    // Fewer than 64 left after ASCII blocks: a masked load reads just those
+    // (masked-off bytes are not touched, so no read past the end).
+    if (i < n && i + 64 > n) {
+        const __mmask64 rest = (__mmask64{1} << (n - i)) - 1;
+        if (_mm512_movepi8_mask(_mm512_maskz_loadu_epi8(rest, p + i)) == 0) return n;
+    }
     return i;
 }
 

@@ -40,7 +40,8 @@ inline bool is_valid_utf8(std::string_view text) noexcept {
 namespace detail {
 // Runs the state machine over bytes from `state`; returns the new state.
 std::uint8_t utf8_scalar(std::uint8_t state, const std::uint8_t* p, std::size_t n) noexcept;
-// The length of the leading ASCII run (bytes below 0x80), at a SIMD level.
+// A leading part of p[0, n) that is all ASCII (bytes below 0x80), at a SIMD
+// level: whole blocks, or all n bytes when the rest is ASCII too.
 std::size_t ascii_prefix(const std::uint8_t* p, std::size_t n, simd_level level) noexcept;
 // Validation at one level from `state` (for tests and benchmarks).
 std::uint8_t utf8_at_level(std::uint8_t state, const std::uint8_t* p, std::size_t n, simd_level level) noexcept;

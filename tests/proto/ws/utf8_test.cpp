@@ -90,3 +90,24 @@ TEST(utf8, simd_levels_equal_scalar_on_random_input) {
             ASSERT_EQ(valid_at(s, level), expected) << to_string(level) << " round " << round;
     }
 }
+
+TEST(utf8, ascii_prefix_stops_before_the_first_non_ascii_byte) {
+    // Lengths around every block size, a non-ASCII byte at each position (or
+    // none), at every alignment: the tails read past no block end and skip
+    // a short all-ASCII message whole (from 16 bytes; AVX-512 from 1).
+    std::string buffer(64 + 300, 'a');
+    for (auto level : all_levels())
+        for (std::size_t offset : {0u, 1u, 7u, 33u})
+            for (std::size_t n = 0; n <= 300; ++n)
+                for (std::size_t bad = 0; bad <= n; ++bad) {
+                    std::string s(n, 'a');
+                    if (bad < n) s[bad] = static_cast<char>(0x80 + bad % 0x80);
+                    std::copy(s.begin(), s.end(), buffer.begin() + static_cast<std::ptrdiff_t>(offset));
+                    const auto* p = reinterpret_cast<const std::uint8_t*>(buffer.data()) + offset;
+                    const std::size_t r = detail::ascii_prefix(p, n, level);
+                    ASSERT_LE(r, bad) << to_string(level) << " n " << n << " bad " << bad;
+                    if (bad == n && level != simd_level::scalar && (n >= 16 || level == simd_level::avx512)) {
+                        ASSERT_EQ(r, n) << to_string(level) << " n " << n;
+                    }
+                }
+}
