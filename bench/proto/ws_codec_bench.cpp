@@ -9,6 +9,7 @@
 #include <cnetmod/proto/ws/utf8.hpp>
 
 #include <benchmark/benchmark.h>
+#include <simdjson.h>
 
 #include <random>
 #include <string>
@@ -110,6 +111,25 @@ void BM_utf8_script(benchmark::State& state) {
     state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(text.size()));
 }
 BENCHMARK(BM_utf8_script)->ArgsProduct({{0, 1, 2, 3, 4}, {16, 64, 200, 1024, 64 * 1024}});
+
+// What detail::utf8_simd_threshold weighs, on short text: the state machine
+// (range(0) == 0) against a call into simdjson (1).
+void BM_utf8_short(benchmark::State& state) {
+    const bool simd = state.range(0) == 1;
+    const auto s = static_cast<script>(state.range(1));
+    const auto text = text_in(s, static_cast<std::size_t>(state.range(2)));
+    const auto* p = reinterpret_cast<const std::uint8_t*>(text.data());
+    state.SetLabel(std::string(simd ? "simdjson " : "state machine ") + script_names[state.range(1)] + " " +
+                   std::to_string(text.size()) + " B");
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(p);
+        const bool ok = simd ? simdjson::validate_utf8(text.data(), text.size())
+                             : detail::utf8_scalar(utf8_validator::accept, p, text.size()) == utf8_validator::accept;
+        benchmark::DoNotOptimize(ok);
+    }
+    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(text.size()));
+}
+BENCHMARK(BM_utf8_short)->ArgsProduct({{0, 1}, {0, 4}, {4, 8, 12, 16, 20, 24, 32, 48, 64}});
 
 // A 64 KiB mixed-script message validated as it arrives in chunks of
 // state.range(0) bytes, cut wherever the chunk ends (mid-character too).

@@ -1,6 +1,7 @@
 #include <cnetmod/proto/ws/utf8.hpp>
 
 #include <immintrin.h>
+#include <simdjson.h>
 
 #include <array>
 
@@ -191,12 +192,55 @@ std::uint8_t utf8_at_level(std::uint8_t state, const std::uint8_t* p, std::size_
     return state;
 }
 
+namespace {
+
+// Where the last character of p[from, n) starts if the chunk's end cuts it:
+// at a lead byte among the last three bytes that announces more bytes than
+// follow it (a 4-byte character cut after its lead leaves three), else n.
+// A lead byte cannot follow inside a character, so everything before it is
+// whole characters if it is valid.
+std::size_t last_character_cut(const std::uint8_t* p, std::size_t from, std::size_t n) noexcept {
+    for (std::size_t j = n; j > from && n - j < 3;) {
+        --j;
+        if (p[j] < 0x80) return n;  // ASCII ends a character
+        if (p[j] >= 0xC0) {         // a lead byte (or C0/C1/F5-FF, which either path rejects)
+            const std::size_t length = p[j] >= 0xF0 ? 4 : p[j] >= 0xE0 ? 3 : 2;
+            return n - j < length ? j : n;
+        }
+    }
+    return n;
+}
+
+}  // namespace
+
+std::uint8_t utf8_simd(std::uint8_t state, const std::uint8_t* p, std::size_t n) noexcept {
+    // The rest of a character the previous chunk cut: at most three bytes.
+    std::size_t i = 0;
+    for (; i < n && state != utf8_validator::accept; ++i) {
+        state = transitions[state + byte_class[p[i]]];
+        if (state == utf8_validator::reject) return state;
+    }
+    // ASCII runs are skipped faster than simdjson's ASCII check does it.
+    static const simd_level level = detected_simd_level();
+    i += ascii_prefix(p + i, n - i, level);
+    if (n - i < utf8_simd_threshold) return utf8_scalar(state, p + i, n - i);
+    // simdjson validates whole characters only (it rejects a truncated one),
+    // so a character the chunk's end cuts is left to the state machine, which
+    // rejects a prefix that can never complete (F5, E0 80, ED A0) right here.
+    const std::size_t cut = last_character_cut(p, i, n);
+    if (cut > i && !simdjson::validate_utf8(reinterpret_cast<const char*>(p + i), cut - i))
+        return utf8_validator::reject;
+    return utf8_scalar(utf8_validator::accept, p + cut, n - cut);
+}
+
 }  // namespace detail
+
+// One byte per connection: the state machine's state at the chunk's end.
+static_assert(sizeof(utf8_validator) == 1);
 
 bool utf8_validator::feed(std::span<const std::byte> bytes) noexcept {
     if (state_ == reject) return false;
-    static const simd_level level = detected_simd_level();
-    state_ = detail::utf8_at_level(state_, reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), level);
+    state_ = detail::utf8_simd(state_, reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
     return state_ != reject;
 }
 

@@ -12,8 +12,9 @@ mkdir -p "$out"
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I"$build/include")
 clang++ "${flags[@]}" -o "$out/http_request_fuzz" "$here/http_request_fuzz.cpp" \
   "$root/proto/http/request_parser.cpp"
+# shellcheck disable=SC2046
 clang++ "${flags[@]}" -o "$out/ws_frame_fuzz" "$here/ws_frame_fuzz.cpp" \
-  "$root/proto/ws/frame.cpp" "$root/proto/ws/mask.cpp" "$root/proto/ws/utf8.cpp"
+  "$root/proto/ws/frame.cpp" "$root/proto/ws/mask.cpp" "$root/proto/ws/utf8.cpp" $(pkg-config --cflags --libs simdjson)
 for target in http_request_fuzz:http ws_frame_fuzz:ws; do
   name=${target%%:*} corpus=${target##*:}
   work="$out/corpus-$corpus"
