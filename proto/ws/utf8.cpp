@@ -1,6 +1,7 @@
 #include <cnetmod/proto/ws/utf8.hpp>
 
 #include <immintrin.h>
+#include <simdjson.h>
 
 #include <array>
 
@@ -94,6 +95,11 @@ __attribute__((target("sse2"))) std::size_t ascii_sse2(const std::uint8_t* p, st
     }
     for (; i + 16 <= n; i += 16)
         if (_mm_movemask_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i))) != 0) break;
+    // Fewer than 16 left after ASCII blocks: the last 16 bytes (overlapping
+    // bytes known to be ASCII) settle it, so short messages are skipped too.
+    if (i < n && i + 16 > n && n >= 16 &&
+        _mm_movemask_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + n - 16))) == 0)
+        return n;
     return i;
 }
 
@@ -108,6 +114,17 @@ __attribute__((target("avx2"))) std::size_t ascii_avx2(const std::uint8_t* p, st
     }
     for (; i + 32 <= n; i += 32)
         if (_mm256_movemask_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i))) != 0) break;
+    // Fewer than 32 left after ASCII blocks: the last 32 bytes settle it (the
+    // first and last 16 of a message of 16 to 31 bytes).
+    if (i < n && i + 32 > n) {
+        if (n >= 32) {
+            if (_mm256_movemask_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + n - 32))) == 0) return n;
+        } else if (n >= 16) {
+            const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+            const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + n - 16));
+            if (_mm_movemask_epi8(_mm_or_si128(a, b)) == 0) return n;
+        }
+    }
     return i;
 }
 
@@ -123,6 +140,12 @@ __attribute__((target("avx512f,avx512bw"))) std::size_t ascii_avx512(const std::
     }
     for (; i + 64 <= n; i += 64)
         if (_mm512_movepi8_mask(_mm512_loadu_si512(p + i)) != 0) break;
+    // Fewer than 64 left after ASCII blocks: a masked load reads just those
+    // (masked-off bytes are not touched, so no read past the end).
+    if (i < n && i + 64 > n) {
+        const __mmask64 rest = (__mmask64{1} << (n - i)) - 1;
+        if (_mm512_movepi8_mask(_mm512_maskz_loadu_epi8(rest, p + i)) == 0) return n;
+    }
     return i;
 }
 
@@ -169,12 +192,55 @@ std::uint8_t utf8_at_level(std::uint8_t state, const std::uint8_t* p, std::size_
     return state;
 }
 
+namespace {
+
+// Where the last character of p[from, n) starts if the chunk's end cuts it:
+// at a lead byte among the last three bytes that announces more bytes than
+// follow it (a 4-byte character cut after its lead leaves three), else n.
+// A lead byte cannot follow inside a character, so everything before it is
+// whole characters if it is valid.
+std::size_t last_character_cut(const std::uint8_t* p, std::size_t from, std::size_t n) noexcept {
+    for (std::size_t j = n; j > from && n - j < 3;) {
+        --j;
+        if (p[j] < 0x80) return n;  // ASCII ends a character
+        if (p[j] >= 0xC0) {         // a lead byte (or C0/C1/F5-FF, which either path rejects)
+            const std::size_t length = p[j] >= 0xF0 ? 4 : p[j] >= 0xE0 ? 3 : 2;
+            return n - j < length ? j : n;
+        }
+    }
+    return n;
+}
+
+}  // namespace
+
+std::uint8_t utf8_simd(std::uint8_t state, const std::uint8_t* p, std::size_t n) noexcept {
+    // The rest of a character the previous chunk cut: at most three bytes.
+    std::size_t i = 0;
+    for (; i < n && state != utf8_validator::accept; ++i) {
+        state = transitions[state + byte_class[p[i]]];
+        if (state == utf8_validator::reject) return state;
+    }
+    // ASCII runs are skipped faster than simdjson's ASCII check does it.
+    static const simd_level level = detected_simd_level();
+    i += ascii_prefix(p + i, n - i, level);
+    if (n - i < utf8_simd_threshold) return utf8_scalar(state, p + i, n - i);
+    // simdjson validates whole characters only (it rejects a truncated one),
+    // so a character the chunk's end cuts is left to the state machine, which
+    // rejects a prefix that can never complete (F5, E0 80, ED A0) right here.
+    const std::size_t cut = last_character_cut(p, i, n);
+    if (cut > i && !simdjson::validate_utf8(reinterpret_cast<const char*>(p + i), cut - i))
+        return utf8_validator::reject;
+    return utf8_scalar(utf8_validator::accept, p + cut, n - cut);
+}
+
 }  // namespace detail
+
+// One byte per connection: the state machine's state at the chunk's end.
+static_assert(sizeof(utf8_validator) == 1);
 
 bool utf8_validator::feed(std::span<const std::byte> bytes) noexcept {
     if (state_ == reject) return false;
-    static const simd_level level = detected_simd_level();
-    state_ = detail::utf8_at_level(state_, reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), level);
+    state_ = detail::utf8_simd(state_, reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
     return state_ != reject;
 }
 

@@ -1,8 +1,11 @@
 // UTF-8 validation (RFC 3629), incremental: a text message is checked as its
 // bytes arrive, across frame and buffer boundaries, and fails at the first
 // byte that cannot be part of valid UTF-8 — not only at the end (RFC 6455
-// §8.1: fail fast). ASCII runs are skipped with SIMD (AVX-512, AVX2, SSE2);
-// the scalar state machine sits beside them and a test proves them equal.
+// §8.1: fail fast). Whole characters go to simdjson's SIMD validator (its
+// best kernel for this CPU, chosen at run time); the at most 3 bytes of a
+// character cut by a chunk's end go through the scalar state machine, whose
+// state is all a validator keeps between chunks (one byte). The scalar
+// machine sits beside the SIMD path as the reference and tests prove them equal.
 #pragma once
 
 #include <cnetmod/proto/ws/mask.hpp>
@@ -40,10 +43,23 @@ inline bool is_valid_utf8(std::string_view text) noexcept {
 namespace detail {
 // Runs the state machine over bytes from `state`; returns the new state.
 std::uint8_t utf8_scalar(std::uint8_t state, const std::uint8_t* p, std::size_t n) noexcept;
-// The length of the leading ASCII run (bytes below 0x80), at a SIMD level.
+// A leading part of p[0, n) that is all ASCII (bytes below 0x80), at a SIMD
+// level: whole blocks, or all n bytes when the rest is ASCII too.
 std::size_t ascii_prefix(const std::uint8_t* p, std::size_t n, simd_level level) noexcept;
-// Validation at one level from `state` (for tests and benchmarks).
+// The state machine with ASCII runs skipped at one SIMD level, from `state`
+// (the validator before issue 13; it tests ascii_prefix at every level).
 std::uint8_t utf8_at_level(std::uint8_t state, const std::uint8_t* p, std::size_t n, simd_level level) noexcept;
+// What utf8_validator::feed runs, from `state`: the state machine finishes a
+// character the previous chunk cut, ASCII runs are skipped, simdjson
+// validates the whole characters, and the state machine takes a character
+// this chunk cuts. Returns the same state as utf8_scalar (reject for any
+// invalid input).
+std::uint8_t utf8_simd(std::uint8_t state, const std::uint8_t* p, std::size_t n) noexcept;
+// Fewer bytes than this (after the ASCII run) go to the state machine, not
+// simdjson: a simdjson call on under 64 bytes costs about 20 ns whatever the
+// length, and the state machine is as fast up to about 20 bytes of
+// multi-byte text (BM_utf8_short; bench/RESULTS.md, issue 13).
+inline constexpr std::size_t utf8_simd_threshold = 20;
 }  // namespace detail
 
 }  // namespace cnetmod::ws

@@ -8,8 +8,9 @@ translation unit that is `#include <cnetmod/...>` and nothing more:
   self-contained   it compiles alone (no dependence on include order, nor on
                    a header that is not installed);
   no-internal      it reaches no internal header (a `detail/` one);
-  no-system-deps   it reaches neither <liburing.h> nor an OpenSSL header, so
-                   embedders do not inherit them.
+  no-system-deps   it reaches neither <liburing.h>, an OpenSSL header nor
+                   <simdjson.h> (UTF-8 validation's, used in utf8.cpp only),
+                   so embedders do not inherit them.
 
 Usage: check_headers.py CHECK BUILD_DIR COMPILER [COMPILER_ARGS...]
 Every offending header is listed with the chain of includes that leads to
@@ -86,7 +87,7 @@ def is_internal(path, staging):
 
 
 def is_system_dep(path, _staging):
-    return path.endswith("/liburing.h") or "/openssl/" in path
+    return path.endswith(("/liburing.h", "/simdjson.h")) or "/openssl/" in path
 
 
 def check_one(check, header, staging, compiler):

@@ -17,6 +17,7 @@ export PKG_CONFIG_SYSROOT_DIR="$prefix"
 
 cat > "$work/main.cpp" <<'CPP'
 #include <cnetmod/engine/engine.hpp>
+#include <cnetmod/proto/ws/utf8.hpp>
 #include <cstdio>
 #include <string>
 using namespace cnetmod;
@@ -35,6 +36,8 @@ int main() {
     net_init guard;
     io_context ctx;
     auto got = sync_wait(ctx, round_trip(ctx));
+    // UTF-8 validation links simdjson through the .pc file's Requires.
+    if (!ws::is_valid_utf8("Привет, мир — 東京都の天気は晴れです 😀") || ws::is_valid_utf8("\xED\xA0\x80")) return 2;
     std::printf("%s\n", got.c_str());
     return got == "installed" ? 0 : 1;
 }
