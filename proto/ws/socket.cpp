@@ -61,18 +61,34 @@ public:
     // route's handlers, then waits for more (or ends).
     void read_all() {
         dispatching_ = true;
+        bool noted = false;
         while (!closed_ && machine_.reading()) {
             const auto view = stream_.writable_view();
             if (view.empty()) {
                 if (stream_.at_end()) ended(stream_.finish_wait_readable());
                 break;
             }
-            note_activity();
-            const bool was_in_message = machine_.in_message();
-            const feed_result r = machine_.feed(view, limits());
-            if (!was_in_message && machine_.in_message()) msg_start_ms_ = last_rx_ms_;
-            dispatch(r.event);
-            if (stream_.is_open()) stream_.consume(r.consumed);
+            if (!noted) {  // one clock reading per batch: the turn's time is the same for all
+                note_activity();
+                noted = true;
+            }
+            // Every event in this receive buffer, then the buffer is consumed
+            // at once (the payloads handed out lie in it until then).
+            std::size_t used = 0;
+            do {
+                const bool was_in_message = machine_.in_message();
+                const feed_result r = machine_.feed(view.subspan(used), limits());
+                if (!was_in_message && machine_.in_message()) msg_start_ms_ = last_rx_ms_;
+                used += r.consumed;
+                if (r.event.kind == event_kind::none) {
+                    if (r.consumed == 0) break;  // the machine reads no more
+                    continue;
+                }
+                dispatch(r.event);
+            } while (used < view.size() && !closed_ && machine_.reading());
+            if (!stream_.is_open()) break;
+            stream_.consume(used);
+            if (used == 0) break;
         }
         write_owed();
         dispatching_ = false;
