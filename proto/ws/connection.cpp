@@ -104,6 +104,7 @@ connection::read_awaiter::step connection::read_awaiter::pump() {
         if (!was_in_message && s.machine_.in_message()) s.msg_start_ms_ = s.last_rx_ms_;
         switch (r.event.kind) {
             case event_kind::none:
+            case event_kind::fragment:  // never: a connection's limits gather messages
                 s.stream_.consume(r.consumed);
                 continue;
             case event_kind::ping:

@@ -13,9 +13,10 @@ namespace detail {
 // What a machine needs only while a message or a control frame is in
 // pieces, a pong is owed or a close reason is kept: lent per thread.
 struct machine_buffers {
-    std::string message;      // a message that did not arrive in one piece, or an inflated one
-    std::string reason;       // the close reason received, sent or failed with
-    std::size_t charged = 0;  // bytes of `message` counted against the thread's reassembly budget
+    std::string message;         // a message that did not arrive in one piece, or an inflated one
+    std::string reason;          // the close reason received, sent or failed with
+    std::size_t charged = 0;     // bytes of `message` counted against the thread's reassembly budget
+    std::uint64_t streamed = 0;  // bytes of a message handed out in pieces so far (machine_limits::fragments)
     std::uint8_t control_len = 0;
     std::uint8_t pong_len = 0;
     std::byte control[125];             // a control frame's payload that straddles inputs
@@ -77,6 +78,7 @@ void give_back(machine_buffers* b) noexcept {
     b->reason.clear();
     b->control_len = b->pong_len = 0;
     b->charged = 0;
+    b->streamed = 0;
     if (!pool_open || pool_size >= pooled_buffers_max) {
         delete b;
         return;
@@ -143,7 +145,8 @@ machine::machine(machine&& other) noexcept
       close_received_(other.close_received_),
       close_owed_(other.close_owed_),
       pong_owed_(other.pong_owed_),
-      failed_(other.failed_) {
+      failed_(other.failed_),
+      streaming_(other.streaming_) {
     std::memcpy(mask_, other.mask_, sizeof mask_);
 }
 
@@ -170,6 +173,11 @@ std::size_t machine::reassembly_bytes() const noexcept {
     return lent_ && in_message_ ? lent_->message.size() : 0;
 }
 
+// The size of the message being read so far, gathered or handed out.
+std::uint64_t machine::message_bytes() const noexcept {
+    return lent_ && in_message_ ? lent_->message.size() + lent_->streamed : 0;
+}
+
 std::string_view machine::close_reason() const noexcept {
     return lent_ ? std::string_view(lent_->reason) : std::string_view();
 }
@@ -191,7 +199,10 @@ void machine::abandon() noexcept {
     state_ = state::closed;
     in_message_ = false;
     release_charge();
-    if (lent_) lent_->message.clear();
+    if (lent_) {
+        lent_->message.clear();
+        lent_->streamed = 0;
+    }
 }
 
 void machine::release_charge() noexcept {
@@ -286,7 +297,7 @@ std::uint16_t machine::check(const frame_header& h, const machine_limits& limits
     if (is_control(h.op)) return 0;
     // §5.4: a continuation only inside a message, a new message only outside one.
     if ((h.op == ws::opcode::continuation) != in_message_) return close_code::protocol_error;
-    const std::uint64_t so_far = in_message_ ? reassembly_bytes() : 0;
+    const std::uint64_t so_far = message_bytes();
     if (h.payload_length > limits.max_message_size || so_far + h.payload_length > limits.max_message_size)
         return close_code::message_too_big;
     return 0;
@@ -345,6 +356,7 @@ bool machine::read_header(std::span<std::byte> in, feed_result& r, const machine
     if (h.op != ws::opcode::continuation) {
         message_op_ = h.op;
         compressed_ = h.rsv1;
+        streaming_ = limits.fragments && !h.rsv1;
         utf8_.reset();
         in_message_ = true;
         // A whole message in one frame that lies whole in the input is
@@ -358,14 +370,45 @@ bool machine::read_header(std::span<std::byte> in, feed_result& r, const machine
             return message_done(r, body.first(len), limits, false);
         }
     }
+    if (streaming_) return stream_piece(body, r);
     if (remaining_ == 0) return frame_done(r, limits);
     stage_ = stage::payload;
     return false;
 }
 
+// The bytes of a streamed message's frame at hand in `in` (what is there of
+// its payload): unmasked in place, validated, handed out as a piece.
+bool machine::stream_piece(std::span<std::byte> in, feed_result& r) {
+    const auto take = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, in.size()));
+    const auto bytes = in.first(take);
+    if (frame_masked_) apply_mask(bytes.data(), take, mask_, mask_phase_);
+    mask_phase_ = static_cast<std::uint8_t>((mask_phase_ + take) & 3);
+    r.consumed += take;
+    remaining_ -= take;
+    stage_ = remaining_ > 0 ? stage::payload : stage::header;
+    const bool last = frame_fin_ && remaining_ == 0;
+    if (take == 0 && !last) return false;  // nothing to hand out yet
+    if (message_op_ == ws::opcode::text) {
+        if (!utf8_.feed(bytes)) return fail(r, close_code::invalid_payload, "invalid UTF-8");
+        if (last && !utf8_.complete()) return fail(r, close_code::invalid_payload, "truncated UTF-8");
+    }
+    if (last) {
+        in_message_ = false;
+        if (lent_) lent_->streamed = 0;
+    } else {
+        buffers().streamed += take;
+    }
+    r.event.kind = event_kind::fragment;
+    r.event.op = message_op_;
+    r.event.payload = bytes;
+    r.event.last = last;
+    return true;
+}
+
 // Payload bytes of a frame that did not lie whole in one input: unmasked in
 // place, validated as they come (UTF-8 fails fast, §8.1), gathered.
 bool machine::read_payload(std::span<std::byte> in, feed_result& r, const machine_limits& limits) {
+    if (streaming_ && !is_control(frame_op_)) return stream_piece(in, r);
     const auto take = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, in.size()));
     const auto bytes = in.first(take);
     if (frame_masked_) apply_mask(bytes.data(), take, mask_, mask_phase_);
@@ -502,7 +545,10 @@ bool machine::close_done(feed_result& r, std::span<const std::byte> payload) {
 bool machine::fail(feed_result& r, std::uint16_t code, const char* reason) {
     in_message_ = false;
     release_charge();
-    if (lent_) lent_->message.clear();
+    if (lent_) {
+        lent_->message.clear();
+        lent_->streamed = 0;
+    }
     state_ = state::closed;
     failed_ = true;
     close_owed_ = !close_sent_;

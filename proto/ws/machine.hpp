@@ -1,7 +1,7 @@
 // ws::machine: the WebSocket protocol (RFC 6455, with RFC 7692's
 // permessage-deflate) as a state machine over bytes, with no I/O: bytes go
-// in, events come out (a message with its opcode, a ping, a pong, the peer's
-// close, a failure with the RFC's close code), and frames go out into a
+// in, events come out (a message with its opcode, or a piece of one, a
+// ping, a pong, the peer's close, a failure with the RFC's close code), and frames go out into a
 // send queue the caller names. Fragmentation, interleaved control frames,
 // the close handshake, UTF-8 (fail-fast across fragments), the RSV and
 // deflate rules and the size limits live here and nowhere else; both of the
@@ -56,11 +56,19 @@ struct machine_limits {
     // Answer pings with pongs (RFC 6455 §5.5.2); pings read in one pass get
     // one pong, for the latest (§5.5.3).
     bool auto_pong = true;
+    // Hand out a message that is not at hand whole (sent in several frames,
+    // or one frame larger than what was received so far) piece by piece as
+    // its bytes arrive (event_kind::fragment), instead of gathering it: no
+    // reassembly buffer, however large the message. A message whole in the
+    // input still comes as event_kind::message, and a compressed one is
+    // always gathered (it inflates whole). Read when a message starts.
+    bool fragments = false;
 };
 
 enum class event_kind : std::uint8_t {
-    none,     // no event: the machine needs more bytes (or reads no more)
-    message,  // a whole text or binary message
+    none,      // no event: the machine needs more bytes (or reads no more)
+    message,   // a whole text or binary message
+    fragment,  // a piece of one (machine_limits::fragments): `last` ends the message
     ping,
     pong,
     close,    // the peer's close frame (code, reason); the reply is owed unless this side closed first
@@ -71,6 +79,11 @@ struct event {
     event_kind kind = event_kind::none;
     ws::opcode op = ws::opcode::text;  // message: text or binary
     std::uint16_t code = 0;            // close: the peer's code (1005: none); failure: the code to close with
+    // fragment: this piece ends its message (text: the pieces so far are
+    // valid UTF-8 up to a character the next piece may finish; with the
+    // last, the whole message is valid). A message's pieces may be empty
+    // only when last.
+    bool last = true;
     // message, ping, pong: the data; close, failure: the reason. Points
     // into the bytes fed (unmasked in place) or into the machine's lent
     // buffer: valid until the next feed(), and while the bytes fed are.
@@ -188,6 +201,8 @@ private:
     // The frame being read.
     bool read_header(std::span<std::byte> in, feed_result& r, const machine_limits& limits);
     bool read_payload(std::span<std::byte> in, feed_result& r, const machine_limits& limits);
+    bool stream_piece(std::span<std::byte> in, feed_result& r);
+    std::uint64_t message_bytes() const noexcept;
     bool frame_done(feed_result& r, const machine_limits& limits);
     bool message_done(feed_result& r, std::span<const std::byte> payload, const machine_limits& limits, bool fed);
     bool deliver(feed_result& r, std::span<const std::byte> payload) noexcept;
@@ -228,7 +243,8 @@ private:
     bool close_received_ : 1 = false;
     bool close_owed_ : 1 = false;  // the close frame the input asked for is still to go
     bool pong_owed_ : 1 = false;
-    bool failed_ : 1 = false;  // the peer broke the protocol: the close owed carries our code and reason
+    bool failed_ : 1 = false;     // the peer broke the protocol: the close owed carries our code and reason
+    bool streaming_ : 1 = false;  // the message is handed out in pieces (machine_limits::fragments)
 };
 
 // ---- sending, inline: the caller's sink type is known here ----

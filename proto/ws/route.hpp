@@ -53,11 +53,11 @@ struct route_settings {
         return a.max_message_size == b.max_message_size && a.max_inflate_ratio == b.max_inflate_ratio &&
                a.core_reassembly_budget == b.core_reassembly_budget &&
                a.compression_threshold == b.compression_threshold && a.compression_level == b.compression_level &&
-               a.auto_pong == b.auto_pong && idle_timeout == o.idle_timeout && close_timeout == o.close_timeout &&
-               send_timeout == o.send_timeout && message_timeout == o.message_timeout &&
-               ping_interval == o.ping_interval && pong_timeout == o.pong_timeout &&
-               max_queued_bytes == o.max_queued_bytes && send_high_water == o.send_high_water &&
-               subprotocol == o.subprotocol;
+               a.auto_pong == b.auto_pong && a.fragments == b.fragments && idle_timeout == o.idle_timeout &&
+               close_timeout == o.close_timeout && send_timeout == o.send_timeout &&
+               message_timeout == o.message_timeout && ping_interval == o.ping_interval &&
+               pong_timeout == o.pong_timeout && max_queued_bytes == o.max_queued_bytes &&
+               send_high_water == o.send_high_water && subprotocol == o.subprotocol;
     }
 
     void retain() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }

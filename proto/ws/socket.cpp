@@ -103,6 +103,9 @@ public:
             case event_kind::message:
                 if (r.message) run_handler([&] { r.message(r, this, ev.text(), ev.op); });
                 return;
+            case event_kind::fragment:  // the route has a fragment handler (route's limits.fragments)
+                run_handler([&] { r.fragment(r, this, ev.text(), ev.op, ev.last); });
+                return;
             case event_kind::ping:
                 if (r.ping) run_handler([&] { r.ping(r, this, ev.text()); });
                 return;

@@ -139,6 +139,17 @@ struct behavior {
     std::function<void(socket_type&)> open{};
     // A whole message; the view is valid until the handler returns.
     std::function<void(socket_type&, std::string_view message, ws::opcode op)> message{};
+    // When set, a message that is not at hand whole (sent in several
+    // frames, or larger than what has been received so far) comes piece by
+    // piece as it arrives, instead of being gathered for `message`: no
+    // reassembly buffer however large it is (options::max_message_size
+    // still bounds the whole). `last` ends the message; text pieces may
+    // split a character (the whole message is checked as UTF-8, and a bad
+    // byte fails the connection with 1007 as soon as it arrives). Messages
+    // that arrive whole still go to `message`, and compressed ones are
+    // always gathered (they inflate whole). The view is valid until the
+    // handler returns.
+    std::function<void(socket_type&, std::string_view piece, ws::opcode op, bool last)> fragment{};
     // The send queue went back under half of send_high_water after a send
     // returned backpressure.
     std::function<void(socket_type&)> drain{};
@@ -166,6 +177,7 @@ struct route_base : route_settings {
     bool (*upgrade)(route_base&, http::request_context&, void* user) = nullptr;
     void (*open)(route_base&, connection_state*) = nullptr;
     void (*message)(route_base&, connection_state*, std::string_view, ws::opcode) = nullptr;
+    void (*fragment)(route_base&, connection_state*, std::string_view, ws::opcode, bool) = nullptr;
     void (*drain)(route_base&, connection_state*) = nullptr;
     void (*ping)(route_base&, connection_state*, std::string_view) = nullptr;
     void (*pong)(route_base&, connection_state*, std::string_view) = nullptr;
@@ -203,6 +215,13 @@ struct route final : route_base {
                 socket_type h(s);
                 static_cast<route&>(r).b.message(h, m, op);
             };
+        if (b.fragment) {
+            limits.fragments = true;
+            fragment = [](route_base& r, connection_state* s, std::string_view piece, ws::opcode op, bool last) {
+                socket_type h(s);
+                static_cast<route&>(r).b.fragment(h, piece, op, last);
+            };
+        }
         if (b.drain)
             drain = [](route_base& r, connection_state* s) {
                 socket_type h(s);

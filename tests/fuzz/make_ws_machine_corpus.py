@@ -122,8 +122,13 @@ def main():
         # Cuts and sends vary from seed to seed (bits 4-5 and 6-7), and so
         # does the generator's seed and the compression threshold.
         flags |= (i % 4) << 4 | ((i // 4) % 4) << 6
-        layout = bytes([flags]) + struct.pack("<H", max_size - 1) + bytes([budget, 2, i & 0xFF])
+        layout = bytes([flags]) + struct.pack("<H", max_size - 1) + bytes([budget, 2, i & 0x7F])
         with open(os.path.join(out, name + ".bin"), "wb") as f:
+            f.write(layout + stream)
+        # The same stream read in pieces (machine_limits::fragments: bit 7 of
+        # byte 5 for ws_machine_fuzz, bit 0 of byte 4 for ws_machine_diff_fuzz).
+        layout = bytes([flags]) + struct.pack("<H", max_size - 1) + bytes([budget, 3, 0x80 | (i & 0x7F)])
+        with open(os.path.join(out, name + "_in_pieces.bin"), "wb") as f:
             f.write(layout + stream)
 
 

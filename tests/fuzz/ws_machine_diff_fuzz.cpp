@@ -14,7 +14,11 @@
 //   [0]    bit 0: client (else server); bit 1: permessage-deflate
 //          negotiated; bit 3: no auto_pong
 //   [1..2] max_message_size - 1, little-endian (1 to 64 KiB)
-//   [3..4] ignored (ws_machine_fuzz's budget and compression settings)
+//   [3]    ignored (ws_machine_fuzz's reassembly budget)
+//   [4]    bit 0: messages not at hand whole come in pieces
+//          (machine_limits::fragments); their pieces are joined into the
+//          message they make before comparing (where the stream is cut
+//          decides where the pieces end, not what they make)
 //   [5]    seed of the generator that picks the random piece sizes
 //   [6..]  the stream the peer sent
 #include <cnetmod/proto/ws/frame.hpp>
@@ -27,6 +31,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace cnetmod::ws;
@@ -93,6 +98,9 @@ outcome run(role side, bool deflate, const machine_limits& limits, std::span<con
             Pieces next_piece) {
     outcome o;
     machine m(side, deflate);
+    std::string pieces;  // the pieces of a message so far, joined
+    bool in_pieces = false;
+    opcode piece_op = opcode::text;
     std::size_t at = 0;
     while (at < stream.size() && m.reading()) {
         const std::size_t n = std::min(next_piece(), stream.size() - at);
@@ -106,6 +114,15 @@ outcome run(role side, bool deflate, const machine_limits& limits, std::span<con
             o.consumed += r.consumed;
             in = in.subspan(r.consumed);
             if (r.event.kind == event_kind::none) break;
+            if (r.event.kind == event_kind::fragment) {
+                if (!limits.fragments || (in_pieces && r.event.op != piece_op)) std::abort();
+                if (!in_pieces) piece_op = r.event.op;
+                pieces += r.event.text();
+                in_pieces = !r.event.last;
+                if (r.event.last) o.events.push_back({event_kind::message, piece_op, 0, std::exchange(pieces, {})});
+                continue;
+            }
+            if (r.event.kind == event_kind::message && in_pieces) std::abort();
             o.events.push_back({r.event.kind, r.event.kind == event_kind::message ? r.event.op : opcode::text,
                                 r.event.code, std::string(r.event.text())});
         }
@@ -246,6 +263,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     machine_limits limits;
     limits.auto_pong = (data[0] & 8) == 0;
     limits.max_message_size = 1 + (data[1] | (std::size_t{data[2]} << 8));
+    limits.fragments = (data[4] & 1) != 0;
     // The default reassembly budget (64 MiB) is never reached here: a frame
     // lying whole in a buffer is read without being copied, so a small
     // budget would rightly tell the cuts apart.

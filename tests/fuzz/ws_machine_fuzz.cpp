@@ -15,7 +15,9 @@
 //   [1..2] max_message_size - 1, little-endian (1 to 64 KiB)
 //   [3]    core_reassembly_budget: 0 the default (64 MiB), else n * 256 bytes
 //   [4]    compression_threshold: n * 8 bytes; compression_level 1 + n % 12
-//   [5]    seed of the generator that picks the piece sizes and the sends
+//   [5]    seed of the generator that picks the piece sizes and the sends;
+//          bit 7 also: messages not at hand whole come in pieces
+//          (machine_limits::fragments)
 //   [6..]  the stream the peer sent
 #include <cnetmod/proto/ws/frame.hpp>
 #include <cnetmod/proto/ws/machine.hpp>
@@ -203,10 +205,34 @@ public:
     }
 
 private:
+    // A piece of a message (machine_limits::fragments): the pieces so far
+    // stay within the size limit and, for text, a prefix of valid UTF-8;
+    // the last one ends the message, which is then all valid.
+    void on_piece(const event& e) {
+        REQUIRE(limits_.fragments);
+        REQUIRE(e.op == opcode::text || e.op == opcode::binary);
+        if (!in_pieces_) piece_op_ = e.op;
+        REQUIRE(e.op == piece_op_);
+        in_pieces_ = !e.last;
+        pieces_ += as_string(e.payload);
+        REQUIRE(pieces_.size() <= limits_.max_message_size);
+        REQUIRE(e.last || !e.payload.empty());
+        REQUIRE(m_.in_message() == !e.last);
+        REQUIRE(m_.reassembly_bytes() == 0);  // nothing gathered
+        if (e.op == opcode::text) {
+            const auto* p = reinterpret_cast<const std::uint8_t*>(pieces_.data());
+            const std::uint8_t st = detail::utf8_scalar(utf8_validator::accept, p, pieces_.size());
+            REQUIRE(st != utf8_validator::reject);
+            if (e.last) REQUIRE(st == utf8_validator::accept);
+        }
+        if (e.last) pieces_.clear();
+    }
+
     void on_event(const event& e) {
         REQUIRE(!ended_);  // nothing after a close or a failure
         switch (e.kind) {
             case event_kind::message:
+                REQUIRE(!in_pieces_);
                 REQUIRE(e.op == opcode::text || e.op == opcode::binary);
                 REQUIRE(e.payload.size() <= limits_.max_message_size);
                 if (e.op == opcode::text) REQUIRE(utf8_ok(e.payload));
@@ -248,6 +274,9 @@ private:
                 close_owed_ = !close_sent_;
                 code_ = e.code;
                 reason_ = as_string(e.payload);
+                break;
+            case event_kind::fragment:
+                on_piece(e);
                 break;
             case event_kind::none:
                 REQUIRE(false);
@@ -420,6 +449,9 @@ private:
     bool close_sent_ = false, close_received_ = false, close_owed_ = false, pong_owed_ = false, failed_ = false;
     std::uint16_t code_ = 0;
     std::string pong_, reason_;
+    bool in_pieces_ = false;  // between a message's first piece and its last
+    opcode piece_op_ = opcode::text;
+    std::string pieces_;  // the message's pieces so far
 };
 
 void run(harness& h, generator& g, std::span<const std::uint8_t> stream, unsigned cut_mode, unsigned send_rate) {
@@ -474,6 +506,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     limits.compression_threshold = std::uint32_t{data[4]} * 8;
     limits.compression_level = static_cast<std::int8_t>(1 + data[4] % 12);
     limits.max_inflate_ratio = data[4] % 3 == 0 ? 0 : 128;
+    limits.fragments = (data[5] & 0x80) != 0;
     generator g{data[5]};
     const std::span<const std::uint8_t> stream(data + layout_size, size - layout_size);
 

@@ -60,6 +60,8 @@ std::string describe(const event& e) {
     switch (e.kind) {
         case event_kind::message:
             return std::string("message ") + (e.op == opcode::text ? "text:" : "binary:") + data;
+        case event_kind::fragment:
+            return std::string(e.last ? "last piece " : "piece ") + (e.op == opcode::text ? "text:" : "binary:") + data;
         case event_kind::ping:
             return "ping:" + data;
         case event_kind::pong:
@@ -172,6 +174,28 @@ machine_limits small_limits() {
     return l;
 }
 
+// Events with the pieces of each message joined into the message they make
+// (pieces of a message the peer failed before its end are dropped, as that
+// message is never delivered).
+std::vector<std::string> joined(const std::vector<std::string>& events) {
+    std::vector<std::string> out;
+    std::string pending;
+    for (const auto& e : events) {
+        const bool last = e.rfind("last piece ", 0) == 0;
+        if (!last && e.rfind("piece ", 0) != 0) {
+            out.push_back(e);
+            continue;
+        }
+        const std::string rest = e.substr(last ? 11 : 6);  // "text:..." or "binary:..."
+        const std::size_t colon = rest.find(':');
+        if (pending.empty()) pending = rest.substr(0, colon + 1);
+        EXPECT_EQ(pending.substr(0, colon + 1), rest.substr(0, colon + 1)) << "a piece changed its opcode";
+        pending += rest.substr(colon + 1);
+        if (last) out.push_back("message " + std::exchange(pending, {}));
+    }
+    return out;
+}
+
 void check_rule(const rule& r) {
     const machine_limits limits = small_limits();
     auto fresh = [&] { return machine(r.side, r.deflate); };
@@ -187,6 +211,19 @@ void check_rule(const rule& r) {
         const auto got =
             run(split, r.wire, limits, [cut](std::size_t at) -> std::size_t { return at == 0 ? cut : SIZE_MAX; });
         EXPECT_EQ(got.events, r.events) << r.name << " (cut at " << cut << ")";
+    }
+    // Handed out in pieces, the same messages, failures and frames owed.
+    machine_limits streaming = limits;
+    streaming.fragments = true;
+    for (const std::size_t step : {SIZE_MAX, std::size_t{1}, std::size_t{3}}) {
+        machine m = fresh();
+        auto got = run(m, r.wire, streaming, [step](std::size_t) { return step; });
+        got.events = joined(got.events);
+        // Cut, pings read apart get a pong each: the frames owed compare whole only.
+        if (step == SIZE_MAX)
+            EXPECT_EQ(got, expected) << r.name << " (in pieces, whole)";
+        else
+            EXPECT_EQ(got.events, r.events) << r.name << " (in pieces, step " << step << ")";
     }
 }
 
@@ -519,4 +556,100 @@ TEST(machine, a_failure_event_keeps_its_reason_while_the_caller_closes) {
     m.send_close(out, 1000, "going");
     EXPECT_EQ(r.event.text(), "invalid frame header");
     EXPECT_EQ(m.close_reason(), "going");
+}
+
+// machine_limits::fragments: what is not at hand whole is handed out piece
+// by piece as it arrives, with nothing gathered.
+namespace {
+machine_limits streaming_limits() {
+    machine_limits l = small_limits();
+    l.fragments = true;
+    return l;
+}
+}  // namespace
+
+TEST(machine_fragments, frames_of_a_message_come_as_pieces_with_control_frames_between) {
+    machine m(role::server);
+    const bytes wire = concat({frame(text, "frag"), frame(fin | ping, "p"), frame(cont, ""),
+                               frame(fin | cont, "mented"), frame(fin | binary, "whole")});
+    const auto got = run(m, wire, streaming_limits(), [](std::size_t) -> std::size_t { return SIZE_MAX; });
+    EXPECT_EQ(got.events, (std::vector<std::string>{"piece text:frag", "ping:p", "last piece text:mented",
+                                                    "message binary:whole"}));
+    EXPECT_EQ(got.written, (std::vector<std::string>{"pong:p"}));
+}
+
+TEST(machine_fragments, a_large_frame_comes_as_it_arrives_without_a_reassembly_buffer) {
+    machine m(role::server);
+    machine_limits limits = streaming_limits();
+    limits.max_message_size = 1 << 20;
+    std::string payload(100'000, 'x');
+    for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>('a' + i % 26);
+    bytes wire = frame(fin | binary, payload);
+    std::string got;
+    std::size_t pieces = 0;
+    for (std::size_t at = 0; at < wire.size();) {
+        const std::size_t n = std::min<std::size_t>(4096, wire.size() - at);
+        bytes buffer(wire.begin() + static_cast<std::ptrdiff_t>(at),
+                     wire.begin() + static_cast<std::ptrdiff_t>(at + n));
+        at += n;
+        std::span<std::byte> in(buffer);
+        for (;;) {
+            const auto r = m.feed(in, limits);
+            in = in.subspan(r.consumed);
+            if (r.event.kind == event_kind::none) break;
+            ASSERT_EQ(r.event.kind, event_kind::fragment);
+            EXPECT_EQ(r.event.op, opcode::binary);
+            EXPECT_EQ(r.event.last, at == wire.size() && in.empty());
+            got += r.event.text();
+            ++pieces;
+        }
+        EXPECT_TRUE(in.empty());
+        EXPECT_EQ(m.reassembly_bytes(), 0u);  // nothing gathered
+        EXPECT_EQ(m.in_message(), at < wire.size());
+    }
+    EXPECT_EQ(got, payload);
+    EXPECT_EQ(pieces, (wire.size() + 4095) / 4096);
+}
+
+TEST(machine_fragments, text_pieces_may_split_a_character_and_fail_at_the_first_bad_byte) {
+    machine m(role::server);
+    // The euro sign split between two frames: valid.
+    const bytes ok = concat({frame(text, "a\xE2"), frame(fin | cont,
+                                                         "\x82\xAC"
+                                                         "b")});
+    auto got = run(m, ok, streaming_limits(), [](std::size_t) -> std::size_t { return SIZE_MAX; });
+    EXPECT_EQ(got.events, (std::vector<std::string>{"piece text:a\xE2",
+                                                    "last piece text:\x82\xAC"
+                                                    "b"}));
+    // A bad byte in the second frame fails with 1007 before the frame ends (§8.1).
+    machine bad(role::server);
+    bytes wire = concat({frame(text, "fine"), frame(fin | cont, "ok\xC3\x28" + std::string(500, 'z'))});
+    wire.resize(wire.size() - 400);  // the rest of the frame never comes
+    got = run(bad, wire, streaming_limits(), [](std::size_t) -> std::size_t { return SIZE_MAX; });
+    EXPECT_EQ(got.events, (std::vector<std::string>{"piece text:fine", "failure 1007"}));
+    // A message that ends inside a character fails at its last piece.
+    machine cut(role::server);
+    got = run(cut, concat({frame(text, "x"), frame(fin | cont, "\xE2\x82")}), streaming_limits(),
+              [](std::size_t) -> std::size_t { return SIZE_MAX; });
+    EXPECT_EQ(got.events, (std::vector<std::string>{"piece text:x", "failure 1007"}));
+}
+
+TEST(machine_fragments, the_size_limit_counts_every_piece_handed_out) {
+    machine m(role::server);
+    const machine_limits limits = streaming_limits();  // 1000 bytes
+    const bytes wire =
+        concat({frame(binary, std::string(600, 'a')), frame(cont, std::string(400, 'b')), frame(fin | cont, "c")});
+    const auto got = run(m, wire, limits, [](std::size_t) -> std::size_t { return SIZE_MAX; });
+    EXPECT_EQ(got.events, (std::vector<std::string>{"piece binary:" + std::string(600, 'a'),
+                                                    "piece binary:" + std::string(400, 'b'), "failure 1009"}));
+    EXPECT_EQ(got.written, (std::vector<std::string>{"close 1009:message too big"}));
+}
+
+TEST(machine_fragments, a_compressed_message_is_gathered_and_comes_whole) {
+    machine m(role::server, true);
+    const std::string plain(900, 'q');
+    const std::string z = deflated(plain);
+    const bytes wire = concat({frame(rsv1 | text, z.substr(0, 5)), frame(fin | cont, z.substr(5))});
+    const auto got = run(m, wire, streaming_limits(), [](std::size_t) -> std::size_t { return 1; });
+    EXPECT_EQ(got.events, (std::vector<std::string>{"message text:" + plain}));
 }

@@ -304,3 +304,65 @@ TEST(ws_socket, open_sockets_are_freed_when_the_context_goes) {
     }
     EXPECT_EQ(tracked::alive, 0) << "the context's teardown freed the callback connections (and their user data)";
 }
+
+// A fragment handler: messages in several frames, or larger than one
+// receive buffer, come piece by piece with nothing gathered; whole ones
+// still go to `message`; the size bound covers the pieces together.
+TEST(ws_socket, a_fragment_handler_gets_large_and_fragmented_messages_piece_by_piece) {
+    struct upload {
+        std::size_t pieces = 0, bytes = 0;
+        std::uint64_t sum = 0;  // of the bytes, in order: the pieces must come in order
+    };
+    callback_fixture f;
+    std::vector<std::uint16_t> codes;
+    ws::options o;
+    o.max_message_size = 4 * 1024 * 1024;
+    f.serve<upload>(
+        "/ws", {.options = o,
+                .message = [](ws::socket<upload>& s, std::string_view m,
+                              ws::opcode op) { s.send("whole " + std::string(m), op); },
+                .fragment =
+                    [](ws::socket<upload>& s, std::string_view piece, ws::opcode op, bool last) {
+                        upload& u = *s.user_data();
+                        ++u.pieces;
+                        for (char c : piece) u.sum = u.sum * 31 + static_cast<unsigned char>(c);
+                        u.bytes += piece.size();
+                        if (!last) return;
+                        s.send(std::string(op == ws::opcode::text ? "text" : "binary") +
+                               " pieces>1:" + std::to_string(u.pieces > 1) + " bytes:" + std::to_string(u.bytes) +
+                               " sum:" + std::to_string(u.sum));
+                        u = {};
+                    },
+                .close = [&](ws::socket<upload>&, std::uint16_t code, std::string_view) { codes.push_back(code); }});
+    f.listen();
+    auto sum_of = [](std::string_view s) {
+        std::uint64_t sum = 0;
+        for (char c : s) sum = sum * 31 + static_cast<unsigned char>(c);
+        return std::to_string(sum);
+    };
+    f.run([&]() -> task<void> {
+        auto c = co_await ws::connect(f.ctx, f.url());
+        co_await c.send("small");
+        EXPECT_EQ((co_await c.recv()).value_or(""), "whole small");
+        // Three frames of text, cut inside a character.
+        const std::string text = "h\xC3\xA9llo w\xE2\x82\xACrld, in frames";
+        co_await c.send_fragmented(text, 3);
+        EXPECT_EQ((co_await c.recv()).value_or(""),
+                  "text pieces>1:1 bytes:" + std::to_string(text.size()) + " sum:" + sum_of(text));
+        // One frame of 3 MiB: far more than a receive buffer.
+        std::string big(3 * 1024 * 1024, '\0');
+        for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7 + (i >> 12));
+        co_await c.send_binary(big);
+        EXPECT_EQ((co_await c.recv()).value_or(""),
+                  "binary pieces>1:1 bytes:" + std::to_string(big.size()) + " sum:" + sum_of(big));
+        // Over max_message_size across frames: 1009, however it is cut.
+        try {
+            co_await c.send_fragmented(std::string(5 * 1024 * 1024, 'z'), 1024 * 1024);
+        } catch (const ws::connection_closed&) {  // the server may close while this still sends
+        }
+        EXPECT_FALSE(co_await c.recv());
+        EXPECT_EQ(c.close_code(), 1009);
+        for (int i = 0; i < 100 && codes.empty(); ++i) co_await async_sleep(f.ctx, 2ms);
+    });
+    EXPECT_EQ(codes, (std::vector<std::uint16_t>{1009}));
+}

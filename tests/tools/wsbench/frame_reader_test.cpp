@@ -56,6 +56,8 @@ std::string describe(const ws::event& e) {
             return "close " + std::to_string(e.code) + ":" + data;
         case ws::event_kind::failure:
             return "failure " + std::to_string(e.code);
+        case ws::event_kind::fragment:
+            return std::string(e.last ? "last piece:" : "piece:") + data;
         case ws::event_kind::none:
             break;
     }
