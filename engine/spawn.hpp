@@ -21,11 +21,14 @@ namespace detail {
 void report_escaped_exception(std::exception_ptr e, const std::source_location& where) noexcept;
 
 // A node of the intrusive list of detached coroutines a context owns, so
-// that those still suspended are destroyed with it.
+// that those still suspended are destroyed with it. A node with `drop`
+// stands for an owner of other work (the HTTP server's adopted handlers,
+// whose frame it names): `drop` unlinks it and frees what it owns.
 struct detached_node {
     detached_node* prev = nullptr;
     detached_node* next = nullptr;
     std::coroutine_handle<> frame;
+    void (*drop)(detached_node*) noexcept = nullptr;
 };
 
 struct detached_task {

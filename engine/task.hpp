@@ -30,8 +30,15 @@ namespace detail {
 void* allocate_frame(std::size_t n);
 void deallocate_frame(void* p, std::size_t n) noexcept;
 
+// What a detached task (detach_task) hands its end to.
+struct task_owner {
+    // The task has finished and its frame is destroyed; `error` is what it threw, if anything.
+    void (*finished)(task_owner* self, std::exception_ptr error) noexcept;
+};
+
 struct task_promise_base {
-    enum class run_state : unsigned char { idle, inline_running, inline_finished };
+    // detached: no awaiter; continuation_ holds the task_owner to tell at the end.
+    enum class run_state : unsigned char { idle, inline_running, inline_finished, detached };
 
     std::coroutine_handle<> continuation_ = std::noop_coroutine();
     std::exception_ptr exception_;
@@ -47,6 +54,15 @@ struct task_promise_base {
         template <class Promise>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) noexcept {
             auto& p = h.promise();
+            if (p.state_ == run_state::detached) {
+                // Nobody awaits it: the frame goes now (it is suspended here),
+                // then its owner hears how it ended.
+                auto* owner = static_cast<task_owner*>(p.continuation_.address());
+                std::exception_ptr error = std::move(p.exception_);
+                h.destroy();
+                owner->finished(owner, std::move(error));
+                return std::noop_coroutine();
+            }
             if (p.state_ == run_state::inline_running) {
                 // Finished inside the awaiter's await_suspend: it continues from there.
                 p.state_ = run_state::inline_finished;
@@ -129,6 +145,8 @@ public:
         return awaiter(handle_);
     }
 
+    // For runners: the coroutine, still owned by the task.
+    std::coroutine_handle<promise_type> handle() const noexcept { return handle_; }
     // For runners (spawn, sync_wait): hands over the coroutine.
     std::coroutine_handle<promise_type> release() noexcept { return std::exchange(handle_, {}); }
 
@@ -140,6 +158,16 @@ private:
 };
 
 namespace detail {
+// Detaches a started task that is suspended (or running, from inside it)
+// from its awaiter: the awaiter is no longer resumed; when the task
+// finishes, its frame is destroyed and owner->finished runs. The awaiter
+// must not destroy the frame any more (task::release() it).
+inline void detach_task(std::coroutine_handle<task_promise<void>> h, task_owner* owner) noexcept {
+    auto& p = h.promise();
+    p.state_ = task_promise_base::run_state::detached;
+    p.continuation_ = std::coroutine_handle<>::from_address(owner);
+}
+
 template <class T>
 task<T> task_promise<T>::get_return_object() noexcept {
     return task<T>{std::coroutine_handle<task_promise<T>>::from_promise(*this)};

@@ -188,7 +188,13 @@ void reactor::tear_down() noexcept {
     }
     // Destroy detached coroutines; their destructors release sockets and
     // queue what the kernel may still reference for after the ring is gone.
-    while (detached_.next != &detached_) detached_.next->frame.destroy();
+    while (detached_.next != &detached_) {
+        detached_node* n = detached_.next;
+        if (n->drop)
+            n->drop(n);
+        else
+            n->frame.destroy();
+    }
     ready_.clear();
     local_posts_.clear();
     {

@@ -38,6 +38,17 @@ struct exchange {
     response resp;
 };
 
+// What the server that made a request_context hears from it (internal).
+struct request_owner {
+    // The server (an opaque tag): its graceful shutdown finds the
+    // connections it upgraded by it (upgraded_connections).
+    const void* server_tag = nullptr;
+    // The handler upgraded the connection (the 101 is queued and the
+    // stream is about to be moved out: the stream must stay until the
+    // upgrade returns).
+    void (*upgraded)(request_owner* self) noexcept = nullptr;
+};
+
 class request_context {
 public:
     request_context(io_context& ctx, std::unique_ptr<exchange> ex, tcp_stream& stream) noexcept
@@ -88,15 +99,19 @@ public:
 
     bool upgraded() const noexcept { return upgraded_; }
 
-    // For the upgrading layer: the connection's stream, moved out by the upgrade.
+    // For the upgrading layer: the connection's stream, moved out by the
+    // upgrade (valid until then only).
     tcp_stream& stream() noexcept { return stream_; }
-    void mark_upgraded() noexcept { upgraded_ = true; }
+    void mark_upgraded() noexcept {
+        upgraded_ = true;
+        if (owner_ && owner_->upgraded) owner_->upgraded(owner_);
+    }
     // Frees the request and the response once they are no longer needed (after an upgrade).
     void release_request() noexcept { ex_.reset(); }
     // The server this request came through (an opaque tag): its graceful
     // shutdown finds the connections it upgraded by it (upgraded_connections).
-    const void* server_tag() const noexcept { return server_tag_; }
-    void set_server_tag(const void* tag) noexcept { server_tag_ = tag; }
+    const void* server_tag() const noexcept { return owner_ ? owner_->server_tag : nullptr; }
+    void set_owner(request_owner* owner) noexcept { owner_ = owner; }
 
 private:
     static const request& empty_request() noexcept;
@@ -105,7 +120,7 @@ private:
     io_context& ctx_;
     tcp_stream& stream_;
     std::unique_ptr<exchange> ex_;
-    const void* server_tag_ = nullptr;
+    request_owner* owner_ = nullptr;
     bool upgraded_ = false;
 };
 

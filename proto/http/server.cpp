@@ -275,11 +275,114 @@ void handler_failed(request_context& rc, const server_options& options, const st
     resp.set_body(error_body(status::internal_server_error, ""));
 }
 
-// One connection's requests, in turn. Its frame stays alive while a
-// WebSocket conversation runs inside a handler, so it holds little: the
-// request and response live on the heap and are freed at the upgrade, and
-// everything else happens in functions of their own. It is its own detached
-// root (no spawn wrapper frame).
+struct handler_awaiter;
+
+// One request's call of its handler: the request context the handler
+// holds a reference to, and the server state its function lives in. While
+// the session awaits the handler, the session owns it; once the handler has
+// upgraded the connection, the session ends (its frame would otherwise stay
+// alive as long as the WebSocket conversation) and the call adopts the
+// handler's frame: the context owns the call (a detached node) until the
+// handler ends, and destroys both if it goes first.
+struct handler_call final : request_owner, cnetmod::detail::task_owner, cnetmod::detail::detached_node {
+    static void* operator new(std::size_t n) { return cnetmod::detail::allocate_frame(n); }
+    static void operator delete(void* p, std::size_t n) noexcept { cnetmod::detail::deallocate_frame(p, n); }
+
+    using handle = std::coroutine_handle<cnetmod::detail::task_promise<void>>;
+
+    handler_call(state_ptr s, io_context& ctx, std::unique_ptr<exchange> ex, tcp_stream& stream)
+        : st(std::move(s)), rc(ctx, std::move(ex), stream) {
+        server_tag = st.get();
+        request_owner::upgraded = &on_upgraded;
+        task_owner::finished = &on_finished;
+        rc.set_owner(this);
+    }
+
+    static void on_upgraded(request_owner* self) noexcept;
+    // The adopted handler ended. An exception after the upgrade has no one
+    // to answer, as when the session awaited it.
+    static void on_finished(task_owner* self, std::exception_ptr) noexcept {
+        auto* call = static_cast<handler_call*>(self);
+        cnetmod::detail::reactor_of(call->rc.context()).release(*call);
+        delete call;
+    }
+    // The context goes before the adopted handler ends.
+    static void on_dropped(cnetmod::detail::detached_node* node) noexcept {
+        auto* call = static_cast<handler_call*>(node);
+        cnetmod::detail::reactor_of(call->rc.context()).release(*call);
+        call->frame.destroy();  // the handler's
+        delete call;
+    }
+    void adopt(handler_awaiter& w) noexcept;
+
+    state_ptr st;
+    request_context rc;
+    // The session's awaiter while the session is suspended on the handler
+    // (not while it runs the handler inline).
+    handler_awaiter* waiter = nullptr;
+};
+
+// Awaits a handler's task for the session, like `co_await task`, except
+// that a handler that has upgraded the connection is adopted by its call
+// (handler_call): await_resume then says so, and the session ends.
+struct handler_awaiter {
+    std::unique_ptr<handler_call>& call;
+    task<void>& t;
+    std::coroutine_handle<> session;
+    bool adopted = false;
+
+    bool await_ready() const noexcept { return !t.valid(); }
+    bool await_suspend(std::coroutine_handle<> session) noexcept {
+        using run_state = cnetmod::detail::task_promise_base::run_state;
+        handler_call& c = *call;
+        this->session = session;
+        auto& p = t.handle().promise();
+        p.continuation_ = session;
+        p.state_ = run_state::inline_running;
+        t.handle().resume();  // an upgrade in here is seen below, once it suspends
+        if (p.state_ == run_state::inline_finished) return false;
+        p.state_ = run_state::idle;  // suspended: it resumes the session when done
+        if (c.rc.upgraded()) {
+            c.adopt(*this);
+            return false;
+        }
+        c.waiter = this;
+        return true;
+    }
+    // True when the handler was adopted; otherwise its result (or exception).
+    bool await_resume() {
+        if (adopted) return true;
+        if (call) call->waiter = nullptr;
+        if (t.valid()) t.handle().promise().take();
+        return false;
+    }
+};
+
+// The handler upgraded while the session was suspended on it: adopt it,
+// and let the session end in a later turn (the upgrade is still using the
+// stream in the session's frame).
+void handler_call::on_upgraded(request_owner* self) noexcept {
+    auto* call = static_cast<handler_call*>(self);
+    handler_awaiter* w = call->waiter;
+    if (!w) return;  // running inline: the session's awaiter adopts it when it suspends
+    const auto session = w->session;
+    call->adopt(*w);
+    cnetmod::detail::reactor_of(call->rc.context()).schedule(session);
+}
+
+void handler_call::adopt(handler_awaiter& w) noexcept {
+    frame = w.t.release();  // the session's references go: the call owns the handler now
+    (void)w.call.release();
+    w.adopted = true;
+    waiter = nullptr;
+    cnetmod::detail::detach_task(handle::from_address(frame.address()), this);
+    drop = &on_dropped;
+    cnetmod::detail::reactor_of(rc.context()).adopt(*this);
+}
+
+// One connection's requests, in turn. It is its own detached root (no
+// spawn wrapper frame), and ends once a handler has upgraded the
+// connection: the handler goes on alone (see handler_call).
 cnetmod::detail::detached_task session(state_ptr st, io_context& ctx, tcp_stream s) {
     for (;;) {
         auto ex = std::make_unique<exchange>();
@@ -287,11 +390,13 @@ cnetmod::detail::detached_task session(state_ptr st, io_context& ctx, tcp_stream
         ex->resp.set_header("Server", st->options.server_name);
         const bool is_head = ex->req.method() == "HEAD";
         bool keep_alive = ex->req.keep_alive();
-        request_context rc(ctx, std::move(ex), s);
-        rc.set_server_tag(st.get());
+        auto call = std::make_unique<handler_call>(st, ctx, std::move(ex), s);
+        request_context& rc = call->rc;
         if (const server::handler* h = route_request(*st, rc)) {
             try {
-                co_await (*h)(rc);
+                task<void> t = (*h)(rc);
+                // Adopted: the handler goes on alone with the WebSocket connection.
+                if (co_await handler_awaiter{call, t, {}}) co_return;
             } catch (const request_rejected&) {
                 keep_alive = false;  // answered as the handler prepared it
             } catch (const std::exception& e) {
