@@ -11,14 +11,12 @@ void byte_arena::release() noexcept {
     size_ = capacity_ = 0;
 }
 
-std::byte* byte_arena::grow(std::size_t n) {
-    if (size_ + n > capacity_) {
-        const std::size_t cap = std::max({size_ + n, capacity_ * 2, std::size_t{4096}});
-        std::unique_ptr<std::byte[]> bigger(new std::byte[cap]);
-        if (size_) std::memcpy(bigger.get(), data_.get(), size_);
-        data_ = std::move(bigger);
-        capacity_ = cap;
-    }
+std::byte* byte_arena::grow_into_new_block(std::size_t n) {
+    const std::size_t cap = std::max({size_ + n, capacity_ * 2, std::size_t{4096}});
+    std::unique_ptr<std::byte[]> bigger(new std::byte[cap]);
+    if (size_) std::memcpy(bigger.get(), data_.get(), size_);
+    data_ = std::move(bigger);
+    capacity_ = cap;
     std::byte* p = data_.get() + size_;
     size_ += n;
     return p;

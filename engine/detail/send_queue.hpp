@@ -30,10 +30,18 @@ public:
     std::size_t capacity() const noexcept { return capacity_; }
     void clear() noexcept { size_ = 0; }
     void release() noexcept;
-    // Grows by `n` bytes (uninitialised) and returns where they start.
-    std::byte* grow(std::size_t n);
+    // Grows by `n` bytes (uninitialised) and returns where they start;
+    // inline while they fit (once per frame queued).
+    std::byte* grow(std::size_t n) {
+        if (size_ + n > capacity_) [[unlikely]]
+            return grow_into_new_block(n);
+        std::byte* p = data_.get() + size_;
+        size_ += n;
+        return p;
+    }
 
 private:
+    std::byte* grow_into_new_block(std::size_t n);
     std::unique_ptr<std::byte[]> data_;
     std::size_t size_ = 0;
     std::size_t capacity_ = 0;

@@ -307,6 +307,34 @@ std::uint16_t machine::check(const frame_header& h, const machine_limits& limits
 // its payload; a frame that lies whole in the input is finished here, its
 // payload handed out where it is. True when an event is set.
 bool machine::read_header(std::span<std::byte> in, feed_result& r, const machine_limits& limits) {
+    // The common case first, in few instructions: outside a message, a
+    // final text or binary frame without RSV bits, masked as the role asks
+    // (§5.1), with a 7-bit length, lying whole in the input. Anything else
+    // takes the general path below, which checks every rule.
+    if (have_ == 0 && !in_message_ && in.size() >= 2) {
+        const auto b0 = std::to_integer<std::uint8_t>(in[0]);
+        const auto b1 = std::to_integer<std::uint8_t>(in[1]);
+        const bool server = role_ == ws::role::server;
+        const std::size_t header = server ? 6 : 2;
+        const std::size_t len = b1 & 0x7F;
+        if ((b0 == 0x81 || b0 == 0x82) && (b1 & 0x80) == (server ? 0x80 : 0) && len < 126 &&
+            in.size() >= header + len && len <= limits.max_message_size) {
+            const auto payload = in.subspan(header, len);
+            if (server) {
+                std::uint8_t key[4];
+                std::memcpy(key, in.data() + 2, 4);
+                apply_mask(payload.data(), len, key, 0);
+            }
+            r.consumed += header + len;
+            message_op_ = static_cast<ws::opcode>(b0 & 0x0F);
+            compressed_ = false;
+            if (message_op_ == ws::opcode::text) {
+                utf8_.reset();
+                return message_done(r, payload, limits, false);
+            }
+            return deliver(r, payload);
+        }
+    }
     using st = header_parse_result::status;
     const std::size_t n = std::min<std::size_t>(in.size(), max_header_size - have_);
     frame_header h;
