@@ -385,6 +385,16 @@ void handler_call::adopt(handler_awaiter& w) noexcept {
 // connection: the handler goes on alone (see handler_call).
 cnetmod::detail::detached_task session(state_ptr st, io_context& ctx, tcp_stream s) {
     for (;;) {
+        // Until a request's first bytes arrive only this frame waits: the
+        // request's storage and the coroutines that read it are made then
+        // (a connection idle between requests, or many accepted at once
+        // and not yet sent their requests, hold nothing else).
+        bool arrived = false;
+        try {
+            arrived = !(co_await s.recv_view(timeout(st->options.keep_alive_timeout))).empty();
+        } catch (const std::system_error&) {  // timed out or failed: as read_head's closed
+        }
+        if (!arrived) break;
         auto ex = std::make_unique<exchange>();
         if (!co_await read_request(s, st->options, ex->req)) break;
         ex->resp.set_header("Server", st->options.server_name);
