@@ -142,7 +142,7 @@ tls_context tls_context::client(const tls_client_options& options) {
 // ---- the BIO between OpenSSL and a session's queues ----
 
 // One BIO is both the SSL's rbio and its wbio: reads take from the session's
-// input_, writes append to its output_. Two memory BIOs cost 0.7 KiB of
+// input_, writes append to its output_. Two memory BIOs cost 0.5 KB of
 // objects and locks, and keep their storage after being drained; this one
 // holds nothing but a pointer to its session (set again when the session moves).
 struct ciphertext_bio {
@@ -323,7 +323,7 @@ tls_session::step tls_session::handshake() {
         input_.trim(max_kept_capacity);
         return step::done;
     }
-    // With memory BIOs writing never blocks: WANT_READ is the only wait.
+    // The BIO takes every write (or fails for lack of memory): WANT_READ is the only wait.
     const int error = SSL_get_error(ssl_.get(), result);
     if (error == SSL_ERROR_WANT_READ) return step::want_more;
     record_failure();

@@ -1,6 +1,6 @@
-// TLS over memory: OpenSSL driven through two memory BIOs, with no I/O of its
-// own, so that a stream on io_uring moves the ciphertext and this layer only
-// transforms it.
+// TLS over memory: OpenSSL driven through a BIO over byte queues, with no I/O
+// of its own, so that a stream on io_uring moves the ciphertext and this
+// layer only transforms it.
 //
 //   auto ctx = tls_context::client({.ca_file = "ca.pem"});   // once, shared by every core
 //   tls_session tls(ctx, "example.com");
