@@ -185,8 +185,8 @@ public:
 
     // Runs TLS over this stream from now on (server or client, as `context`
     // is): readers and writers see plaintext; the records move underneath
-    // (OpenSSL over memory BIOs, no extra system calls). A client sends its
-    // hello at once, with `server_name` as SNI and the name its certificate
+    // (OpenSSL over in-memory queues, no extra system calls). A client sends
+    // its hello at once, with `server_name` as SNI and the name its certificate
     // must carry; bytes queued before the handshake ends wait for it. A
     // handshake that fails, or is not done by `handshake_deadline`, shows as
     // a receive error (std::system_error, "cnetmod: TLS: <reason>").

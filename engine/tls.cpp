@@ -6,7 +6,11 @@
 #include <openssl/x509v3.h>
 #include <system_error>
 
+#include <algorithm>
+#include <cstring>
+#include <limits>
 #include <new>
+#include <utility>
 
 namespace cnetmod {
 
@@ -15,14 +19,13 @@ namespace {
 // The one protocol offered and accepted, in ALPN wire format (RFC 7301 §3.1).
 constexpr unsigned char alpn_http11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
-// A memory BIO keeps its largest size until freed. Replacing a drained one
-// costs its regrowth (each step copies and cleanses): 25% of the time of a
-// 64 KiB write when done after every write. So it happens on drain only past
-// this size, which bounds what a connection that once moved a large message
-// keeps; release_buffers() does it at any size above the small one below.
-constexpr std::size_t max_kept_bio_capacity = 256 * 1024;
-// Below this, a BIO's storage costs less than the allocations of a new one.
-constexpr std::size_t min_released_bio_capacity = 4 * 1024;
+// Storage kept by a drained queue after each call: a connection that once
+// moved a large message keeps at most this much until it goes idle (then
+// release_buffers() frees it); below it, reuse saves regrowth (each step
+// copies) on the next large write.
+constexpr std::size_t max_kept_capacity = 256 * 1024;
+// A queue's first storage: a handshake flight or a few records.
+constexpr std::size_t min_capacity = 4 * 1024;
 
 // SSL_get_error consults this thread's error queue, which every connection
 // on the thread shares: an entry left there by anyone would turn the next
@@ -91,20 +94,6 @@ bool is_ip_address(const std::string& name) {
     return ::inet_pton(AF_INET, name.c_str(), address) == 1 || ::inet_pton(AF_INET6, name.c_str(), address) == 1;
 }
 
-std::size_t bio_capacity(BIO* bio) noexcept {
-    BUF_MEM* memory = nullptr;
-    BIO_get_mem_ptr(bio, &memory);
-    return memory != nullptr ? memory->max : 0;
-}
-
-// Swaps `bio`, when drained and holding more than `kept` bytes, for an empty
-// one through `set0` (SSL_set0_rbio / SSL_set0_wbio, which free the old one).
-void replace_if_drained(SSL* ssl, BIO* bio, std::size_t kept, void (*set0)(SSL*, BIO*)) noexcept {
-    if (BIO_ctrl_pending(bio) != 0 || bio_capacity(bio) <= kept) return;
-    if (BIO* fresh = BIO_new(BIO_s_mem())) set0(ssl, fresh);
-    clear_stale_errors();
-}
-
 }  // namespace
 
 // ---- tls_context ----
@@ -150,7 +139,104 @@ tls_context tls_context::client(const tls_client_options& options) {
     return context;
 }
 
+// ---- the BIO between OpenSSL and a session's queues ----
+
+// One BIO is both the SSL's rbio and its wbio: reads take from the session's
+// input_, writes append to its output_. Two memory BIOs cost 0.5 KB of
+// objects and locks, and keep their storage after being drained; this one
+// holds nothing but a pointer to its session (set again when the session moves).
+struct ciphertext_bio {
+    static BIO_METHOD* method() noexcept {
+        static BIO_METHOD* const made = make();  // once per process, shared by every core
+        return made;
+    }
+
+private:
+    static tls_session& session_of(BIO* bio) noexcept { return *static_cast<tls_session*>(BIO_get_data(bio)); }
+
+    static BIO_METHOD* make() noexcept {
+        BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "cnetmod ciphertext");
+        if (m == nullptr) return nullptr;
+        BIO_meth_set_write_ex(m, write);
+        BIO_meth_set_read_ex(m, read);
+        BIO_meth_set_ctrl(m, ctrl);
+        BIO_meth_set_create(m, [](BIO* bio) {
+            BIO_set_init(bio, 1);
+            return 1;
+        });
+        return m;
+    }
+
+    static int write(BIO* bio, const char* bytes, std::size_t n, std::size_t* written) noexcept {
+        BIO_clear_retry_flags(bio);
+        if (!session_of(bio).output_.put(reinterpret_cast<const std::byte*>(bytes), n)) return 0;
+        *written = n;
+        return 1;
+    }
+
+    // Nothing fed: a retryable read, which SSL_get_error reports as WANT_READ.
+    static int read(BIO* bio, char* out, std::size_t n, std::size_t* read) noexcept {
+        BIO_clear_retry_flags(bio);
+        const std::size_t taken = session_of(bio).input_.take(reinterpret_cast<std::byte*>(out), n);
+        if (taken == 0) {
+            BIO_set_retry_read(bio);
+            return 0;
+        }
+        *read = taken;
+        return 1;
+    }
+
+    static long ctrl(BIO* bio, int command, long, void*) noexcept {
+        switch (command) {
+            case BIO_CTRL_PENDING:
+                return static_cast<long>(session_of(bio).input_.size());
+            case BIO_CTRL_WPENDING:
+                return static_cast<long>(session_of(bio).output_.size());
+            case BIO_CTRL_FLUSH:
+                return 1;  // the output waits for take_output()
+            default:
+                return 0;
+        }
+    }
+};
+
 // ---- tls_session ----
+
+bool tls_session::byte_queue::put(const std::byte* bytes, std::size_t n) noexcept {
+    if (n > capacity - end) {
+        const std::size_t held = size();
+        if (n > std::numeric_limits<std::size_t>::max() / 4 - held) return false;
+        if (held + n <= capacity) {
+            std::memmove(data.get(), data.get() + begin, held);  // room enough once compacted
+        } else {
+            const std::size_t grown = std::max({min_capacity, 2 * capacity, held + n});
+            std::unique_ptr<std::byte[]> larger(new (std::nothrow) std::byte[grown]);
+            if (!larger) return false;
+            if (held > 0) std::memcpy(larger.get(), data.get() + begin, held);
+            data = std::move(larger);
+            capacity = grown;
+        }
+        begin = 0;
+        end = held;
+    }
+    std::memcpy(data.get() + end, bytes, n);
+    end += n;
+    return true;
+}
+
+std::size_t tls_session::byte_queue::take(std::byte* out, std::size_t n) noexcept {
+    const std::size_t taken = std::min(n, size());
+    if (taken > 0) std::memcpy(out, data.get() + begin, taken);
+    begin += taken;
+    if (begin == end) begin = end = 0;
+    return taken;
+}
+
+void tls_session::byte_queue::trim(std::size_t kept) noexcept {
+    if (size() != 0 || capacity <= kept) return;
+    data.reset();
+    capacity = begin = end = 0;
+}
 
 void tls_session::ssl_free::operator()(SSL* ssl) const noexcept {
     SSL_free(ssl);
@@ -159,21 +245,49 @@ void tls_session::ssl_free::operator()(SSL* ssl) const noexcept {
 tls_session::tls_session(const tls_context& context, std::string_view server_name) {
     ERR_clear_error();
     ssl_.reset(SSL_new(context.native()));
-    BIO* input = BIO_new(BIO_s_mem());
-    BIO* output = BIO_new(BIO_s_mem());
-    if (!ssl_ || input == nullptr || output == nullptr) {
-        BIO_free(input);
-        BIO_free(output);
+    BIO_METHOD* method = ciphertext_bio::method();
+    BIO* bio = ssl_ && method != nullptr ? BIO_new(method) : nullptr;
+    if (bio == nullptr) {
         ERR_clear_error();
         throw std::bad_alloc();
     }
-    SSL_set_bio(ssl_.get(), input, output);  // the SSL owns both from here
+    SSL_set_bio(ssl_.get(), bio, bio);  // one reference serves both; the SSL owns it from here
+    attach_bio();
     if (context.is_server()) {
         SSL_set_accept_state(ssl_.get());
     } else {
         SSL_set_connect_state(ssl_.get());
         set_server_name(std::string(server_name));
     }
+}
+
+tls_session::tls_session(tls_session&& other) noexcept
+    : ssl_(std::move(other.ssl_)),
+      input_(std::exchange(other.input_, {})),
+      output_(std::exchange(other.output_, {})),
+      error_(other.error_),
+      failed_(other.failed_),
+      handshake_done_(other.handshake_done_),
+      closed_by_peer_(other.closed_by_peer_) {
+    attach_bio();
+}
+
+tls_session& tls_session::operator=(tls_session&& other) noexcept {
+    if (this == &other) return *this;
+    ssl_ = std::move(other.ssl_);
+    input_ = std::exchange(other.input_, {});
+    output_ = std::exchange(other.output_, {});
+    error_ = other.error_;
+    failed_ = other.failed_;
+    handshake_done_ = other.handshake_done_;
+    closed_by_peer_ = other.closed_by_peer_;
+    attach_bio();
+    return *this;
+}
+
+// The BIO reaches the queues through this pointer: set at creation and after every move.
+void tls_session::attach_bio() noexcept {
+    if (ssl_) BIO_set_data(SSL_get_rbio(ssl_.get()), this);
 }
 
 void tls_session::set_server_name(const std::string& name) {
@@ -196,17 +310,7 @@ void tls_session::set_server_name(const std::string& name) {
 }
 
 void tls_session::feed(std::span<const std::byte> ciphertext) {
-    BIO* input = SSL_get_rbio(ssl_.get());
-    while (!ciphertext.empty()) {
-        std::size_t written = 0;
-        clear_stale_errors();
-        // A memory BIO refuses bytes only when it cannot grow.
-        if (BIO_write_ex(input, ciphertext.data(), ciphertext.size(), &written) != 1 || written == 0) {
-            clear_stale_errors();
-            throw std::bad_alloc();
-        }
-        ciphertext = ciphertext.subspan(written);
-    }
+    if (!input_.put(ciphertext.data(), ciphertext.size())) throw std::bad_alloc();
 }
 
 tls_session::step tls_session::handshake() {
@@ -216,10 +320,10 @@ tls_session::step tls_session::handshake() {
     const int result = SSL_do_handshake(ssl_.get());
     if (result == 1) {
         handshake_done_ = true;
-        trim_input(max_kept_bio_capacity);
+        input_.trim(max_kept_capacity);
         return step::done;
     }
-    // With memory BIOs writing never blocks: WANT_READ is the only wait.
+    // The BIO takes every write (or fails for lack of memory): WANT_READ is the only wait.
     const int error = SSL_get_error(ssl_.get(), result);
     if (error == SSL_ERROR_WANT_READ) return step::want_more;
     record_failure();
@@ -251,14 +355,14 @@ std::size_t tls_session::read(std::span<std::byte> out) {
     // 17 KiB record buffer. Nothing is buffered here, which is also the
     // condition under which OpenSSL < 3.0.14 frees safely (CVE-2024-4741).
     if (!has_input()) SSL_free_buffers(ssl_.get());
-    trim_input(max_kept_bio_capacity);
+    input_.trim(max_kept_capacity);
     return produced;
 }
 
 // Whether SSL_read could make progress. With nothing buffered it would only
 // allocate its 17 KiB record buffer to answer WANT_READ.
 bool tls_session::has_input() const noexcept {
-    return SSL_has_pending(ssl_.get()) == 1 || BIO_ctrl_pending(SSL_get_rbio(ssl_.get())) > 0;
+    return SSL_has_pending(ssl_.get()) == 1 || input_.size() > 0;
 }
 
 bool tls_session::write(std::span<const std::byte> plaintext) {
@@ -273,19 +377,12 @@ bool tls_session::write(std::span<const std::byte> plaintext) {
 }
 
 std::size_t tls_session::pending_output() const noexcept {
-    return BIO_ctrl_pending(SSL_get_wbio(ssl_.get()));
+    return output_.size();
 }
 
 std::size_t tls_session::take_output(std::span<std::byte> out) {
-    BIO* output = SSL_get_wbio(ssl_.get());
-    std::size_t taken = 0;
-    // BIO_read_ex moves at most INT_MAX bytes per call.
-    while (taken < out.size()) {
-        std::size_t n = 0;
-        if (BIO_read_ex(output, out.data() + taken, out.size() - taken, &n) != 1 || n == 0) break;
-        taken += n;
-    }
-    trim_output(max_kept_bio_capacity);
+    const std::size_t taken = output_.take(out.data(), out.size());
+    output_.trim(max_kept_capacity);
     return taken;
 }
 
@@ -332,18 +429,10 @@ void tls_session::record_failure() noexcept {
     ERR_clear_error();
 }
 
-void tls_session::trim_input(std::size_t kept) noexcept {
-    replace_if_drained(ssl_.get(), SSL_get_rbio(ssl_.get()), kept, SSL_set0_rbio);
-}
-
-void tls_session::trim_output(std::size_t kept) noexcept {
-    replace_if_drained(ssl_.get(), SSL_get_wbio(ssl_.get()), kept, SSL_set0_wbio);
-}
-
 void tls_session::release_buffers() noexcept {
     if (!has_input()) SSL_free_buffers(ssl_.get());
-    trim_input(min_released_bio_capacity);
-    trim_output(min_released_bio_capacity);
+    input_.trim(0);
+    output_.trim(0);
 }
 
 }  // namespace cnetmod

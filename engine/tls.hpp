@@ -1,6 +1,6 @@
-// TLS over memory: OpenSSL driven through two memory BIOs, with no I/O of its
-// own, so that a stream on io_uring moves the ciphertext and this layer only
-// transforms it.
+// TLS over memory: OpenSSL driven through a BIO over byte queues, with no I/O
+// of its own, so that a stream on io_uring moves the ciphertext and this
+// layer only transforms it.
 //
 //   auto ctx = tls_context::client({.ca_file = "ca.pem"});   // once, shared by every core
 //   tls_session tls(ctx, "example.com");
@@ -74,7 +74,9 @@ private:
 // comes out with take_output(); plaintext goes in with write() and out with
 // read(). Move-only (a moved-from session may only be assigned to or
 // destroyed); holds one SSL object (which references its SSL_CTX, so
-// the tls_context need not outlive it). Not thread-safe: one core drives it.
+// the tls_context need not outlive it) and the ciphertext waiting in each
+// direction, in storage of its own that an idle session frees. Not
+// thread-safe: one core drives it.
 //
 // OpenSSL's error queue is per thread and shared by every session on it:
 // each call starts from a clear queue and leaves it empty, so a failure on
@@ -89,8 +91,8 @@ public:
     // Throws tls_error for a name OpenSSL refuses (e.g. over 255 bytes),
     // std::bad_alloc when OpenSSL cannot allocate the session.
     explicit tls_session(const tls_context& context, std::string_view server_name = {});
-    tls_session(tls_session&&) noexcept = default;
-    tls_session& operator=(tls_session&&) noexcept = default;
+    tls_session(tls_session&& other) noexcept;
+    tls_session& operator=(tls_session&& other) noexcept;
     ~tls_session() = default;
 
     // Hands ciphertext received from the peer to the session; all of it is
@@ -123,11 +125,14 @@ public:
     // Queues a close_notify alert (RFC 8446 §6.1); write() is refused after it.
     void shutdown();
     // Frees what an idle connection need not hold: OpenSSL's empty record
-    // buffers and the storage of drained input and output (over 4 KiB).
-    // Call when the connection goes idle (nothing to send, waiting for the
-    // peer); the next record reallocates. Without it a session keeps up to
-    // 256 KiB of input and of output storage after large transfers.
+    // buffers and the storage of drained input and output. Call when the
+    // connection goes idle (nothing to send, waiting for the peer); the next
+    // record reallocates. Without it a session keeps up to 256 KiB of input
+    // and of output storage after large transfers.
     void release_buffers() noexcept;
+    // Bytes of storage held for ciphertext in and out (OpenSSL's own record
+    // buffers aside); 0 once release_buffers() ran with nothing pending.
+    std::size_t buffer_capacity() const noexcept { return input_.capacity + output_.capacity; }
 
     // The peer sent close_notify: no more data will come.
     bool closed_by_peer() const noexcept { return closed_by_peer_; }
@@ -149,14 +154,32 @@ private:
     struct ssl_free {
         void operator()(SSL* ssl) const noexcept;
     };
+    // Ciphertext in one direction, first in first out. Its storage is freed
+    // when drained on request, so an idle session holds none (a memory BIO
+    // keeps its largest size until freed, and replacing it costs four
+    // allocations).
+    struct byte_queue {
+        std::unique_ptr<std::byte[]> data;
+        std::size_t begin = 0;     // first byte not yet taken
+        std::size_t end = 0;       // one past the last byte put
+        std::size_t capacity = 0;  // of `data`
+
+        std::size_t size() const noexcept { return end - begin; }
+        bool put(const std::byte* bytes, std::size_t n) noexcept;  // false: no memory
+        std::size_t take(std::byte* out, std::size_t n) noexcept;
+        // Frees the storage when empty and holding more than `kept` bytes.
+        void trim(std::size_t kept) noexcept;
+    };
+    friend struct ciphertext_bio;
 
     void set_server_name(const std::string& name);
     bool has_input() const noexcept;
     void record_failure() noexcept;
-    void trim_input(std::size_t kept) noexcept;
-    void trim_output(std::size_t kept) noexcept;
+    void attach_bio() noexcept;
 
-    std::unique_ptr<SSL, ssl_free> ssl_;  // owns both memory BIOs (rbio: fed input, wbio: output)
+    std::unique_ptr<SSL, ssl_free> ssl_;  // owns its one BIO, which reads input_ and appends to output_
+    byte_queue input_;                    // fed, not yet read by OpenSSL
+    byte_queue output_;                   // written by OpenSSL, not yet taken
     unsigned long error_ = 0;             // OpenSSL's first error code of the failure (0: none given)
     bool failed_ = false;
     bool handshake_done_ = false;

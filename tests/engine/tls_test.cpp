@@ -337,12 +337,6 @@ TEST(tls, bad_ca_file_is_named) {
 
 // ---- memory ----
 
-std::size_t bio_capacity(BIO* bio) {
-    BUF_MEM* memory = nullptr;
-    BIO_get_mem_ptr(bio, &memory);
-    return memory->max;
-}
-
 TEST(tls, large_transfer_leaves_no_large_buffers) {
     auto [client, server] = connected_pair(trusting_client());
     const auto message = pattern(1 << 20, 10);
@@ -352,8 +346,8 @@ TEST(tls, large_transfer_leaves_no_large_buffers) {
     server.feed(all);  // a megabyte of ciphertext at once
     std::vector<std::byte> plain(message.size());
     EXPECT_EQ(server.read(plain), message.size());
-    EXPECT_LE(bio_capacity(SSL_get_wbio(client.native())), 256u * 1024);
-    EXPECT_LE(bio_capacity(SSL_get_rbio(server.native())), 256u * 1024);
+    EXPECT_LE(client.buffer_capacity(), 256u * 1024);
+    EXPECT_LE(server.buffer_capacity(), 256u * 1024);
 }
 
 TEST(tls, release_buffers_frees_drained_storage) {
@@ -365,14 +359,39 @@ TEST(tls, release_buffers_frees_drained_storage) {
     server.feed(all);
     std::vector<std::byte> plain(message.size());
     EXPECT_EQ(server.read(plain), message.size());
-    EXPECT_GT(bio_capacity(SSL_get_wbio(client.native())), 64u * 1024);  // kept for the next large write
+    EXPECT_GT(client.buffer_capacity(), 64u * 1024);  // kept for the next large write
+    std::array<std::byte, 16> none;
+    EXPECT_EQ(client.read(none), 0u);  // takes in the server's session tickets, the client's only input
     client.release_buffers();
     server.release_buffers();
-    EXPECT_LE(bio_capacity(SSL_get_wbio(client.native())), 4u * 1024);
-    EXPECT_LE(bio_capacity(SSL_get_rbio(server.native())), 4u * 1024);
+    EXPECT_EQ(client.buffer_capacity(), 0u);
+    EXPECT_EQ(server.buffer_capacity(), 0u);
     // Both still work.
     EXPECT_EQ(send_through(client, server, message), message);
     EXPECT_EQ(send_through(server, client, message), message);
+}
+
+// An idle session after a handshake and traffic both ways (the state of an
+// idle wss:// connection) holds no ciphertext storage, and a moved session
+// keeps working through its BIO.
+TEST(tls, idle_session_holds_no_ciphertext_storage) {
+    auto pair = connected_pair(trusting_client());
+    const auto message = pattern(3000, 14);
+    EXPECT_EQ(send_through(pair.client, pair.server, message), message);
+    EXPECT_EQ(send_through(pair.server, pair.client, message), message);
+    EXPECT_GT(pair.server.buffer_capacity(), 0u);
+    pair.server.release_buffers();
+    pair.client.release_buffers();
+    EXPECT_EQ(pair.server.buffer_capacity(), 0u);
+    EXPECT_EQ(pair.client.buffer_capacity(), 0u);
+    tls_session server = std::move(pair.server);
+    EXPECT_EQ(send_through(pair.client, server, message), message);
+    EXPECT_EQ(send_through(server, pair.client, message), message);
+    server.shutdown();
+    transfer(server, pair.client);
+    std::array<std::byte, 16> none;
+    EXPECT_EQ(pair.client.read(none), 0u);
+    EXPECT_TRUE(pair.client.closed_by_peer());
 }
 
 // Reports what an idle, connected session costs (glibc's malloc only;
@@ -392,6 +411,8 @@ TEST(tls, idle_session_memory) {
         const auto message = pattern(100, i);
         ASSERT_EQ(send_through(client, server, message), message);
         ASSERT_EQ(send_through(server, client, message), message);
+        client.release_buffers();  // as an idle connection does
+        server.release_buffers();
     }
     const auto connected = mallinfo2().uordblks;
     clients.clear();
