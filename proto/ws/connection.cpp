@@ -178,11 +178,20 @@ const event* connection::read_awaiter::finish_read() noexcept {
     return got_ ? &event_ : nullptr;
 }
 
+namespace {
+// A message gathered in the machine's buffer is moved out, not copied.
+std::string message_string(detail::connection_state& s, const event& ev) {
+    std::string out;
+    if (!s.machine_.take_message(ev.payload, out)) out.assign(ev.text());
+    return out;
+}
+}  // namespace
+
 std::optional<std::string> connection::recv_awaiter::await_resume() {
     const event* ev = finish_read();
     if (!ev) return std::nullopt;
     s_->last_opcode_ = ev->op;
-    return std::string(ev->text());
+    return message_string(*s_, *ev);
 }
 
 std::optional<frame> connection::recv_frame_awaiter::await_resume() {
@@ -191,7 +200,7 @@ std::optional<frame> connection::recv_frame_awaiter::await_resume() {
     switch (ev->kind) {
         case event_kind::message:
             s_->last_opcode_ = ev->op;
-            return frame{ev->op, std::string(ev->text())};
+            return frame{ev->op, message_string(*s_, *ev)};
         case event_kind::ping:
             return frame{opcode::ping, std::string(ev->text())};
         case event_kind::pong:

@@ -173,6 +173,17 @@ std::size_t machine::reassembly_bytes() const noexcept {
     return lent_ && in_message_ ? lent_->message.size() : 0;
 }
 
+bool machine::take_message(std::span<const std::byte> payload, std::string& out) noexcept {
+    if (!lent_ || in_message_ || payload.empty() ||
+        payload.data() != reinterpret_cast<const std::byte*>(lent_->message.data()) ||
+        payload.size() != lent_->message.size())
+        return false;
+    release_charge();
+    out.swap(lent_->message);
+    lent_->message.clear();
+    return true;
+}
+
 // The size of the message being read so far, gathered or handed out.
 std::uint64_t machine::message_bytes() const noexcept {
     return lent_ && in_message_ ? lent_->message.size() + lent_->streamed : 0;

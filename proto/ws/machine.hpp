@@ -140,6 +140,12 @@ public:
     bool in_message() const noexcept { return in_message_; }
     // Bytes of the incomplete message held (counted against the reassembly budget).
     std::size_t reassembly_bytes() const noexcept;
+    // `payload` is the message event just read, gathered in the machine's
+    // own buffer (it came in several frames or reads, or was inflated):
+    // moves that buffer into `out` (whose old storage the machine keeps for
+    // its next message) instead of copying it, and returns true. False, with
+    // nothing moved, when the payload lies in the input.
+    bool take_message(std::span<const std::byte> payload, std::string& out) noexcept;
 
     // ---- sending ----
 

@@ -653,3 +653,32 @@ TEST(machine_fragments, a_compressed_message_is_gathered_and_comes_whole) {
     const auto got = run(m, wire, streaming_limits(), [](std::size_t) -> std::size_t { return 1; });
     EXPECT_EQ(got.events, (std::vector<std::string>{"message text:" + plain}));
 }
+
+// recv() hands over a gathered message's buffer instead of copying it.
+TEST(machine, a_gathered_message_is_moved_out_and_one_in_the_input_is_not) {
+    machine m(role::server);
+    const machine_limits limits;
+    bytes wire = concat({frame(text, "gath"), frame(fin | cont, "ered"), frame(fin | binary, "in place")});
+    std::span<std::byte> in(wire);
+    auto r = m.feed(in, limits);
+    ASSERT_EQ(r.event.kind, event_kind::message);
+    const void* where = r.event.payload.data();
+    std::string out = "old storage, long enough not to be inline";
+    ASSERT_TRUE(m.take_message(r.event.payload, out));
+    EXPECT_EQ(out, "gathered");
+    EXPECT_EQ(static_cast<const void*>(out.data()), where) << "moved, not copied";
+    EXPECT_EQ(m.reassembly_bytes(), 0u);
+    in = in.subspan(r.consumed);
+    r = m.feed(in, limits);
+    ASSERT_EQ(r.event.kind, event_kind::message);
+    std::string other;
+    EXPECT_FALSE(m.take_message(r.event.payload, other)) << "a payload in the input stays there";
+    EXPECT_EQ(r.event.text(), "in place");
+    EXPECT_TRUE(other.empty());
+    // The machine goes on gathering with the storage it was given back.
+    bytes more = concat({frame(binary, "ag"), frame(fin | cont, "ain")});
+    std::span<std::byte> rest(more);
+    r = m.feed(rest, limits);
+    ASSERT_EQ(r.event.kind, event_kind::message);
+    EXPECT_EQ(r.event.text(), "again");
+}
