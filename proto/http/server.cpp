@@ -283,7 +283,9 @@ struct handler_awaiter;
 // upgraded the connection, the session ends (its frame would otherwise stay
 // alive as long as the WebSocket conversation) and the call adopts the
 // handler's frame: the context owns the call (a detached node) until the
-// handler ends, and destroys both if it goes first.
+// handler ends, and destroys both if it goes first. All of this happens on
+// the context's thread: the library never moves a coroutine to another core,
+// and a handler that moves itself must be back before it upgrades or ends.
 struct handler_call final : request_owner, cnetmod::detail::task_owner, cnetmod::detail::detached_node {
     static void* operator new(std::size_t n) { return cnetmod::detail::allocate_frame(n); }
     static void operator delete(void* p, std::size_t n) noexcept { cnetmod::detail::deallocate_frame(p, n); }
@@ -300,9 +302,19 @@ struct handler_call final : request_owner, cnetmod::detail::task_owner, cnetmod:
 
     static void on_upgraded(request_owner* self) noexcept;
     // The adopted handler ended. An exception after the upgrade has no one
-    // to answer, as when the session awaited it.
-    static void on_finished(task_owner* self, std::exception_ptr) noexcept {
+    // to answer, as when the session awaited it: a std::exception ends the
+    // conversation quietly, anything else is reported as escaping the
+    // session would have been.
+    static void on_finished(task_owner* self, std::exception_ptr e) noexcept {
         auto* call = static_cast<handler_call*>(self);
+        if (e) {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception&) {
+            } catch (...) {
+                cnetmod::detail::report_escaped_exception(std::current_exception(), std::source_location::current());
+            }
+        }
         cnetmod::detail::reactor_of(call->rc.context()).release(*call);
         delete call;
     }

@@ -139,6 +139,10 @@ connection_state* connection_state::registry_head(io_context& ctx) noexcept {
 
 void connection_state::link() {
     core_connections& core = core_connections::of(context());
+    // The tick first: the sweep started below sleeps one tick before its first look.
+    core.consider(std::chrono::milliseconds(settings_->ping_interval.count()));
+    core.consider(std::chrono::milliseconds(settings_->pong_timeout.count()));
+    core.consider(std::chrono::milliseconds(settings_->message_timeout.count()));
     if (!core.sweeping && !cnetmod::detail::reactor_of(context()).closing()) {
         core.now_ms = core_connections::clock_ms();
         core.sweeping = true;
@@ -157,9 +161,6 @@ void connection_state::link() {
     reg_next_ = core.head;
     if (core.head) core.head->reg_prev_ = this;
     core.head = this;
-    core.consider(std::chrono::milliseconds(settings_->ping_interval.count()));
-    core.consider(std::chrono::milliseconds(settings_->pong_timeout.count()));
-    core.consider(std::chrono::milliseconds(settings_->message_timeout.count()));
     last_rx_ms_ = core.now_ms;
 }
 

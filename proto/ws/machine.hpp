@@ -142,9 +142,10 @@ public:
     std::size_t reassembly_bytes() const noexcept;
     // `payload` is the message event just read, gathered in the machine's
     // own buffer (it came in several frames or reads, or was inflated):
-    // moves that buffer into `out` (whose old storage the machine keeps for
-    // its next message) instead of copying it, and returns true. False, with
-    // nothing moved, when the payload lies in the input.
+    // moves that buffer into `out` instead of copying it (swaps: the machine
+    // keeps whatever storage `out` had, none when `out` is a fresh string as
+    // recv() passes it) and returns true. False, with nothing moved, when the
+    // payload lies in the input.
     bool take_message(std::span<const std::byte> payload, std::string& out) noexcept;
 
     // ---- sending ----

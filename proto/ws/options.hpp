@@ -41,7 +41,9 @@ struct options {
     // the core's memory. 64 MiB.
     std::size_t core_reassembly_budget = 64 * 1024 * 1024;
     // A message must be complete this long after its first byte arrived,
-    // else 1008 (a peer that starts a message and stalls). 0: no limit.
+    // else 1008 (a peer that starts a message and stalls). On a callback
+    // route with a `fragment` handler it counts from the last piece handed
+    // out instead. 0: no limit.
     std::chrono::milliseconds message_timeout{60'000};
     // Liveness: after this long without any byte from the peer a ping is
     // sent; if nothing at all arrives within pong_timeout after it, the peer

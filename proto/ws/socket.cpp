@@ -101,9 +101,13 @@ public:
             case event_kind::none:
                 return;
             case event_kind::message:
-                if (r.message) run_handler([&] { r.message(r, this, ev.text(), ev.op); });
+                if (r.message)
+                    run_handler([&] { r.message(r, this, ev.text(), ev.op); });
+                else if (r.fragment)  // a route that streams everything: a whole message is its only piece
+                    run_handler([&] { r.fragment(r, this, ev.text(), ev.op, true); });
                 return;
-            case event_kind::fragment:  // the route has a fragment handler (route's limits.fragments)
+            case event_kind::fragment:        // the route has a fragment handler (route's limits.fragments)
+                msg_start_ms_ = last_rx_ms_;  // progress: message_timeout counts from the last piece
                 run_handler([&] { r.fragment(r, this, ev.text(), ev.op, ev.last); });
                 return;
             case event_kind::ping:
@@ -351,15 +355,19 @@ task<void> upgrade_route(http::request_context& rc, route_base& route) {
         throw;
     }
     socket_state* s = nullptr;
+    bool answered = false;  // the 101 is queued
     try {
         const handshake_answer answer = answer_handshake(rc, route.options);
+        answered = true;
         register_upgraded_with_http();
         s = ::new (block) socket_state(std::move(rc.stream()), route, answer.deflate, !answer.subprotocol.empty());
     } catch (...) {
+        if (answered) handed_over(rc, false);
         if (user_made) route.destroy_user(user);
         cnetmod::detail::deallocate_frame(block, size);
         throw;
     }
+    handed_over(rc);
     s->register_as(rc.server_tag());
     s->start();
     co_return;

@@ -146,9 +146,11 @@ struct behavior {
     // still bounds the whole). `last` ends the message; text pieces may
     // split a character (the whole message is checked as UTF-8, and a bad
     // byte fails the connection with 1007 as soon as it arrives). Messages
-    // that arrive whole still go to `message`, and compressed ones are
-    // always gathered (they inflate whole). The view is valid until the
-    // handler returns.
+    // that arrive whole still go to `message` (to `fragment` as one piece
+    // with `last` when `message` is not set), and compressed ones are
+    // always gathered (they inflate whole). options::message_timeout counts
+    // from the last piece handed out: a slow upload that keeps moving is
+    // not cut off. The view is valid until the handler returns.
     std::function<void(socket_type&, std::string_view piece, ws::opcode op, bool last)> fragment{};
     // The send queue went back under half of send_high_water after a send
     // returned backpressure.

@@ -7,6 +7,8 @@
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
 #include <cnetmod/proto/ws/upgrade.hpp>
 
+#include <optional>
+
 namespace cnetmod::http {
 namespace {
 
@@ -38,7 +40,15 @@ task<ws::connection> websocket_upgrade::upgrade(request_context& rc, const ws::o
     ws::detail::require_handshake(rc);
     auto answer = ws::detail::answer_handshake(rc, opts);
     register_with_http();
-    ws::connection conn(std::move(rc.stream()), ws::role::server, opts, std::move(answer.subprotocol), answer.deflate);
+    std::optional<ws::connection> made;
+    try {
+        made.emplace(std::move(rc.stream()), ws::role::server, opts, std::move(answer.subprotocol), answer.deflate);
+    } catch (...) {
+        ws::detail::handed_over(rc, false);
+        throw;
+    }
+    ws::detail::handed_over(rc);
+    ws::connection conn = std::move(*made);
     ws::detail::register_server_connection(conn, rc.server_tag());
     co_return conn;
 }
@@ -103,9 +113,12 @@ handshake_answer answer_handshake(http::request_context& rc, const options& opts
     }
     out += "\r\n";
     rc.stream().queue(out);
-    rc.mark_upgraded();
-    rc.release_request();  // the request and response are not needed for the life of the socket
     return answer;
+}
+
+void handed_over(http::request_context& rc, bool moved) noexcept {
+    rc.mark_upgraded();
+    if (moved) rc.release_request();  // the request and response are not needed for the life of the socket
 }
 
 }  // namespace cnetmod::ws::detail

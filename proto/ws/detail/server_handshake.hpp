@@ -19,8 +19,15 @@ struct handshake_answer {
 };
 // Queues the 101 on the request's stream, with the subprotocol (only if the
 // client offered it) and permessage-deflate (when `opts` enables it and the
-// client offers a form it can honour); marks the request upgraded and frees it.
+// client offers a form it can honour). The caller then moves the stream
+// out and calls handed_over().
 handshake_answer answer_handshake(http::request_context& rc, const options& opts);
+// The stream has been moved out of `rc` (or, with `moved` false, making the
+// connection failed after the 101 was queued, and the connection can only be
+// dropped): marks the request upgraded, so that the HTTP session ends
+// without answering, and frees the request. Marking only now means the
+// session never sees an upgraded request whose stream it still holds.
+void handed_over(http::request_context& rc, bool moved = true) noexcept;
 
 // Registers the WebSocket layer with HTTP's graceful shutdown (once).
 void register_upgraded_with_http() noexcept;

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -365,4 +366,96 @@ TEST(ws_socket, a_fragment_handler_gets_large_and_fragmented_messages_piece_by_p
         for (int i = 0; i < 100 && codes.empty(); ++i) co_await async_sleep(f.ctx, 2ms);
     });
     EXPECT_EQ(codes, (std::vector<std::uint16_t>{1009}));
+}
+
+// A route with only a fragment handler streams everything: a message that
+// arrives whole is its own last piece. Its message_timeout counts from the
+// last piece handed out: an upload that keeps moving outlives it, one that
+// stalls is closed 1008.
+TEST(ws_socket, a_fragment_only_route_gets_whole_messages_as_one_piece_and_times_out_only_a_stalled_upload) {
+    callback_fixture f;
+    ws::options o;
+    o.message_timeout = 300ms;
+    std::vector<std::string> pieces;  // "<piece>|<last>", in order
+    std::vector<std::uint16_t> codes;
+    f.serve<int>("/ws",
+                 {.options = o,
+                  .fragment =
+                      [&](ws::socket<int>& s, std::string_view piece, ws::opcode, bool last) {
+                          pieces.push_back(std::string(piece) + "|" + (last ? "last" : "more"));
+                          if (last) s.send("got " + std::to_string(pieces.size()));
+                      },
+                  .close = [&](ws::socket<int>&, std::uint16_t code, std::string_view) { codes.push_back(code); }});
+    f.listen();
+    // The raw client's handshake, then its frames one by one with pauses.
+    auto open_raw = [&]() -> task<tcp_stream> {
+        auto s = co_await tcp_connect(f.ctx, ip_endpoint::loopback_v4(f.srv.port()));
+        co_await s.send(
+            std::string_view("GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"));
+        std::string head;
+        while (http::find_head_end(head) == std::string::npos) {
+            auto v = co_await s.recv_view(timeout(5s));
+            if (v.empty()) break;
+            head.append(reinterpret_cast<const char*>(v.data()), v.size());
+            s.consume(v.size());
+        }
+        EXPECT_TRUE(head.starts_with("HTTP/1.1 101")) << head;
+        co_return s;
+    };
+    // Reads the server's next frame: its opcode and payload.
+    auto next_frame = [&](tcp_stream& s) -> task<std::pair<int, std::string>> {
+        std::string in;
+        for (;;) {
+            if (in.size() >= 2) {
+                const auto r = ws::parse_frame_header(std::as_bytes(std::span(in.data(), in.size())));
+                if (r.state == ws::header_parse_result::status::complete &&
+                    in.size() >= r.size + r.header.payload_length)
+                    co_return std::pair<int, std::string>{static_cast<int>(r.header.op),
+                                                          in.substr(r.size, r.header.payload_length)};
+            }
+            auto v = co_await s.recv_view(timeout(5s));
+            if (v.empty()) co_return std::pair<int, std::string>{-1, in};
+            in.append(reinterpret_cast<const char*>(v.data()), v.size());
+            s.consume(v.size());
+        }
+    };
+    auto send_frame = [](tcp_stream& s, std::vector<std::byte> frame) -> task<void> {
+        co_await s.send(std::span<const std::byte>(frame));
+    };
+    f.run([&]() -> task<void> {
+        auto moving = co_await open_raw();
+        co_await send_frame(moving, client_frame(0x80 | 0x1, "whole"));
+        auto answer = co_await next_frame(moving);
+        EXPECT_EQ(answer.second, "got 1");
+        // Six pieces 120 ms apart: 600 ms in all, twice message_timeout.
+        co_await send_frame(moving, client_frame(0x2, "p0"));
+        for (int i = 1; i < 6; ++i) {
+            co_await async_sleep(f.ctx, 120ms);
+            co_await send_frame(moving, client_frame(i == 5 ? 0x80 : 0x0, "p" + std::to_string(i)));
+        }
+        answer = co_await next_frame(moving);
+        EXPECT_EQ(answer.first, 0x1);
+        EXPECT_EQ(answer.second, "got 7") << "the moving upload was cut off";
+        // A piece, then nothing: closed 1008 after message_timeout.
+        auto stalled = co_await open_raw();
+        co_await send_frame(stalled, client_frame(0x2, "s0"));
+        const auto start = std::chrono::steady_clock::now();
+        const auto close = co_await next_frame(stalled);
+        EXPECT_EQ(close.first, 0x8);
+        EXPECT_GE(close.second.size(), 2u);
+        if (close.second.size() >= 2) {
+            EXPECT_EQ((static_cast<unsigned char>(close.second[0]) << 8) | static_cast<unsigned char>(close.second[1]),
+                      1008);
+        }
+        EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+        co_await send_frame(stalled, client_frame(0x80 | 0x8, close_payload(1008)));  // the handshake's answer
+        co_await send_frame(moving, client_frame(0x80 | 0x8, close_payload(1000)));
+        for (int i = 0; i < 200 && codes.size() < 2; ++i) co_await async_sleep(f.ctx, 5ms);
+    });
+    const std::vector<std::string> expected{"whole|last", "p0|more", "p1|more", "p2|more",
+                                            "p3|more",    "p4|more", "p5|last", "s0|more"};
+    EXPECT_EQ(pieces, expected);
+    std::sort(codes.begin(), codes.end());
+    EXPECT_EQ(codes, (std::vector<std::uint16_t>{1000, 1008}));
 }

@@ -40,6 +40,7 @@ auto echo_handler(io_context& ctx, std::chrono::milliseconds wait_first, std::st
         EXPECT_EQ(&rc.context(), &ctx) << "the request context outlives the session";
         while (auto msg = co_await ws.recv()) {
             if (*msg == "throw") throw std::runtime_error("handler failure (expected by the test)");
+            if (*msg == "throw 42") throw 42;  // not a std::exception
             co_await ws.send(prefix + *msg);
         }
     };
@@ -120,4 +121,36 @@ TEST(upgraded_handler, outlives_the_server_object_and_goes_with_the_context) {
         clients.clear();
     }
     EXPECT_EQ(frame_guard::alive, 0);
+}
+
+// After the upgrade nobody can answer a failure: a std::exception ends the
+// conversation quietly, anything else is reported on stderr (as escaping
+// the session would have been), and the server goes on.
+TEST(upgraded_handler, a_non_standard_exception_after_the_upgrade_is_reported_and_a_standard_one_is_not) {
+    frame_guard::alive = 0;
+    io_context ctx;
+    http::server srv(ctx);
+    srv.get("/now", echo_handler(ctx, 0ms, ""));
+    srv.get("/later", echo_handler(ctx, 20ms, ""));
+    srv.listen(0, "127.0.0.1");
+    const std::string base = "ws://127.0.0.1:" + std::to_string(srv.port());
+    for (const char* path : {"/now", "/later"}) {
+        for (const char* what : {"throw", "throw 42"}) {
+            testing::internal::CaptureStderr();
+            sync_wait(ctx, [&]() -> task<void> {
+                auto bad = co_await ws::connect(ctx, base + path);
+                co_await bad.send(what);
+                EXPECT_FALSE(co_await bad.recv()) << path << " " << what;
+                auto good = co_await ws::connect(ctx, base + path);
+                co_await good.send("still here");
+                EXPECT_EQ((co_await good.recv()).value_or(""), "still here") << path;
+                co_await good.close();
+                for (int i = 0; i < 200 && frame_guard::alive > 0; ++i) co_await async_sleep(ctx, 2ms);
+            }());
+            const std::string err = testing::internal::GetCapturedStderr();
+            const bool reported = err.find("exception escaped") != std::string::npos;
+            EXPECT_EQ(reported, std::string_view(what) == "throw 42") << path << " " << what << ": " << err;
+            EXPECT_EQ(frame_guard::alive, 0);
+        }
+    }
 }
