@@ -79,6 +79,11 @@ void runtime::start(init_function init) {
     }
 }
 
+void runtime::on_start(init_function fn) {
+    if (started()) throw std::logic_error("cnetmod: runtime::on_start after start()");
+    starters_.push_back(std::move(fn));
+}
+
 void runtime::run(init_function init) {
     start(std::move(init));
     wait();
@@ -128,6 +133,7 @@ void runtime::core_main(std::size_t index, int cpu) {
         this_core = static_cast<int>(index);
         this_runtime = this;
         try {
+            for (const auto& starter : starters_) ctx->post([&starter, ctx, index] { starter(*ctx, index); });
             if (init_) {
                 // Set-up runs as the first thing in the loop, so it may spawn
                 // tasks and use the ring like any other work.

@@ -58,6 +58,13 @@ public:
     void stop() noexcept;
 
     io_context& core(std::size_t i) noexcept { return *contexts_[i]; }
+    // Between start() and wait().
+    bool started() const noexcept { return !threads_.empty(); }
+    // Runs `fn` on every core as the first thing in its loop (before the
+    // init function) each time the runtime starts: for a component made
+    // before start() that needs its cores (ws::pubsub's broker bridge).
+    // Register before start().
+    void on_start(init_function fn);
 
     // The core the calling thread runs, or -1 off the runtime.
     static int current_core() noexcept;
@@ -84,6 +91,7 @@ private:
     std::vector<std::unique_ptr<io_context>> contexts_;
     std::vector<std::thread> threads_;
     init_function init_;
+    std::vector<init_function> starters_;
 
     // Start-up and shutdown rendezvous between the core threads.
     struct rendezvous;

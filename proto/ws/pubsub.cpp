@@ -1,7 +1,9 @@
 #include <cnetmod/engine/spawn.hpp>
 #include <cnetmod/engine/timer.hpp>
+#include <cnetmod/proto/ws/detail/broker.hpp>
 #include <cnetmod/proto/ws/pubsub.hpp>
 
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -40,12 +42,17 @@ class pubsub_core : public std::enable_shared_from_this<pubsub_core> {
 public:
     explicit pubsub_core(const pubsub_options& o) : options_(o) {}
 
+    // Told when this core's first subscriber of a topic arrives (true) and
+    // its last one leaves (false): the broker bridge subscribes the server.
+    std::function<void(std::string_view, bool)> on_topic;
+
     topic_state& topic(std::string_view name) {
         auto it = topics_.find(name);
         if (it == topics_.end()) {
             auto t = std::make_unique<topic_state>();
             t->name = std::string(name);
             it = topics_.emplace(t->name, std::move(t)).first;
+            if (on_topic) on_topic(name, true);
         }
         return *it->second;
     }
@@ -63,7 +70,15 @@ public:
         subs[s.index] = last;
         last->index = s.index;
         subs.pop_back();
-        if (subs.empty()) topics_.erase(topics_.find(std::string_view(s.topic->name)));
+        if (!subs.empty()) return;
+        if (on_topic) {
+            try {
+                on_topic(s.topic->name, false);
+            } catch (const std::exception&) {
+                // no memory to tell the bridge: the server stays subscribed, and the messages find no one here
+            }
+        }
+        topics_.erase(topics_.find(std::string_view(s.topic->name)));
     }
 
     // A publish reaching this core: delivered now, or, with a batch
@@ -132,6 +147,24 @@ private:
     std::atomic<std::uint64_t> closed_{0};
 };
 
+void deliver_everywhere(runtime* rt, const std::vector<std::shared_ptr<pubsub_core>>& cores, std::string_view topic,
+                        const prepared_message& m) {
+    if (!rt) {
+        cores[0]->arrive(topic, m);
+        return;
+    }
+    // This core's subscribers at once; every other core by one function
+    // each, which the runtime batches into one MSG_RING post per core per turn.
+    const int here = runtime::current() == rt ? runtime::current_core() : -1;
+    for (std::size_t i = 0; i < cores.size(); ++i) {
+        if (static_cast<int>(i) == here) {
+            cores[i]->arrive(topic, m);
+            continue;
+        }
+        rt->submit_to(i, [core = cores[i], name = std::string(topic), m] { core->arrive(name, m); });
+    }
+}
+
 void release_subscriptions(subscription_set& set) noexcept {
     for (auto& s : set.items) s->core->remove(*s);
     delete &set;
@@ -141,15 +174,52 @@ void release_subscriptions(subscription_set& set) noexcept {
 
 namespace cnetmod::ws {
 
-pubsub::pubsub(io_context&, pubsub_options options) : options_(std::move(options)) {
+pubsub::pubsub(io_context& ctx, pubsub_options options) : options_(std::move(options)) {
     cores_.push_back(std::make_shared<detail::pubsub_core>(options_));
+    if (options_.broker.url.empty()) return;
+    start_broker();
+    bridge_->start(ctx);
 }
 
 pubsub::pubsub(runtime& rt, pubsub_options options) : rt_(&rt), options_(std::move(options)) {
     for (std::size_t i = 0; i < rt.size(); ++i) cores_.push_back(std::make_shared<detail::pubsub_core>(options_));
+    if (options_.broker.url.empty()) return;
+    start_broker();
+    if (rt.started()) {
+        rt.submit_to(0, [bridge = bridge_, &rt] { bridge->start(rt.core(0)); });
+    } else {
+        std::weak_ptr<detail::broker_bridge> weak = bridge_;
+        rt.on_start([weak](io_context& ctx, std::size_t core) {
+            if (auto bridge = weak.lock(); bridge && core == 0) bridge->start(ctx);
+        });
+    }
 }
 
-pubsub::~pubsub() = default;
+// The bridge lives on one context (core 0 of a runtime, started there as
+// the runtime starts); each core tells it about its topics coming and going.
+void pubsub::start_broker() {
+    bridge_ = std::make_shared<detail::broker_bridge>(options_.broker, options_.message_options, rt_, cores_);
+    std::weak_ptr<detail::broker_bridge> weak = bridge_;
+    runtime* rt = rt_;
+    for (auto& core : cores_) {
+        core->on_topic = [weak, rt](std::string_view topic, bool up) {
+            auto bridge = weak.lock();
+            if (!bridge) return;
+            if (!rt || (runtime::current() == rt && runtime::current_core() == 0))
+                return bridge->topic_change(topic, up);
+            rt->submit_to(0, [bridge, name = std::string(topic), up] { bridge->topic_change(name, up); });
+        };
+    }
+}
+
+pubsub::~pubsub() {
+    if (bridge_) bridge_->request_stop();
+}
+
+broker_status pubsub::broker() const {
+    if (!bridge_) return {};
+    return bridge_->status();
+}
 
 std::size_t pubsub::local_index() const {
     if (!rt_) return 0;
@@ -216,20 +286,12 @@ void pubsub::publish(std::string_view topic, std::span<const std::byte> message,
 }
 
 void pubsub::publish(std::string_view topic, const prepared_message& message) {
-    if (!rt_) {
-        cores_[0]->arrive(topic, message);
-        return;
-    }
-    // This core's subscribers at once; every other core by one function
-    // each, which the runtime batches into one MSG_RING post per core per turn.
-    const int here = runtime::current() == rt_ ? runtime::current_core() : -1;
-    for (std::size_t i = 0; i < cores_.size(); ++i) {
-        if (static_cast<int>(i) == here) {
-            cores_[i]->arrive(topic, message);
-            continue;
-        }
-        rt_->submit_to(i, [core = cores_[i], name = std::string(topic), message] { core->arrive(name, message); });
-    }
+    detail::deliver_everywhere(rt_, cores_, topic, message);
+    if (!bridge_) return;
+    // Once per server to the broker, from the bridge's core (in publish
+    // order from each core: submit_to keeps it).
+    if (!rt_ || (runtime::current() == rt_ && runtime::current_core() == 0)) return bridge_->publish(topic, message);
+    rt_->submit_to(0, [bridge = bridge_, name = std::string(topic), message] { bridge->publish(name, message); });
 }
 
 std::size_t pubsub::local_subscribers(std::string_view topic) const {

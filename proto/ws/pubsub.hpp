@@ -23,15 +23,18 @@
 
 #include <cnetmod/engine/io_context.hpp>
 #include <cnetmod/engine/runtime.hpp>
+#include <cnetmod/engine/tls.hpp>
 #include <cnetmod/proto/ws/connection.hpp>
 #include <cnetmod/proto/ws/options.hpp>
 #include <cnetmod/proto/ws/prepared_message.hpp>
 #include <cnetmod/proto/ws/socket.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 
 namespace cnetmod::ws {
@@ -39,6 +42,56 @@ namespace cnetmod::ws {
 enum class slow_subscriber_policy {
     drop,   // skip the message for that subscriber; counted in dropped()
     close,  // unsubscribe it and close it with pubsub_options::close_code
+};
+
+// Topics shared by several servers through a Redis broker (pub/sub).
+// Each server keeps one publishing and one subscribing connection to it,
+// on one core (the runtime's core 0), as ordinary io_uring sockets: a
+// publish reaches the local subscribers at once and the broker once per
+// server; what another server published reaches the local subscribers of
+// every core; a server's own publishes coming back are recognised by its
+// origin id and skipped. A server subscribes to a topic's channel while it
+// has a local subscriber to it. Delivery through the broker is at most
+// once: what is published while the broker is unreachable, or lost in a
+// connection that breaks, is not resent (drops are counted).
+struct broker_options {
+    // redis://[[user]:password@]host:port[/db] or rediss:// (TLS through
+    // the engine's own TLS, checked against `tls`). Empty: no broker. The
+    // database number is accepted and ignored (Redis pub/sub spans databases).
+    std::string url{};
+    // Prepended to a topic to name its Redis channel.
+    std::string channel_prefix{"cnetmod:"};
+    // Publishes waiting to be written to the broker, in bytes, above which
+    // further publishes are dropped for the broker (counted), not buffered.
+    std::size_t max_queued_bytes = 8 * 1024 * 1024;
+    std::chrono::milliseconds connect_timeout{2'000};
+    // A PING goes on each connection after this long without one; a
+    // broker that leaves a command unanswered for reply_timeout is taken
+    // for stalled: both connections are dropped and made again.
+    std::chrono::milliseconds ping_interval{1'000};
+    std::chrono::milliseconds reply_timeout{3'000};
+    // Reconnection: the delay doubles from backoff_min to backoff_max after
+    // each failed attempt, with a random share of up to half taken off.
+    std::chrono::milliseconds backoff_min{100};
+    std::chrono::milliseconds backoff_max{5'000};
+    tls_client_options tls{};  // for rediss://
+};
+
+enum class broker_state {
+    none,        // no broker configured
+    connecting,  // not connected (yet, or again): publishes are dropped for the broker
+    connected,   // both connections up, every topic subscribed
+    failed,      // the broker refused us (an error reply: wrong password, NOAUTH...); retried at backoff_max
+};
+
+struct broker_status {
+    broker_state state = broker_state::none;
+    std::string error{};                // the last error (connect, TLS or the broker's reply), empty if none
+    std::uint64_t published = 0;        // publishes written to the broker
+    std::uint64_t received = 0;         // messages from other servers delivered locally
+    std::uint64_t dropped = 0;          // publishes not written to the broker (down, or over max_queued_bytes)
+    std::uint64_t connects = 0;         // successful connections (1 + reconnects)
+    std::size_t subscribed_topics = 0;  // topics whose subscription the broker confirmed
 };
 
 struct pubsub_options {
@@ -59,10 +112,13 @@ struct pubsub_options {
     // at or above compression_threshold is compressed once, and goes
     // compressed to the subscribers that negotiated permessage-deflate.
     options message_options{};
+    // Topics shared with other servers through a broker (url empty: none).
+    broker_options broker{};
 };
 
 namespace detail {
 class pubsub_core;
+class broker_bridge;
 struct subscription_set;
 // Unsubscribes a closing connection from every topic (called by its state).
 void release_subscriptions(subscription_set& set) noexcept;
@@ -99,15 +155,19 @@ public:
     std::uint64_t dropped() const noexcept;
     std::uint64_t closed_slow() const noexcept;
     const pubsub_options& settings() const noexcept { return options_; }
+    // The broker bridge's state and counters (callable from any thread).
+    broker_status broker() const;
 
 private:
     std::size_t local_index() const;
+    void start_broker();
     void subscribe_state(detail::connection_state* state, io_context& ctx, std::string_view topic);
     void unsubscribe_state(detail::connection_state* state, std::string_view topic);
 
     runtime* rt_ = nullptr;
     pubsub_options options_;
     std::vector<std::shared_ptr<detail::pubsub_core>> cores_;
+    std::shared_ptr<detail::broker_bridge> bridge_;
 };
 
 }  // namespace cnetmod::ws

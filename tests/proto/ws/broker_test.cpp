@@ -1,0 +1,455 @@
+// ws::pubsub across servers through a real Redis (Debian's redis-server,
+// started by the test on a free port, without persistence, killed at the
+// end): two servers of two cores each, clients on both, every message once
+// per subscriber and in order per publisher; subscriptions reaching the
+// broker; the broker down at start, killed, stopped and restarted; a wrong
+// password. Skipped when redis-server is not installed.
+#include "ws_test_support.hpp"
+#include <cnetmod/proto/ws/detail/broker.hpp>
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <future>
+#include <map>
+
+using namespace cnetmod;
+using namespace cnetmod::ws_testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+net_init sigpipe_guard;
+
+std::uint16_t free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ::close(fd);
+    return ntohs(a.sin_port);
+}
+
+bool have_redis() {
+    return std::system("command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1") == 0;
+}
+
+// One redis-server process on 127.0.0.1:port, no persistence; it dies with
+// the test (PR_SET_PDEATHSIG) if the test dies first.
+struct redis_server {
+    std::uint16_t port = free_port();
+    std::string password;
+    pid_t pid = -1;
+
+    explicit redis_server(std::string pw = {}, bool start_now = true) : password(std::move(pw)) {
+        if (start_now) start();
+    }
+    ~redis_server() { kill_now(); }
+
+    void start() {
+        const std::string p = std::to_string(port);
+        pid = ::fork();
+        if (pid == 0) {
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            const int null = ::open("/dev/null", O_WRONLY);
+            ::dup2(null, 1);
+            std::vector<const char*> argv{"redis-server", "--port", p.c_str(),     "--bind", "127.0.0.1",  "--save", "",
+                                          "--appendonly", "no",     "--daemonize", "no",     "--loglevel", "warning"};
+            if (!password.empty()) {
+                argv.push_back("--requirepass");
+                argv.push_back(password.c_str());
+            }
+            argv.push_back(nullptr);
+            ::execvp("redis-server", const_cast<char* const*>(argv.data()));
+            ::_exit(127);
+        }
+        for (int i = 0; i < 500; ++i) {  // up to 5 s for it to answer
+            if (cli("PING").find("PONG") != std::string::npos) return;
+            std::this_thread::sleep_for(10ms);
+        }
+        ADD_FAILURE() << "redis-server on port " << port << " did not start";
+    }
+    void kill_now() {
+        if (pid <= 0) return;
+        ::kill(pid, SIGCONT);
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+        pid = -1;
+    }
+    void pause() { ::kill(pid, SIGSTOP); }
+    void resume() { ::kill(pid, SIGCONT); }
+    // redis-cli's answer to a command (arguments as one shell string).
+    std::string cli(const std::string& args) const {
+        std::string cmd = "timeout 5 redis-cli -p " + std::to_string(port);
+        if (!password.empty()) cmd += " --no-auth-warning -a " + password;
+        cmd += " " + args + " 2>&1";
+        std::string out;
+        if (FILE* f = ::popen(cmd.c_str(), "r")) {
+            char buf[4096];
+            std::size_t n;
+            while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+            ::pclose(f);
+        }
+        return out;
+    }
+    std::string url(std::string_view credentials = {}) const {
+        return "redis://" + std::string(credentials) + "127.0.0.1:" + std::to_string(port);
+    }
+};
+
+ws::pubsub_options broker_options(std::string url) {
+    ws::pubsub_options po;
+    po.broker.url = std::move(url);
+    po.broker.ping_interval = 200ms;
+    po.broker.reply_timeout = 1000ms;
+    po.broker.connect_timeout = 1000ms;
+    po.broker.backoff_min = 50ms;
+    po.broker.backoff_max = 400ms;
+    return po;
+}
+
+// A server of two cores: /sub?topic=T subscribes (the text "unsub"
+// unsubscribes and is answered "unsubscribed"), /pub?topic=T publishes
+// every message it receives.
+struct server {
+    runtime rt{[] {
+        runtime_options o;
+        o.cores = 2;
+        o.pin_threads = false;
+        return o;
+    }()};
+    std::unique_ptr<ws::pubsub> topics;
+    std::unique_ptr<http::server> srv;
+    std::atomic<int> subscribed{0};
+    std::atomic<int> per_core[2] = {0, 0};
+
+    explicit server(ws::pubsub_options po) {
+        topics = std::make_unique<ws::pubsub>(rt, po);
+        rt.start();
+        srv = std::make_unique<http::server>(rt);
+        srv->get("/sub", [this](http::request_context& c) -> task<void> {
+            const std::string topic = http::query_param(c.query(), "topic").value_or("t");
+            auto ws = co_await c.upgrade_to_websocket();
+            topics->subscribe(ws, topic);
+            per_core[runtime::current_core()]++;
+            subscribed++;
+            while (auto m = co_await ws.recv()) {
+                if (*m == "unsub") {
+                    topics->unsubscribe(ws, topic);
+                    co_await ws.send("unsubscribed");
+                }
+            }
+            subscribed--;
+        });
+        srv->get("/pub", [this](http::request_context& c) -> task<void> {
+            const std::string topic = http::query_param(c.query(), "topic").value_or("t");
+            auto ws = co_await c.upgrade_to_websocket();
+            while (auto m = co_await ws.recv_view()) topics->publish(topic, m->payload, m->opcode);
+        });
+        srv->listen(0, "127.0.0.1");
+    }
+    ~server() {
+        srv.reset();
+        rt.stop();
+        rt.wait();
+    }
+    std::string url(std::string_view path) const {
+        return "ws://127.0.0.1:" + std::to_string(srv->port()) + std::string(path);
+    }
+    ws::broker_status broker() const { return topics->broker(); }
+    // Waits (up to `limit`) until the bridge's status satisfies `ok`.
+    template <class F>
+    bool wait_broker(F ok, std::chrono::milliseconds limit = 10s) const {
+        for (auto end = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < end;) {
+            if (ok(broker())) return true;
+            std::this_thread::sleep_for(5ms);
+        }
+        return false;
+    }
+    bool wait_connected(std::size_t topics_subscribed = 0) const {
+        return wait_broker([&](const ws::broker_status& s) {
+            return s.state == ws::broker_state::connected && s.subscribed_topics == topics_subscribed;
+        });
+    }
+    void wait_for_subscribed(int n) {
+        for (int i = 0; i < 1000 && subscribed.load() != n; ++i) std::this_thread::sleep_for(10ms);
+        ASSERT_EQ(subscribed.load(), n);
+    }
+};
+
+// Reads messages until `count` have come, and checks that those of each
+// publisher (told apart by size) are numbered 0, 1, 2... with none twice.
+task<bool> read_per_publisher(ws::connection& c, int count, std::map<std::size_t, int>& next) {
+    for (int i = 0; i < count; ++i) {
+        auto m = co_await c.recv();
+        if (!m) co_return false;
+        int& expected = next[m->size()];
+        if (*m != numbered(expected, m->size())) {
+            ADD_FAILURE() << "out of order or twice: got '" << *m << "', expected number " << expected;
+            co_return false;
+        }
+        ++expected;
+    }
+    co_return true;
+}
+
+}  // namespace
+
+TEST(broker_url, parses_what_redis_urls_say_and_refuses_the_rest) {
+    using ws::detail::broker_url;
+    const auto a = broker_url::parse("redis://127.0.0.1:6390");
+    EXPECT_FALSE(a.tls);
+    EXPECT_EQ(a.host, "127.0.0.1");
+    EXPECT_EQ(a.port, 6390);
+    EXPECT_TRUE(a.password.empty());
+    const auto b = broker_url::parse("rediss://alice:s3cr:t@cache.local/2");
+    EXPECT_TRUE(b.tls);
+    EXPECT_EQ(b.user, "alice");
+    EXPECT_EQ(b.password, "s3cr:t");
+    EXPECT_EQ(b.host, "cache.local");
+    EXPECT_EQ(b.port, 6379);
+    EXPECT_EQ(b.db, 2);
+    EXPECT_EQ(b.display(), "rediss://alice:***@cache.local:6379");
+    const auto c = broker_url::parse("redis://:pw@[::1]:7000");
+    EXPECT_EQ(c.host, "::1");
+    EXPECT_EQ(c.port, 7000);
+    EXPECT_EQ(c.password, "pw");
+    EXPECT_TRUE(c.user.empty());
+    for (const char* bad : {"http://x:1", "redis://", "redis://h:0", "redis://h:70000", "redis://h:p", "redis://h:1/x",
+                            "redis://[::1:5", "redis-cluster://a:1,b:2"})
+        EXPECT_THROW(broker_url::parse(bad), std::invalid_argument) << bad;
+    EXPECT_THROW(ws::pubsub(*std::make_unique<io_context>(), broker_options("redis//nowhere")), std::invalid_argument);
+}
+
+TEST(broker, two_servers_deliver_every_message_once_per_subscriber_and_in_order_per_publisher) {
+    if (!have_redis()) GTEST_SKIP() << "redis-server is not installed";
+    redis_server redis;
+    server a(broker_options(redis.url())), b(broker_options(redis.url()));
+    ASSERT_TRUE(a.wait_connected());
+    ASSERT_TRUE(b.wait_connected());
+    constexpr int subscribers_each = 12, per_publisher = 300;
+    io_context ctx;
+    sync_wait(ctx, [&]() -> task<void> {
+        std::vector<ws::connection> subs;
+        for (int i = 0; i < subscribers_each; ++i) {
+            subs.push_back(co_await ws::connect(ctx, a.url("/sub?topic=room")));
+            subs.push_back(co_await ws::connect(ctx, b.url("/sub?topic=room")));
+        }
+        a.wait_for_subscribed(subscribers_each);
+        b.wait_for_subscribed(subscribers_each);
+        EXPECT_TRUE(a.per_core[0] > 0 && a.per_core[1] > 0 && b.per_core[0] > 0 && b.per_core[1] > 0)
+            << "subscribers on both cores of both servers";
+        // Each server has subscribed once, whatever its number of cores and subscribers.
+        EXPECT_TRUE(a.wait_connected(1));
+        EXPECT_TRUE(b.wait_connected(1));
+        EXPECT_NE(redis.cli("PUBSUB NUMSUB cnetmod:room").find("\n2"), std::string::npos);
+        // A publisher on each server, told apart by message size.
+        auto pa = co_await ws::connect(ctx, a.url("/pub?topic=room"));
+        auto pb = co_await ws::connect(ctx, b.url("/pub?topic=room"));
+        for (int i = 0; i < per_publisher; ++i) {
+            co_await pa.send(numbered(i, 40));
+            co_await pb.send(numbered(i, 60));
+        }
+        for (auto& s : subs) {
+            std::map<std::size_t, int> next;
+            EXPECT_TRUE(co_await read_per_publisher(s, 2 * per_publisher, next));
+            EXPECT_EQ(next[40], per_publisher);
+            EXPECT_EQ(next[60], per_publisher);
+        }
+        // A backend publishing on the channel directly reaches both servers' subscribers as text.
+        EXPECT_NE(redis.cli("PUBLISH cnetmod:room from-backend").find('2'), std::string::npos);
+        for (auto& s : subs) {
+            EXPECT_EQ((co_await s.recv()).value_or(""), "from-backend");
+            EXPECT_EQ(s.last_opcode(), ws::opcode::text);
+        }
+        // Nothing more: no message came twice.
+        co_await pa.send(numbered(0, 7));
+        for (auto& s : subs) EXPECT_EQ((co_await s.recv()).value_or(""), numbered(0, 7));
+        for (auto& s : subs) co_await s.close();
+        co_await pa.close();
+        co_await pb.close();
+    }());
+    const auto sa = a.broker(), sb = b.broker();
+    EXPECT_EQ(sa.published, per_publisher + 1u);
+    EXPECT_EQ(sb.published, per_publisher + 0u);
+    EXPECT_EQ(sa.received, per_publisher + 1u) << "B's publishes and the backend's";
+    EXPECT_EQ(sb.received, per_publisher + 2u);
+    EXPECT_EQ(sa.dropped + sb.dropped, 0u);
+}
+
+TEST(broker, a_server_subscribes_while_it_has_a_local_subscriber_and_unsubscribes_after_the_last) {
+    if (!have_redis()) GTEST_SKIP() << "redis-server is not installed";
+    redis_server redis;
+    server a(broker_options(redis.url())), b(broker_options(redis.url()));
+    ASSERT_TRUE(a.wait_connected());
+    ASSERT_TRUE(b.wait_connected());
+    const auto numsub = [&] {
+        const std::string out = redis.cli("PUBSUB NUMSUB cnetmod:x");
+        return out.substr(out.find('\n') + 1, 1);
+    };
+    io_context ctx;
+    sync_wait(ctx, [&]() -> task<void> {
+        auto s1 = co_await ws::connect(ctx, a.url("/sub?topic=x"));
+        auto s2 = co_await ws::connect(ctx, a.url("/sub?topic=x"));
+        EXPECT_TRUE(a.wait_connected(1));
+        EXPECT_EQ(numsub(), "1");
+        auto s3 = co_await ws::connect(ctx, b.url("/sub?topic=x"));
+        EXPECT_TRUE(b.wait_connected(1));
+        EXPECT_EQ(numsub(), "2");
+        co_await s1.send("unsub");
+        EXPECT_EQ((co_await s1.recv()).value_or(""), "unsubscribed");
+        EXPECT_EQ(numsub(), "2") << "A still has a subscriber";
+        co_await s2.close();
+        EXPECT_TRUE(a.wait_connected(0));
+        EXPECT_EQ(numsub(), "1");
+        co_await s3.close();
+        EXPECT_TRUE(b.wait_connected(0));
+        EXPECT_EQ(numsub(), "0");
+        co_await s1.close();
+    }());
+}
+
+// The broker is killed, then restarted on its port; then stopped (SIGSTOP)
+// and resumed. Local delivery never stops; what is published while the
+// broker is known to be down is counted as dropped, exactly; once it is
+// back, both servers reconnect and resubscribe, and delivery resumes.
+TEST(broker, a_killed_or_stalled_broker_costs_only_cross_server_delivery_while_it_is_away) {
+    if (!have_redis()) GTEST_SKIP() << "redis-server is not installed";
+    redis_server redis;
+    server a(broker_options(redis.url())), b(broker_options(redis.url()));
+    ASSERT_TRUE(a.wait_connected());
+    ASSERT_TRUE(b.wait_connected());
+    io_context ctx;
+    sync_wait(ctx, [&]() -> task<void> {
+        auto local = co_await ws::connect(ctx, a.url("/sub?topic=feed"));
+        auto remote = co_await ws::connect(ctx, b.url("/sub?topic=feed"));
+        EXPECT_TRUE(a.wait_connected(1));
+        EXPECT_TRUE(b.wait_connected(1));
+        auto pub = co_await ws::connect(ctx, a.url("/pub?topic=feed"));
+        int n = 0;  // numbers published so far
+        std::map<std::size_t, int> next_local, next_remote;
+        for (; n < 20; ++n) co_await pub.send(numbered(n, 30));
+        EXPECT_TRUE(co_await read_per_publisher(local, 20, next_local));
+        EXPECT_TRUE(co_await read_per_publisher(remote, 20, next_remote));
+
+        // Killed: local delivery goes on, and the publishes are counted as dropped.
+        redis.kill_now();
+        EXPECT_TRUE(a.wait_broker([](const ws::broker_status& s) { return s.state != ws::broker_state::connected; }));
+        const auto dropped_before = a.broker().dropped;
+        for (int i = 0; i < 25; ++i, ++n) co_await pub.send(numbered(n, 30));
+        EXPECT_TRUE(co_await read_per_publisher(local, 25, next_local));
+        // (counted on the bridge's core, which the publishes reach after their local delivery)
+        EXPECT_TRUE(a.wait_broker([&](const ws::broker_status& s) { return s.dropped >= dropped_before + 25; }, 2s));
+        EXPECT_EQ(a.broker().dropped, dropped_before + 25);
+        // Back on the same port: reconnected and resubscribed, delivery resumes.
+        redis.start();
+        EXPECT_TRUE(a.wait_connected(1));
+        EXPECT_TRUE(b.wait_connected(1));
+        next_remote[30] = n;  // what was published while it was away is gone
+        for (int i = 0; i < 20; ++i, ++n) co_await pub.send(numbered(n, 30));
+        EXPECT_TRUE(co_await read_per_publisher(local, 20, next_local));
+        EXPECT_TRUE(co_await read_per_publisher(remote, 20, next_remote));
+
+        // Stalled: the servers keep serving; the bridges notice within
+        // reply_timeout; after SIGCONT they are back.
+        redis.pause();
+        const auto stalled_at = std::chrono::steady_clock::now();
+        for (int i = 0; i < 20; ++i, ++n) co_await pub.send(numbered(n, 30));
+        EXPECT_TRUE(co_await read_per_publisher(local, 20, next_local));
+        EXPECT_LT(std::chrono::steady_clock::now() - stalled_at, 500ms) << "local delivery waited for the broker";
+        EXPECT_TRUE(a.wait_broker([](const ws::broker_status& s) { return s.state != ws::broker_state::connected; }));
+        redis.resume();
+        EXPECT_TRUE(a.wait_connected(1));
+        EXPECT_TRUE(b.wait_connected(1));
+        // What was written to the stalled broker may still arrive, at most once and in order.
+        const int marker = n;
+        for (int i = 0; i < 20; ++i, ++n) co_await pub.send(numbered(n, 30));
+        EXPECT_TRUE(co_await read_per_publisher(local, 20, next_local));
+        for (;;) {
+            auto m = co_await remote.recv();
+            if (!m) break;
+            const int got = std::stoi(*m);
+            EXPECT_GE(got, next_remote[30]) << "twice or out of order";
+            EXPECT_EQ(*m, numbered(got, 30));
+            next_remote[30] = got + 1;
+            if (got == n - 1) break;
+        }
+        EXPECT_EQ(next_remote[30], n) << "the messages published after the broker came back";
+        EXPECT_GE(n, marker);
+        co_await local.close();
+        co_await remote.close();
+        co_await pub.close();
+    }());
+    EXPECT_GE(a.broker().connects, 3u);
+}
+
+TEST(broker, down_at_start_the_server_serves_locally_and_connects_when_the_broker_comes) {
+    if (!have_redis()) GTEST_SKIP() << "redis-server is not installed";
+    redis_server redis({}, false);  // not started yet
+    server a(broker_options(redis.url()));
+    EXPECT_TRUE(a.wait_broker([](const ws::broker_status& s) { return !s.error.empty(); }));
+    EXPECT_EQ(a.broker().state, ws::broker_state::connecting);
+    io_context ctx;
+    sync_wait(ctx, [&]() -> task<void> {
+        auto sub = co_await ws::connect(ctx, a.url("/sub?topic=t"));
+        auto pub = co_await ws::connect(ctx, a.url("/pub?topic=t"));
+        a.wait_for_subscribed(1);
+        co_await pub.send("local");
+        EXPECT_EQ((co_await sub.recv()).value_or(""), "local");
+        EXPECT_TRUE(a.wait_broker([](const ws::broker_status& s) { return s.dropped >= 1; }, 2s));
+        EXPECT_EQ(a.broker().dropped, 1u);
+        redis.start();
+        EXPECT_TRUE(a.wait_connected(1)) << a.broker().error;
+        EXPECT_NE(redis.cli("PUBSUB NUMSUB cnetmod:t").find("\n1"), std::string::npos);
+        redis.cli("PUBLISH cnetmod:t from-redis");
+        EXPECT_EQ((co_await sub.recv()).value_or(""), "from-redis");
+        co_await sub.close();
+        co_await pub.close();
+    }());
+}
+
+TEST(broker, a_refusing_broker_is_a_state_and_one_log_line_and_local_delivery_goes_on) {
+    if (!have_redis()) GTEST_SKIP() << "redis-server is not installed";
+    redis_server redis("right-password");
+    testing::internal::CaptureStderr();
+    {
+        server wrong(broker_options(redis.url(":wrong-password@"))), none(broker_options(redis.url()));
+        EXPECT_TRUE(wrong.wait_broker([](const ws::broker_status& s) { return s.state == ws::broker_state::failed; }));
+        EXPECT_TRUE(none.wait_broker([](const ws::broker_status& s) { return s.state == ws::broker_state::failed; }));
+        EXPECT_NE(wrong.broker().error.find("AUTH refused"), std::string::npos) << wrong.broker().error;
+        EXPECT_NE(none.broker().error.find("NOAUTH"), std::string::npos) << none.broker().error;
+        std::this_thread::sleep_for(1200ms);  // several retries at backoff_max
+        io_context ctx;
+        sync_wait(ctx, [&]() -> task<void> {
+            auto sub = co_await ws::connect(ctx, wrong.url("/sub?topic=t"));
+            auto pub = co_await ws::connect(ctx, wrong.url("/pub?topic=t"));
+            wrong.wait_for_subscribed(1);
+            co_await pub.send("still local");
+            EXPECT_EQ((co_await sub.recv()).value_or(""), "still local");
+            co_await sub.close();
+            co_await pub.close();
+        }());
+        server right(broker_options(redis.url(":right-password@")));
+        EXPECT_TRUE(right.wait_connected());
+    }
+    const std::string err = testing::internal::GetCapturedStderr();
+    auto count = [&](std::string_view what) {
+        std::size_t n = 0;
+        for (auto at = err.find(what); at != std::string::npos; at = err.find(what, at + 1)) ++n;
+        return n;
+    };
+    EXPECT_EQ(count("AUTH refused"), 1u) << err;
+    EXPECT_EQ(count("NOAUTH"), 1u) << err;
+    EXPECT_EQ(err.find("wrong-password"), std::string::npos) << "the password is not logged";
+}
