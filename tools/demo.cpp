@@ -7,7 +7,8 @@
 //   WS   /broadcast         every message sent here goes to every /broadcast connection
 //
 // Every core serves connections; the chat room and the fan-out are pub/sub
-// topics over all cores (ws::pubsub). Ctrl-C (or SIGTERM) shuts down
+// topics over all cores (ws::pubsub), and with --broker redis://... over
+// every demo that names the same Redis. Ctrl-C (or SIGTERM) shuts down
 // gracefully: no more connections, close 1001 to every WebSocket after
 // what is queued for it, a bounded wait for the peers, then exit.
 #include "demo_page.hpp"
@@ -126,6 +127,10 @@ int main(int argc, char** argv) {
                    "fan-out: keep publishes this many microseconds and send them together (fewer sends per "
                    "delivery, up to this much more latency; 0: at once)")
         ->capture_default_str();
+    std::string broker;
+    app.add_option("--broker", broker,
+                   "share the chat room and /broadcast with other demos through a Redis broker "
+                   "(redis://[user:password@]host:port or rediss://...)");
     app.add_flag("--quiet", d.quiet, "print only errors");
     CLI11_PARSE(app, argc, argv);
 
@@ -147,6 +152,7 @@ int main(int argc, char** argv) {
         ws::pubsub_options po;
         po.message_options = d.ws_opts;
         po.batch_interval = std::chrono::microseconds(batch_us);
+        po.broker.url = broker;
         d.topics = std::make_unique<ws::pubsub>(rt, po);
         http::server_options so;
         if (!cert.empty()) so.tls = tls_server_options{cert, key};
@@ -159,9 +165,10 @@ int main(int argc, char** argv) {
         srv.listen(port, address);
         const bool tls = !cert.empty();
         const std::string host = address == "0.0.0.0" || address == "127.0.0.1" ? "localhost" : address;
-        fmt::print("cnetmod demo: chat at {}://{}:{}/  (echo {}://{}:{}/ws, fan-out {}://{}:{}/broadcast, {} core{})\n",
+        fmt::print("cnetmod demo: chat at {}://{}:{}/  (echo {}://{}:{}/ws, fan-out {}://{}:{}/broadcast, {} core{}{})\n",
                    tls ? "https" : "http", host, srv.port(), tls ? "wss" : "ws", host, srv.port(), tls ? "wss" : "ws",
-                   host, srv.port(), rt.size(), rt.size() == 1 ? "" : "s");
+                   host, srv.port(), rt.size(), rt.size() == 1 ? "" : "s",
+                   broker.empty() ? "" : ", topics shared through the broker");
         std::fflush(stdout);
 
         int sig = 0;

@@ -4,6 +4,7 @@
 // per subscriber and in order per publisher; subscriptions reaching the
 // broker; the broker down at start, killed, stopped and restarted; a wrong
 // password. Skipped when redis-server is not installed.
+#include "../../support/tls_certs.hpp"
 #include "ws_test_support.hpp"
 #include <cnetmod/proto/ws/detail/broker.hpp>
 
@@ -50,9 +51,12 @@ bool have_redis() {
 struct redis_server {
     std::uint16_t port = free_port();
     std::string password;
+    const testing_support::test_certs* tls = nullptr;  // set: TLS only, on `port`
     pid_t pid = -1;
 
-    explicit redis_server(std::string pw = {}, bool start_now = true) : password(std::move(pw)) {
+    explicit redis_server(std::string pw = {}, bool start_now = true,
+                          const testing_support::test_certs* certs = nullptr)
+        : password(std::move(pw)), tls(certs) {
         if (start_now) start();
     }
     ~redis_server() { kill_now(); }
@@ -64,8 +68,17 @@ struct redis_server {
             ::prctl(PR_SET_PDEATHSIG, SIGKILL);
             const int null = ::open("/dev/null", O_WRONLY);
             ::dup2(null, 1);
-            std::vector<const char*> argv{"redis-server", "--port", p.c_str(),     "--bind", "127.0.0.1",  "--save", "",
-                                          "--appendonly", "no",     "--daemonize", "no",     "--loglevel", "warning"};
+            std::vector<const char*> argv{"redis-server", "--bind", "127.0.0.1", "--save",   "",       "--appendonly",
+                                          "no",           "--daemonize", "no",   "--loglevel", "warning"};
+            if (tls) {
+                for (const char* a : {"--port", "0", "--tls-port", p.c_str(), "--tls-cert-file", tls->cert_file.c_str(),
+                                      "--tls-key-file", tls->key_file.c_str(), "--tls-ca-cert-file",
+                                      tls->ca_file.c_str(), "--tls-auth-clients", "no"})
+                    argv.push_back(a);
+            } else {
+                argv.push_back("--port");
+                argv.push_back(p.c_str());
+            }
             if (!password.empty()) {
                 argv.push_back("--requirepass");
                 argv.push_back(password.c_str());
@@ -93,6 +106,7 @@ struct redis_server {
     std::string cli(const std::string& args) const {
         std::string cmd = "timeout 5 redis-cli -p " + std::to_string(port);
         if (!password.empty()) cmd += " --no-auth-warning -a " + password;
+        if (tls) cmd += " --tls --cacert " + tls->ca_file;
         cmd += " " + args + " 2>&1";
         std::string out;
         if (FILE* f = ::popen(cmd.c_str(), "r")) {
@@ -104,6 +118,7 @@ struct redis_server {
         return out;
     }
     std::string url(std::string_view credentials = {}) const {
+        if (tls) return "rediss://" + std::string(credentials) + "localhost:" + std::to_string(port);
         return "redis://" + std::string(credentials) + "127.0.0.1:" + std::to_string(port);
     }
 };
@@ -452,4 +467,39 @@ TEST(broker, a_refusing_broker_is_a_state_and_one_log_line_and_local_delivery_go
     EXPECT_EQ(count("AUTH refused"), 1u) << err;
     EXPECT_EQ(count("NOAUTH"), 1u) << err;
     EXPECT_EQ(err.find("wrong-password"), std::string::npos) << "the password is not logged";
+}
+
+// rediss://: the bridge's connections go through the engine's TLS, checked
+// against the CA given in broker_options::tls; a broker whose certificate
+// the bridge does not trust is an error state, not a connection.
+TEST(broker, rediss_carries_topics_over_tls_and_refuses_an_untrusted_broker) {
+    if (!have_redis()) GTEST_SKIP() << "redis-server is not installed";
+    static const testing_support::test_certs certs = testing_support::make_test_certs();
+    redis_server redis({}, true, &certs);
+    ASSERT_NE(redis.cli("PING").find("PONG"), std::string::npos) << "redis-server without TLS support?";
+    auto po = broker_options(redis.url());
+    po.broker.tls.ca_file = certs.ca_file;
+    testing::internal::CaptureStderr();
+    {
+        server a(po), b(po), untrusting(broker_options(redis.url()));
+        EXPECT_TRUE(a.wait_connected()) << a.broker().error;
+        EXPECT_TRUE(b.wait_connected()) << b.broker().error;
+        EXPECT_TRUE(untrusting.wait_broker([](const ws::broker_status& s) { return !s.error.empty(); }));
+        EXPECT_NE(untrusting.broker().state, ws::broker_state::connected);
+        io_context ctx;
+        sync_wait(ctx, [&]() -> task<void> {
+            auto sub = co_await ws::connect(ctx, b.url("/sub?topic=secure"));
+            EXPECT_TRUE(b.wait_connected(1));
+            auto pub = co_await ws::connect(ctx, a.url("/pub?topic=secure"));
+            for (int i = 0; i < 50; ++i) co_await pub.send_binary(numbered(i, 2000));
+            for (int i = 0; i < 50; ++i) {
+                EXPECT_EQ((co_await sub.recv()).value_or(""), numbered(i, 2000));
+                EXPECT_EQ(sub.last_opcode(), ws::opcode::binary);
+            }
+            co_await sub.close();
+            co_await pub.close();
+        }());
+    }
+    const std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("rediss://localhost:" + std::to_string(redis.port)), std::string::npos) << err;
 }
