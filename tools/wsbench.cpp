@@ -189,6 +189,7 @@ struct summary {
 
 struct config {
     std::string url;
+    std::string publish_url;  // broadcast: where the publishers connect (default: url)
     std::string mode = "echo";
     unsigned connections = 100;
     double duration = 10;
@@ -526,7 +527,10 @@ private:
     task<void> connect_one(conn& c, const ws::options& opts, std::size_t& running) {
         const std::uint64_t t0 = clock_ns::now();
         try {
-            ws::client_handshake h = co_await ws::handshake(ctx_, cfg_.url, opts);
+            // Broadcast with --publish-url: the publishers go to that server, the receivers to the URL.
+            const bool publisher = cfg_.mode == "broadcast" && c.global_index < cfg_.publishers;
+            const std::string& url = publisher && !cfg_.publish_url.empty() ? cfg_.publish_url : cfg_.url;
+            ws::client_handshake h = co_await ws::handshake(ctx_, url, opts);
             stats_.connect.record(clock_ns::now() - t0);
             stats_.handshakes.add();
             c.stream = std::move(h.stream);
@@ -1054,6 +1058,9 @@ int main(int argc, char** argv) {
                  "offer permessage-deflate (RFC 7692); the payload pattern is highly compressible");
     app.add_option("--ca", cfg.ca_file, "wss://: trust this CA certificate (PEM) instead of the system store");
     app.add_flag("-k,--insecure", cfg.insecure, "wss://: do not verify the server's certificate");
+    app.add_option("--publish-url", cfg.publish_url,
+                   "broadcast: connect the publishers to this URL (another server sharing the topic, e.g. through "
+                   "a broker) and the receivers to the first");
     app.add_option("-p,--publishers", cfg.publishers, "broadcast: publishing connections")
         ->check(CLI::Range(1u, 9999u))
         ->capture_default_str();
@@ -1074,6 +1081,21 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
         fmt::print(stderr, "wsbench: bad URL \"{}\": {}\n", cfg.url, plain_message(e));
         return 2;
+    }
+    if (!cfg.publish_url.empty()) {
+        if (cfg.mode != "broadcast") {
+            fmt::print(stderr, "wsbench: --publish-url is for broadcast mode\n");
+            return 2;
+        }
+        try {
+            if ((ws::parse_url(cfg.publish_url).scheme == "wss") != tls) {
+                fmt::print(stderr, "wsbench: --publish-url and the URL must both be ws:// or both wss://\n");
+                return 2;
+            }
+        } catch (const std::exception& e) {
+            fmt::print(stderr, "wsbench: bad --publish-url \"{}\": {}\n", cfg.publish_url, plain_message(e));
+            return 2;
+        }
     }
     if (!tls && (cfg.insecure || !cfg.ca_file.empty())) {
         fmt::print(stderr, "wsbench: --ca and --insecure are for wss:// URLs\n");
@@ -1248,6 +1270,7 @@ int main(int argc, char** argv) {
     if (cfg.json) {
         nlohmann::json j;
         j["url"] = cfg.url;
+        if (!cfg.publish_url.empty()) j["publish_url"] = cfg.publish_url;
         j["mode"] = cfg.mode;
         j["connections"] = cfg.connections;
         j["size"] = cfg.size;

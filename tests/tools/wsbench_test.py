@@ -154,6 +154,21 @@ with Server(BROADCAST) as bc:
         check(j["published"] > 100 and j["deliveries"] == j["published"] * 10,
               f"every receiver gets every publish ({j['deliveries']} of {j['published']} x 10)")
         check(j["lost"] == 0 and j["errors"] == 0, "nothing lost in broadcast")
+    # --publish-url: the publishers connect there (here the same server under
+    # another spelling of its address), the receivers to the URL.
+    other = bc.url.replace("127.0.0.1", "localhost")
+    rc, j, err = run_json(bc.url, "-m", "broadcast", "-c", "11", "-p", "1", "-r", "200", "-d", "1",
+                          "--publish-url", other)
+    check(rc == 0 and j is not None and j.get("publish_url") == other, f"--publish-url run (rc {rc}, {err})")
+    if j:
+        check(j["deliveries"] == j["published"] * 10 and j["lost"] == 0,
+              f"--publish-url: every receiver gets every publish ({j['deliveries']} of {j['published']} x 10)")
+    rc, _, err = wsbench(bc.url, "--publish-url", bc.url, "-n", "10")
+    check(rc == 2 and "broadcast" in err, f"--publish-url outside broadcast mode (rc {rc}: {err.strip()})")
+    rc, _, err = wsbench(bc.url, "-m", "broadcast", "-c", "3", "--publish-url", "wss://127.0.0.1:1/x")
+    check(rc == 2 and "both" in err, f"--publish-url of the other scheme (rc {rc}: {err.strip()})")
+    rc, _, err = wsbench(bc.url, "-m", "broadcast", "-c", "3", "--publish-url", "nowhere")
+    check(rc == 2 and "--publish-url" in err, f"a bad --publish-url (rc {rc}: {err.strip()})")
 
 with Server(LIMIT, "--max", "3") as limited:
     # Connections over the server's limit wait for a slot and time out:
