@@ -14,12 +14,15 @@
 const { chromium } = require('playwright-core');
 
 const url = process.argv[2];
+// With a second URL: two demos sharing the room through Redis (--broker);
+// alice's page is on the first, bob's on the second.
+const urlB = process.argv[3];
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 const step_ms = 10_000; // any one wait
 const total_ms = 55_000; // the whole test
 
 if (!url) {
-  console.error('usage: node chat_test.js http://127.0.0.1:PORT/');
+  console.error('usage: node chat_test.js http://127.0.0.1:PORT/ [http://127.0.0.1:OTHER_PORT/]');
   process.exit(2);
 }
 
@@ -82,15 +85,15 @@ async function expectMembers(p, expected) {
   }
 }
 
-async function join(p, name) {
-  await p.page.goto(url, { timeout: step_ms });
+async function join(p, name, at = url) {
+  await p.page.goto(at, { timeout: step_ms });
   await p.page.fill('#name', name);
   await p.page.click('#join');
   try {
     await p.page.waitForFunction(() => document.querySelector('#status').dataset.state === 'open', null, { timeout: step_ms });
   } catch (e) {
     const status = await p.page.textContent('#status').catch(() => '?');
-    throw new Error(`${name} did not connect to ${url} within ${step_ms} ms; status: "${status}"`);
+    throw new Error(`${name} did not connect to ${at} within ${step_ms} ms; status: "${status}"`);
   }
   log(`${name} connected: "${await p.page.textContent('#status')}"`);
 }
@@ -109,11 +112,60 @@ function expectDeflate(p) {
   }
 }
 
-async function run() {
-  const browser = await chromium.launch({
+async function launch() {
+  return chromium.launch({
     executablePath: chromiumPath, headless: true, timeout: step_ms,
     args: ['--no-sandbox', '--disable-dev-shm-usage'],
   });
+}
+
+// Two servers, one room: each page sees the other join, chat and leave,
+// each line once, and the room is compressed on both sides.
+async function runAcross() {
+  const browser = await launch();
+  try {
+    const alice = await openPage(browser, 'alice');
+    const bob = await openPage(browser, 'bob');
+    await join(alice, 'alice', url);
+    await expectLine(alice, 'alice joined', 'join');
+    await join(bob, 'bob', urlB);
+    await expectLine(bob, 'bob joined', 'join');
+    await expectLine(alice, 'bob joined', 'join');
+    await alice.page.fill('#input', 'hello from server A');
+    await alice.page.press('#input', 'Enter');
+    await expectLine(bob, 'alice: hello from server A', 'chat');
+    await expectLine(alice, 'alice: hello from server A', 'chat');
+    await bob.page.fill('#input', 'hello from server B');
+    await bob.page.click('#send');
+    await expectLine(alice, 'bob: hello from server B', 'chat');
+    await expectLine(bob, 'bob: hello from server B', 'chat');
+    const long = 'across two servers through one broker. '.repeat(60).trim();
+    await alice.page.fill('#input', long);
+    await alice.page.press('#input', 'Enter');
+    await expectLine(bob, `alice: ${long}`, 'chat');
+    expectDeflate(alice);
+    expectDeflate(bob);
+    // Each line once on each page: a server does not deliver its own publish twice.
+    for (const p of [alice, bob]) {
+      const lines = await p.page.$$eval('#messages li .text', (ts) => ts.map((t) => t.textContent));
+      for (const line of ['alice: hello from server A', 'bob: hello from server B', 'bob joined']) {
+        const n = lines.filter((l) => l === line).length;
+        if (n !== 1) throw new Error(`${p.who}'s page shows "${line}" ${n} times:\n${await messages(p)}`);
+      }
+    }
+    await bob.context.close();
+    log('bob closed his page');
+    await expectLine(alice, 'bob left', 'leave');
+    const errors = [...alice.errors, ...bob.errors];
+    if (errors.length) throw new Error(`JavaScript errors in the pages:\n  ${errors.join('\n  ')}`);
+  } finally {
+    await browser.close().catch(() => {});
+  }
+}
+
+async function run() {
+  if (urlB) return runAcross();
+  const browser = await launch();
   try {
     const alice = await openPage(browser, 'alice');
     const bob = await openPage(browser, 'bob');
