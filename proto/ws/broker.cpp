@@ -77,8 +77,9 @@ struct redis_link {
     // Queues one command for the end-of-turn flush; `replies` is how many
     // replies it gets (SUBSCRIBE gets one per channel).
     void command(std::initializer_list<std::string_view> args, std::size_t replies = 1) {
-        const char* argv[8];
-        std::size_t lens[8];
+        const char* argv[4];
+        std::size_t lens[4];
+        if (args.size() > 4) throw std::logic_error("cnetmod: redis_link::command takes at most 4 arguments");
         int argc = 0;
         for (std::string_view a : args) {
             argv[argc] = a.data();
