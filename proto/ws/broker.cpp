@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <initializer_list>
 #include <mutex>
 #include <optional>
@@ -138,9 +139,45 @@ struct redis_link {
 
 // ---- the URL ----
 
+namespace {
+
+// One "host[:port]" of a URL ("[v6]:port" too); the port defaults to 6379.
+std::pair<std::string, std::uint16_t> parse_host_port(std::string_view hostport,
+                                                      const std::function<std::invalid_argument(const char*)>& bad) {
+    std::string host;
+    std::string_view port;
+    if (hostport.starts_with('[')) {  // [::1]:6379
+        const auto close = hostport.find(']');
+        if (close == std::string_view::npos) throw bad("unclosed [ in the host");
+        host = std::string(hostport.substr(1, close - 1));
+        const std::string_view after = hostport.substr(close + 1);
+        if (!after.empty()) {
+            if (!after.starts_with(':')) throw bad("expected :port after the host");
+            port = after.substr(1);
+        }
+    } else if (const auto colon = hostport.rfind(':'); colon != std::string_view::npos) {
+        host = std::string(hostport.substr(0, colon));
+        port = hostport.substr(colon + 1);
+    } else {
+        host = std::string(hostport);
+    }
+    if (host.empty()) throw bad("no host");
+    std::uint16_t number = 6379;
+    if (!port.empty()) {
+        unsigned p = 0;
+        const auto r = std::from_chars(port.data(), port.data() + port.size(), p);
+        if (r.ec != std::errc() || r.ptr != port.data() + port.size() || p == 0 || p > 65535)
+            throw bad("the port is not a number from 1 to 65535");
+        number = static_cast<std::uint16_t>(p);
+    }
+    return {std::move(host), number};
+}
+
+}  // namespace
+
 broker_url broker_url::parse(std::string_view url) {
     broker_url u;
-    const auto bad = [&](const char* what) {
+    const std::function<std::invalid_argument(const char*)> bad = [&](const char* what) {
         return std::invalid_argument("cnetmod: broker URL '" + std::string(url) + "': " + what);
     };
     std::string_view rest = url;
@@ -150,9 +187,10 @@ broker_url broker_url::parse(std::string_view url) {
         rest.remove_prefix(9);
         u.tls = true;
     } else if (rest.starts_with("redis-cluster://")) {
-        throw bad("Redis Cluster is not supported by this version (use redis:// or rediss://)");
+        rest.remove_prefix(16);
+        u.cluster = true;
     } else {
-        throw bad("expected redis:// or rediss://");
+        throw bad("expected redis://, rediss:// or redis-cluster://");
     }
     if (const auto at = rest.rfind('@'); at != std::string_view::npos) {
         const std::string_view cred = rest.substr(0, at);
@@ -164,9 +202,9 @@ broker_url broker_url::parse(std::string_view url) {
             u.password = std::string(cred);  // redis://secret@host: a password alone
         }
     }
-    std::string_view hostport = rest;
+    std::string_view hosts = rest;
     if (const auto slash = rest.find('/'); slash != std::string_view::npos) {
-        hostport = rest.substr(0, slash);
+        hosts = rest.substr(0, slash);
         const std::string_view db = rest.substr(slash + 1);
         if (!db.empty()) {
             const auto r = std::from_chars(db.data(), db.data() + db.size(), u.db);
@@ -174,42 +212,69 @@ broker_url broker_url::parse(std::string_view url) {
                 throw bad("the database is not a number");
         }
     }
-    std::string_view port;
-    if (hostport.starts_with('[')) {  // [::1]:6379
-        const auto close = hostport.find(']');
-        if (close == std::string_view::npos) throw bad("unclosed [ in the host");
-        u.host = std::string(hostport.substr(1, close - 1));
-        const std::string_view after = hostport.substr(close + 1);
-        if (!after.empty()) {
-            if (!after.starts_with(':')) throw bad("expected :port after the host");
-            port = after.substr(1);
-        }
-    } else if (const auto colon = hostport.rfind(':'); colon != std::string_view::npos) {
-        u.host = std::string(hostport.substr(0, colon));
-        port = hostport.substr(colon + 1);
-    } else {
-        u.host = std::string(hostport);
+    for (;;) {
+        const auto comma = hosts.find(',');
+        if (comma != std::string_view::npos && !u.cluster) throw bad("several hosts: use redis-cluster://");
+        u.seeds.push_back(parse_host_port(hosts.substr(0, comma), bad));
+        if (comma == std::string_view::npos) break;
+        hosts.remove_prefix(comma + 1);
     }
-    if (u.host.empty()) throw bad("no host");
-    if (!port.empty()) {
-        unsigned p = 0;
-        const auto r = std::from_chars(port.data(), port.data() + port.size(), p);
-        if (r.ec != std::errc() || r.ptr != port.data() + port.size() || p == 0 || p > 65535)
-            throw bad("the port is not a number from 1 to 65535");
-        u.port = static_cast<std::uint16_t>(p);
-    }
+    u.host = u.seeds.front().first;
+    u.port = u.seeds.front().second;
     return u;
 }
 
 std::string broker_url::display() const {
-    std::string out = tls ? "rediss://" : "redis://";
+    std::string out = cluster ? "redis-cluster://" : tls ? "rediss://" : "redis://";
     if (!user.empty() || !password.empty()) out += user + (password.empty() ? "@" : ":***@");
-    out += host.find(':') != std::string::npos ? "[" + host + "]" : host;
-    out += ":" + std::to_string(port);
+    for (std::size_t i = 0; i < seeds.size(); ++i) {
+        if (i) out += ",";
+        out += seeds[i].first.find(':') != std::string::npos ? "[" + seeds[i].first + "]" : seeds[i].first;
+        out += ":" + std::to_string(seeds[i].second);
+    }
     return out;
 }
 
 // ---- the bridge ----
+
+// Redis Cluster's slot of a channel: CRC16 (XMODEM) of its hash tag (the
+// part between the first { and the next }, when not empty) or of the whole
+// name, modulo 16384.
+std::uint16_t cluster_slot(std::string_view key) noexcept {
+    if (const auto open = key.find('{'); open != std::string_view::npos) {
+        const auto close = key.find('}', open + 1);
+        if (close != std::string_view::npos && close > open + 1) key = key.substr(open + 1, close - open - 1);
+    }
+    std::uint16_t crc = 0;
+    for (char c : key) {
+        crc ^= static_cast<std::uint16_t>(static_cast<unsigned char>(c) << 8);
+        for (int i = 0; i < 8; ++i) crc = static_cast<std::uint16_t>(crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1);
+    }
+    return static_cast<std::uint16_t>(crc & 16383);
+}
+
+namespace {
+
+constexpr std::size_t cluster_slots = 16384;
+
+// One Redis server the bridge talks to: one publishing and one subscribing
+// connection (both set while connected), and what its loop needs.
+struct broker_node {
+    std::string host;
+    std::uint16_t port;
+    std::shared_ptr<redis_link> pub, sub;
+    bool removed = false;           // no longer in the cluster's slot map: its loop ends
+    std::size_t confirmed = 0;      // channels the node confirmed on `sub`
+    std::size_t unsubscribing = 0;  // our (S)UNSUBSCRIBEs not yet answered
+    std::string key() const { return host + ":" + std::to_string(port); }
+};
+
+struct topic_entry {
+    std::size_t cores = 0;      // cores with a local subscriber
+    broker_node* on = nullptr;  // the node it is subscribed on (the command is sent)
+};
+
+}  // namespace
 
 struct broker_shared : std::enable_shared_from_this<broker_shared> {
     broker_options o;
@@ -230,30 +295,55 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
     std::string logged;  // the last error written to the log: each is written once
 
     // On the bridge core only:
-    std::shared_ptr<redis_link> pub, sub;                 // both set while connected
-    std::unordered_map<std::string, std::size_t> topics;  // cores with a local subscriber, per topic
+    std::vector<std::shared_ptr<broker_node>> nodes;  // one unless cluster
+    std::vector<broker_node*> slots;                  // cluster: the node of each slot (null: unknown)
+    bool refresh_wanted = false;                      // cluster: the slot map is stale
+    std::unordered_map<std::string, topic_entry> topics;
     std::string channel_scratch, envelope_scratch;
     std::minstd_rand jitter{std::random_device{}()};
+
+    const char* publish_command() const noexcept { return url.cluster ? "SPUBLISH" : "PUBLISH"; }
+    const char* subscribe_command() const noexcept { return url.cluster ? "SSUBSCRIBE" : "SUBSCRIBE"; }
+    const char* unsubscribe_command() const noexcept { return url.cluster ? "SUNSUBSCRIBE" : "UNSUBSCRIBE"; }
 
     void bump(std::atomic<std::uint64_t>& c) noexcept {
         c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
 
-    void set_state(broker_state s, std::string_view why = {}) {
+    void log_line(std::string_view why, bool back) {
         std::string line;
         {
             std::lock_guard lock(status_lock);
-            state = s;
             if (!why.empty()) error = std::string(why);
             if (!why.empty() && why != logged) {
                 logged = std::string(why);
                 line = "cnetmod: broker " + url.display() + ": " + std::string(why);
-            } else if (s == broker_state::connected && !logged.empty()) {
+            } else if (back && !logged.empty()) {
                 logged.clear();  // back after an error: say so once
                 line = "cnetmod: broker " + url.display() + ": connected again";
             }
         }
         if (!line.empty()) std::fprintf(stderr, "%s\n", line.c_str());
+    }
+
+    // Connected when every node of the map has both connections.
+    void update_state(std::string_view why = {}, bool refused = false) {
+        bool all = !nodes.empty();
+        std::size_t confirmed = 0;
+        for (const auto& n : nodes) {
+            all = all && n->pub && n->sub;
+            confirmed += n->confirmed;
+        }
+        if (url.cluster) all = all && std::all_of(slots.begin(), slots.end(), [](broker_node* n) { return n; });
+        subscribed.store(confirmed, std::memory_order_relaxed);
+        const broker_state s = all       ? broker_state::connected
+                               : refused ? broker_state::failed
+                                         : broker_state::connecting;
+        {
+            std::lock_guard lock(status_lock);
+            state = s;
+        }
+        log_line(why, s == broker_state::connected);
     }
 
     const std::string& channel(std::string_view topic) {
@@ -262,10 +352,17 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
         return channel_scratch;
     }
 
-    task<std::shared_ptr<redis_link>> open_link() {
+    // The node a topic's channel lives on (null while unknown).
+    broker_node* owner(std::string_view topic) {
+        if (!url.cluster) return nodes.empty() ? nullptr : nodes.front().get();
+        if (slots.empty()) return nullptr;
+        return slots[cluster_slot(channel(topic))];
+    }
+
+    task<std::shared_ptr<redis_link>> open_link(const std::string& host, std::uint16_t port) {
         const deadline d = timeout(o.connect_timeout);
-        auto s = co_await tcp_connect(*ctx, url.host, url.port, d);
-        if (url.tls) s.start_tls(*tls, url.host, d);
+        auto s = co_await tcp_connect(*ctx, host, port, d);
+        if (url.tls) s.start_tls(*tls, host, d);
         auto link = std::make_shared<redis_link>(std::move(s));
         const bool auth = !url.password.empty();
         if (auth) {
@@ -285,26 +382,49 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
         co_return link;
     }
 
-    void subscribe_all() {
-        if (topics.empty()) return;
+    // Subscribes `n` to every topic that lives on it, 256 channels a
+    // command (one each in a cluster: SSUBSCRIBE takes channels of one slot).
+    void subscribe_node(broker_node& n) {
         std::vector<std::string> names;
-        names.reserve(topics.size());
-        for (const auto& [t, n] : topics) names.push_back(o.channel_prefix + t);
-        // One SUBSCRIBE per 256 channels (one reply per channel).
-        for (std::size_t i = 0; i < names.size(); i += 256) {
-            const std::size_t n = std::min<std::size_t>(256, names.size() - i);
-            std::vector<const char*> argv{"SUBSCRIBE"};
-            std::vector<std::size_t> lens{9};
-            for (std::size_t j = i; j < i + n; ++j) {
+        for (auto& [t, e] : topics) {
+            if (owner(t) != &n) continue;
+            e.on = &n;
+            names.push_back(o.channel_prefix + t);
+        }
+        const char* command = subscribe_command();
+        const std::size_t per_command = url.cluster ? 1 : 256;
+        for (std::size_t i = 0; i < names.size(); i += per_command) {
+            const std::size_t count = std::min<std::size_t>(per_command, names.size() - i);
+            std::vector<const char*> argv{command};
+            std::vector<std::size_t> lens{std::strlen(command)};
+            for (std::size_t j = i; j < i + count; ++j) {
                 argv.push_back(names[j].data());
                 lens.push_back(names[j].size());
             }
-            sub->command_argv(static_cast<int>(argv.size()), argv.data(), lens.data(), n);
+            n.sub->command_argv(static_cast<int>(argv.size()), argv.data(), lens.data(), count);
+        }
+    }
+
+    void subscribe_on(broker_node* n, std::string_view topic) {
+        if (!n || !n->sub) return;
+        try {
+            n->sub->command({subscribe_command(), channel(topic)});
+        } catch (const std::exception&) {
+        }
+    }
+
+    void unsubscribe_on(broker_node* n, std::string_view topic) {
+        if (!n || !n->sub) return;
+        try {
+            n->sub->command({unsubscribe_command(), channel(topic)});
+            ++n->unsubscribing;
+        } catch (const std::exception&) {
         }
     }
 
     void publish(std::string_view topic, const prepared_message& m) {
-        if (!pub || pub->s.queued_bytes() > o.max_queued_bytes) {
+        broker_node* n = owner(topic);
+        if (!n || !n->pub || n->pub->s.queued_bytes() > o.max_queued_bytes) {
             bump(dropped);
             return;
         }
@@ -317,7 +437,7 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
         e[10] = static_cast<char>(m.op());
         if (!payload.empty()) std::memcpy(e + envelope_header, payload.data(), payload.size());
         try {
-            pub->command({"PUBLISH", channel(topic), envelope_scratch});
+            n->pub->command({publish_command(), channel(topic), envelope_scratch});
         } catch (const std::exception&) {
             bump(dropped);  // the stream failed under it: the reader reconnects
             return;
@@ -328,24 +448,19 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
     void topic_change(std::string_view topic, bool up) {
         auto it = topics.find(std::string(topic));
         if (up) {
-            if (it == topics.end()) it = topics.emplace(std::string(topic), 0).first;
-            if (it->second++ > 0 || !sub) return;
-            try {
-                sub->command({"SUBSCRIBE", channel(topic)});
-            } catch (const std::exception&) {
-            }
+            if (it == topics.end()) it = topics.emplace(std::string(topic), topic_entry{}).first;
+            if (it->second.cores++ > 0) return;
+            it->second.on = owner(topic);
+            subscribe_on(it->second.on, topic);
             return;
         }
-        if (it == topics.end() || --it->second > 0) return;
+        if (it == topics.end() || --it->second.cores > 0) return;
+        broker_node* on = it->second.on;
         topics.erase(it);
-        if (!sub) return;
-        try {
-            sub->command({"UNSUBSCRIBE", channel(topic)});
-        } catch (const std::exception&) {
-        }
+        unsubscribe_on(on, topic);
     }
 
-    // A message the broker pushed on the subscribing connection.
+    // A message a node pushed on a subscribing connection.
     void on_message(std::string_view channel_name, std::string_view data) {
         if (!channel_name.starts_with(o.channel_prefix)) return;
         const std::string_view topic = channel_name.substr(o.channel_prefix.size());
@@ -367,24 +482,41 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
         deliver_everywhere(rt, cores, topic, m);
     }
 
-    // A reply on the subscribing connection: a pushed message, or the
-    // answer to SUBSCRIBE, UNSUBSCRIBE or PING.
-    void on_sub_reply(const redisReply& r) {
+    // A reply on a subscribing connection: a pushed message, or the answer
+    // to (S)SUBSCRIBE, (S)UNSUBSCRIBE or PING.
+    void on_sub_reply(broker_node& n, const redisReply& r) {
         if (r.type == REDIS_REPLY_ARRAY && r.elements >= 1 && r.element[0]->type == REDIS_REPLY_STRING) {
             const std::string_view kind = text_of(*r.element[0]);
-            if (kind == "message" && r.elements == 3) return on_message(text_of(*r.element[1]), text_of(*r.element[2]));
-            if ((kind == "subscribe" || kind == "unsubscribe") && r.elements == 3 &&
-                r.element[2]->type == REDIS_REPLY_INTEGER)
-                subscribed.store(static_cast<std::size_t>(r.element[2]->integer), std::memory_order_relaxed);
-            sub->answered();
+            if ((kind == "message" || kind == "smessage") && r.elements == 3)
+                return on_message(text_of(*r.element[1]), text_of(*r.element[2]));
+            if (r.elements == 3 && r.element[2]->type == REDIS_REPLY_INTEGER &&
+                (kind == "subscribe" || kind == "unsubscribe" || kind == "ssubscribe" || kind == "sunsubscribe")) {
+                n.confirmed = static_cast<std::size_t>(r.element[2]->integer);
+                if (kind == "sunsubscribe" && n.unsubscribing == 0) {
+                    refresh_wanted = true;  // the node gave the slot away: not an answer of ours
+                    update_state();
+                    return;
+                }
+                if (kind.ends_with("unsubscribe") && n.unsubscribing > 0) --n.unsubscribing;
+            }
+            n.sub->answered();
+            update_state();
             return;
         }
-        sub->answered();
-        if (r.type == REDIS_REPLY_ERROR) set_state(broker_state::connected, "error reply: " + std::string(text_of(r)));
+        n.sub->answered();
+        if (r.type == REDIS_REPLY_ERROR) on_error_reply(text_of(r));
     }
 
-    // Reads the publishing connection's replies (PUBLISH's receiver counts,
-    // PONGs) until it breaks; then wakes the subscriber loop.
+    void on_error_reply(std::string_view text) {
+        if (url.cluster && (text.starts_with("MOVED") || text.starts_with("ASK") || text.starts_with("CLUSTERDOWN"))) {
+            refresh_wanted = true;  // the map changed under us; what was sent there is lost
+            return;
+        }
+        log_line("error reply: " + std::string(text), false);
+    }
+
+    // Reads a node's publishing connection's replies (PUBLISH's receiver
+    // counts, PONGs) until it breaks; then wakes the subscriber loop.
     static task<void> read_publisher(std::shared_ptr<broker_shared> self, std::shared_ptr<redis_link> pub,
                                      std::shared_ptr<redis_link> sub) {
         try {
@@ -395,28 +527,31 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
                 pub->s.consume(v.size());
                 while (auto r = pub->next()) {
                     pub->answered();
-                    if (r->type == REDIS_REPLY_ERROR)
-                        self->set_state(broker_state::connected, "error reply: " + std::string(text_of(*r)));
+                    if (r->type == REDIS_REPLY_ERROR) {
+                        if (text_of(*r).starts_with("MOVED") || text_of(*r).starts_with("CLUSTERDOWN"))
+                            self->bump(self->dropped);  // a publish that did not go out
+                        self->on_error_reply(text_of(*r));
+                    }
                 }
             }
         } catch (const std::exception& e) {
             pub->why = e.what();
         }
         pub->broken = true;
-        sub->s.abort();  // the subscriber loop ends, and the bridge reconnects
+        sub->s.abort();  // the subscriber loop ends, and the node reconnects
     }
 
-    // Reads the subscribing connection and keeps both alive, until one
-    // breaks or stalls or the bridge stops; returns why.
-    task<std::string> read_subscriber() {
-        auto sub_link = sub;
-        auto pub_link = pub;
+    // Reads a node's subscribing connection and keeps both alive, until one
+    // breaks or stalls, the node leaves the map or the bridge stops; returns why.
+    task<std::string> read_subscriber(std::shared_ptr<broker_node> node) {
+        auto sub_link = node->sub;
+        auto pub_link = node->pub;
         for (;;) {
-            if (stop.load(std::memory_order_relaxed)) co_return std::string();
+            if (stop.load(std::memory_order_relaxed) || node->removed) co_return std::string();
             if (pub_link->broken) co_return pub_link->why;
             const auto now = clock::now();
             if (pub_link->stalled(now, o.reply_timeout) || sub_link->stalled(now, o.reply_timeout))
-                co_return "no reply from the broker within " + std::to_string(o.reply_timeout.count()) + " ms";
+                co_return "no reply from " + node->key() + " within " + std::to_string(o.reply_timeout.count()) + " ms";
             if (now - sub_link->last_ping >= o.ping_interval) {
                 sub_link->last_ping = now;
                 try {
@@ -431,7 +566,7 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
                 if (v.empty()) co_return pub_link->broken ? pub_link->why : "the broker closed the connection";
                 sub_link->feed(v);
                 sub_link->s.consume(v.size());
-                while (auto r = sub_link->next()) on_sub_reply(*r);
+                while (auto r = sub_link->next()) on_sub_reply(*node, *r);
             } catch (const std::system_error& e) {
                 if (e.code() == std::errc::timed_out) continue;
                 co_return pub_link->broken ? pub_link->why : e.what();
@@ -441,48 +576,195 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
         }
     }
 
-    static task<void> run(std::shared_ptr<broker_shared> self) {
+    // One node's life: connect both connections, subscribe what lives on
+    // it, read until something breaks, back off, again.
+    static task<void> run_node(std::shared_ptr<broker_shared> self, std::shared_ptr<broker_node> node) {
         broker_shared& b = *self;
         auto backoff = b.o.backoff_min;
-        while (!b.stop.load(std::memory_order_relaxed)) {
+        while (!b.stop.load(std::memory_order_relaxed) && !node->removed) {
             bool refused = false;
             std::string why;
             try {
-                auto p = co_await b.open_link();
-                auto s = co_await b.open_link();
-                b.pub = std::move(p);
-                b.sub = std::move(s);
+                auto p = co_await b.open_link(node->host, node->port);
+                auto s = co_await b.open_link(node->host, node->port);
+                if (node->removed) break;
+                node->pub = std::move(p);
+                node->sub = std::move(s);
             } catch (const broker_refused& e) {
                 refused = true;
                 why = e.what();
             } catch (const std::exception& e) {
                 why = std::string("cannot connect: ") + e.what();
             }
-            if (b.pub && b.sub) {
+            if (node->pub && node->sub) {
                 b.bump(b.connects);
                 backoff = b.o.backoff_min;
-                b.subscribed.store(0, std::memory_order_relaxed);
-                b.subscribe_all();
-                b.set_state(broker_state::connected);
-                spawn(*b.ctx, read_publisher(self, b.pub, b.sub));
-                why = co_await b.read_subscriber();
-                auto p = std::move(b.pub), s = std::move(b.sub);
-                b.pub.reset();
-                b.sub.reset();
+                node->confirmed = node->unsubscribing = 0;
+                b.subscribe_node(*node);
+                b.update_state();
+                spawn(*b.ctx, read_publisher(self, node->pub, node->sub));
+                why = co_await b.read_subscriber(node);
+                auto p = std::move(node->pub), s = std::move(node->sub);
+                node->pub.reset();
+                node->sub.reset();
                 p->s.abort();
                 s->s.abort();
-                b.subscribed.store(0, std::memory_order_relaxed);
-                if (b.stop.load(std::memory_order_relaxed)) break;
+                node->confirmed = 0;
+                if (b.stop.load(std::memory_order_relaxed) || node->removed) break;
+                if (b.url.cluster) b.refresh_wanted = true;  // a node went: its slots may have moved
             }
-            b.set_state(refused ? broker_state::failed : broker_state::connecting, why);
+            b.update_state(url_cluster_prefix(b, *node) + why, refused);
             auto wait = refused ? b.o.backoff_max : backoff;
             const auto ms = wait.count();
             if (ms > 1) wait -= std::chrono::milliseconds(b.jitter() % static_cast<std::uint64_t>(ms / 2 + 1));
             co_await async_sleep(*b.ctx, wait);
             backoff = std::min(backoff * 2, b.o.backoff_max);
         }
-        std::lock_guard lock(b.status_lock);
-        b.state = broker_state::connecting;
+        b.update_state();
+    }
+
+    static std::string url_cluster_prefix(const broker_shared& b, const broker_node& n) {
+        return b.url.cluster ? n.key() + ": " : std::string();
+    }
+
+    // ---- Redis Cluster ----
+
+    // Asks one node after another (the known ones, then the URL's seeds)
+    // for the slot map, over a connection of its own.
+    task<void> refresh_slots() {
+        std::vector<std::pair<std::string, std::uint16_t>> candidates;
+        for (const auto& n : nodes) candidates.emplace_back(n->host, n->port);
+        for (const auto& s : url.seeds)
+            if (std::find(candidates.begin(), candidates.end(), s) == candidates.end()) candidates.push_back(s);
+        std::string why = "no cluster node reachable";
+        for (const auto& [host, port] : candidates) {
+            try {
+                auto link = co_await open_link(host, port);
+                link->command({"CLUSTER", "SLOTS"});
+                auto r = co_await link->read_reply(timeout(o.reply_timeout));
+                link->s.abort();
+                if (r->type == REDIS_REPLY_ERROR) {
+                    why = host + ":" + std::to_string(port) + ": CLUSTER SLOTS: " + std::string(text_of(*r));
+                    continue;
+                }
+                if (apply_slots(*r, host)) co_return;
+                why = host + ":" + std::to_string(port) + ": the cluster does not cover every slot";
+            } catch (const std::exception& e) {
+                why = host + ":" + std::to_string(port) + ": " + e.what();
+            }
+        }
+        refresh_wanted = true;
+        update_state(why);
+    }
+
+    // Takes a CLUSTER SLOTS reply: nodes that own slots get a loop (new
+    // ones) or keep theirs, nodes that own none leave, and topics whose
+    // slot moved are subscribed where it went. False when the map has holes
+    // (the cluster is down or resharding): the old map stays.
+    bool apply_slots(const redisReply& r, const std::string& asked) {
+        if (r.type != REDIS_REPLY_ARRAY) return false;
+        std::vector<std::pair<std::string, std::uint16_t>> owner(cluster_slots);
+        std::size_t covered = 0;
+        for (std::size_t i = 0; i < r.elements; ++i) {
+            const redisReply& range = *r.element[i];
+            if (range.type != REDIS_REPLY_ARRAY || range.elements < 3) continue;
+            const redisReply& master = *range.element[2];
+            if (range.element[0]->type != REDIS_REPLY_INTEGER || range.element[1]->type != REDIS_REPLY_INTEGER ||
+                master.type != REDIS_REPLY_ARRAY || master.elements < 2 ||
+                master.element[1]->type != REDIS_REPLY_INTEGER)
+                continue;
+            std::string host(text_of(*master.element[0]));
+            if (host.empty() || host == "?") host = asked;  // the node we asked
+            const auto port = static_cast<std::uint16_t>(master.element[1]->integer);
+            const auto first = static_cast<std::size_t>(range.element[0]->integer);
+            const auto last = static_cast<std::size_t>(range.element[1]->integer);
+            for (std::size_t s = first; s <= last && s < cluster_slots; ++s) {
+                if (owner[s].first.empty()) ++covered;
+                owner[s] = {host, port};
+            }
+        }
+        if (covered != cluster_slots) return false;
+        // Nodes: keep those still in the map, start the new ones, retire the rest.
+        std::vector<std::shared_ptr<broker_node>> kept;
+        std::unordered_map<std::string, broker_node*> by_key;
+        for (const auto& [host, port] : owner) {
+            const std::string key = host + ":" + std::to_string(port);
+            if (by_key.count(key)) continue;
+            auto it = std::find_if(nodes.begin(), nodes.end(), [&](const auto& n) { return n->key() == key; });
+            std::shared_ptr<broker_node> n;
+            if (it != nodes.end()) {
+                n = *it;
+            } else {
+                n = std::make_shared<broker_node>();
+                n->host = host;
+                n->port = port;
+                spawn(*ctx, run_node(shared_from_this(), n));
+            }
+            kept.push_back(n);
+            by_key[key] = n.get();
+        }
+        for (const auto& n : nodes) {
+            if (by_key.count(n->key())) continue;
+            n->removed = true;
+            if (n->sub) n->sub->s.abort();  // its loop ends
+        }
+        nodes = std::move(kept);
+        slots.assign(cluster_slots, nullptr);
+        for (std::size_t s = 0; s < cluster_slots; ++s)
+            slots[s] = by_key[owner[s].first + ":" + std::to_string(owner[s].second)];
+        // Topics whose slot moved: off the old node, onto the new one.
+        for (auto& [t, e] : topics) {
+            broker_node* now = owner_of_slot(t);
+            if (e.on == now) continue;
+            if (e.on &&
+                std::find_if(nodes.begin(), nodes.end(), [&](const auto& n) { return n.get() == e.on; }) != nodes.end())
+                unsubscribe_on(e.on, t);
+            e.on = now;
+            subscribe_on(now, t);
+        }
+        update_state();
+        return true;
+    }
+
+    broker_node* owner_of_slot(std::string_view topic) { return slots[cluster_slot(channel(topic))]; }
+
+    // Keeps the slot map fresh: at start, when a node answers MOVED or
+    // gives a slot away or goes, and every few seconds.
+    static task<void> run_cluster(std::shared_ptr<broker_shared> self) {
+        broker_shared& b = *self;
+        auto last = clock::time_point{};
+        auto backoff = b.o.backoff_min;
+        while (!b.stop.load(std::memory_order_relaxed)) {
+            const auto now = clock::now();
+            if (b.slots.empty() || b.refresh_wanted || now - last >= std::chrono::seconds(5)) {
+                b.refresh_wanted = false;
+                last = now;
+                co_await b.refresh_slots();
+                if (b.refresh_wanted) {  // it failed: again after a backoff
+                    co_await async_sleep(*b.ctx, backoff);
+                    backoff = std::min(backoff * 2, b.o.backoff_max);
+                    continue;
+                }
+                backoff = b.o.backoff_min;
+            }
+            co_await async_sleep(*b.ctx, std::chrono::milliseconds(50));
+        }
+        for (const auto& n : b.nodes) {
+            n->removed = true;
+            if (n->sub) n->sub->s.abort();
+        }
+    }
+
+    void start() {
+        if (url.cluster) {
+            spawn(*ctx, run_cluster(shared_from_this()));
+            return;
+        }
+        auto n = std::make_shared<broker_node>();
+        n->host = url.host;
+        n->port = url.port;
+        nodes.push_back(n);
+        spawn(*ctx, run_node(shared_from_this(), n));
     }
 };
 
@@ -510,7 +792,7 @@ broker_bridge::~broker_bridge() {
 void broker_bridge::start(io_context& ctx) {
     if (shared_->ctx) return;  // once
     shared_->ctx = &ctx;
-    spawn(ctx, broker_shared::run(shared_));
+    shared_->start();
 }
 
 void broker_bridge::request_stop() noexcept {

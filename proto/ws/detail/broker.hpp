@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace cnetmod::ws::detail {
@@ -19,13 +20,19 @@ namespace cnetmod::ws::detail {
 // what is wrong.
 struct broker_url {
     bool tls = false;
+    bool cluster = false;  // redis-cluster://: host and port are the first seed
     std::string user, password, host;
     std::uint16_t port = 6379;
     int db = 0;
+    std::vector<std::pair<std::string, std::uint16_t>> seeds;  // every host:port given (one unless cluster)
     static broker_url parse(std::string_view url);
     // The URL without its password, for log lines.
     std::string display() const;
 };
+
+// Redis Cluster's hash slot of a key or channel (CRC16/XMODEM of its hash
+// tag or whole name, modulo 16384).
+std::uint16_t cluster_slot(std::string_view key) noexcept;
 
 // Queues `m` on the subscribers of `topic` on every core of `rt` (or the
 // one core when `rt` is null), at once on the calling core: what a publish

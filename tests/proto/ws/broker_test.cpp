@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <future>
 #include <map>
+#include <set>
 
 using namespace cnetmod;
 using namespace cnetmod::ws_testing;
@@ -52,6 +53,7 @@ struct redis_server {
     std::uint16_t port = free_port();
     std::string password;
     const testing_support::test_certs* tls = nullptr;  // set: TLS only, on `port`
+    std::string cluster_dir;                           // set: a cluster node keeping its nodes.conf there
     pid_t pid = -1;
 
     explicit redis_server(std::string pw = {}, bool start_now = true,
@@ -68,8 +70,8 @@ struct redis_server {
             ::prctl(PR_SET_PDEATHSIG, SIGKILL);
             const int null = ::open("/dev/null", O_WRONLY);
             ::dup2(null, 1);
-            std::vector<const char*> argv{"redis-server", "--bind", "127.0.0.1", "--save",   "",       "--appendonly",
-                                          "no",           "--daemonize", "no",   "--loglevel", "warning"};
+            std::vector<const char*> argv{"redis-server", "--bind", "127.0.0.1",  "--save", "", "--appendonly", "no",
+                                          "--daemonize",  "no",     "--loglevel", "warning"};
             if (tls) {
                 for (const char* a : {"--port", "0", "--tls-port", p.c_str(), "--tls-cert-file", tls->cert_file.c_str(),
                                       "--tls-key-file", tls->key_file.c_str(), "--tls-ca-cert-file",
@@ -78,6 +80,12 @@ struct redis_server {
             } else {
                 argv.push_back("--port");
                 argv.push_back(p.c_str());
+            }
+            const std::string conf = "nodes-" + p + ".conf";
+            if (!cluster_dir.empty()) {
+                for (const char* a : {"--cluster-enabled", "yes", "--cluster-config-file", conf.c_str(), "--dir",
+                                      cluster_dir.c_str(), "--cluster-node-timeout", "2000"})
+                    argv.push_back(a);
             }
             if (!password.empty()) {
                 argv.push_back("--requirepass");
@@ -241,8 +249,13 @@ TEST(broker_url, parses_what_redis_urls_say_and_refuses_the_rest) {
     EXPECT_EQ(c.port, 7000);
     EXPECT_EQ(c.password, "pw");
     EXPECT_TRUE(c.user.empty());
+    const auto d = broker_url::parse("redis-cluster://:pw@10.0.0.1:7000,10.0.0.2,[::1]:7002");
+    EXPECT_TRUE(d.cluster);
+    EXPECT_EQ(d.seeds, (std::vector<std::pair<std::string, std::uint16_t>>{
+                           {"10.0.0.1", 7000}, {"10.0.0.2", 6379}, {"::1", 7002}}));
+    EXPECT_EQ(d.display(), "redis-cluster://:***@10.0.0.1:7000,10.0.0.2:6379,[::1]:7002");
     for (const char* bad : {"http://x:1", "redis://", "redis://h:0", "redis://h:70000", "redis://h:p", "redis://h:1/x",
-                            "redis://[::1:5", "redis-cluster://a:1,b:2"})
+                            "redis://[::1:5", "redis://a:1,b:2", "redis-cluster://a:1,", "redis-cluster://a:x"})
         EXPECT_THROW(broker_url::parse(bad), std::invalid_argument) << bad;
     EXPECT_THROW(ws::pubsub(*std::make_unique<io_context>(), broker_options("redis//nowhere")), std::invalid_argument);
 }
@@ -502,4 +515,133 @@ TEST(broker, rediss_carries_topics_over_tls_and_refuses_an_untrusted_broker) {
     }
     const std::string err = testing::internal::GetCapturedStderr();
     EXPECT_NE(err.find("rediss://localhost:" + std::to_string(redis.port)), std::string::npos) << err;
+}
+
+namespace {
+
+// Three redis-server nodes with cluster mode on, joined into one cluster
+// (redis-cli --cluster create; three masters, no replicas), in a temporary
+// directory of their own (their nodes.conf: a node restarted there rejoins).
+struct redis_cluster {
+    std::string dir;
+    std::vector<std::unique_ptr<redis_server>> nodes;
+
+    redis_cluster() {
+        char tmpl[] = "/tmp/cnetmod-cluster-XXXXXX";
+        dir = ::mkdtemp(tmpl);
+        for (int i = 0; i < 3; ++i) nodes.push_back(std::make_unique<redis_server>(std::string(), false));
+        for (auto& n : nodes) {
+            n->port = port_with_bus();
+            n->cluster_dir = dir;
+            n->start();
+        }
+        std::string create = "timeout 20 redis-cli --cluster create";
+        for (auto& n : nodes) create += " 127.0.0.1:" + std::to_string(n->port);
+        create += " --cluster-yes >/dev/null 2>&1";
+        EXPECT_EQ(std::system(create.c_str()), 0) << create;
+        EXPECT_TRUE(wait_ok());
+    }
+    ~redis_cluster() {
+        nodes.clear();
+        std::system(("rm -rf " + dir).c_str());
+    }
+    // A free port whose cluster bus port (10000 above it) is free too.
+    static std::uint16_t port_with_bus() {
+        for (;;) {
+            const std::uint16_t p = free_port();
+            if (p > 55535) continue;
+            const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            sockaddr_in a{};
+            a.sin_family = AF_INET;
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            a.sin_port = htons(static_cast<std::uint16_t>(p + 10000));
+            const bool bus_free = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+            ::close(fd);
+            if (bus_free) return p;
+        }
+    }
+    bool wait_ok() {
+        for (int i = 0; i < 1000; ++i) {
+            bool ok = true;
+            for (auto& n : nodes) ok = ok && n->cli("CLUSTER INFO").find("cluster_state:ok") != std::string::npos;
+            if (ok) return true;
+            std::this_thread::sleep_for(20ms);
+        }
+        return false;
+    }
+    std::string url() const {
+        return "redis-cluster://127.0.0.1:" + std::to_string(nodes[0]->port);  // one seed: the rest comes from it
+    }
+    // The node whose shard has `channel`'s subscribers (-1: none has any; -2: several do).
+    int shard_of(const std::string& channel) const {
+        int found = -1;
+        for (int i = 0; i < 3; ++i) {
+            const std::string out = nodes[i]->cli("PUBSUB SHARDNUMSUB " + channel);
+            if (out.substr(out.find('\n') + 1, 1) != "0") found = found == -1 ? i : -2;
+        }
+        return found;
+    }
+};
+
+}  // namespace
+
+TEST(broker_cluster, the_slot_of_a_channel_is_what_redis_says) {
+    if (!have_redis()) GTEST_SKIP() << "redis-server is not installed";
+    redis_cluster cluster;
+    redis_server& redis = *cluster.nodes[0];
+    for (std::string key : {"cnetmod:room", "a", "", "{user1000}.following", "foo{}{bar}", "foo{{bar}}zap", "{}x",
+                            "cnetmod:topic-42", "\xCE\xB1\xCE\xB2"}) {
+        const std::string out = redis.cli("CLUSTER KEYSLOT '" + key + "'");
+        EXPECT_EQ(std::to_string(ws::detail::cluster_slot(key)) + "\n", out) << key;
+    }
+}
+
+// Redis Cluster: each topic's channel lives on its slot's node (sharded
+// SSUBSCRIBE and SPUBLISH there, nowhere else); two servers given one seed
+// find the rest; a node killed and restarted costs only its topics, until
+// the servers reconnect and resubscribe.
+TEST(broker_cluster, topics_go_to_their_slots_node_and_come_back_after_a_node_restarts) {
+    if (!have_redis()) GTEST_SKIP() << "redis-server is not installed";
+    redis_cluster cluster;
+    server a(broker_options(cluster.url())), b(broker_options(cluster.url()));
+    ASSERT_TRUE(a.wait_connected()) << a.broker().error;
+    ASSERT_TRUE(b.wait_connected()) << b.broker().error;
+    constexpr int topics = 6, per_topic = 20;
+    io_context ctx;
+    sync_wait(ctx, [&]() -> task<void> {
+        std::vector<ws::connection> subs, pubs;
+        for (int t = 0; t < topics; ++t) {
+            subs.push_back(co_await ws::connect(ctx, b.url("/sub?topic=t" + std::to_string(t))));
+            pubs.push_back(co_await ws::connect(ctx, a.url("/pub?topic=t" + std::to_string(t))));
+        }
+        EXPECT_TRUE(b.wait_connected(topics)) << b.broker().subscribed_topics;
+        std::vector<int> shard(topics);
+        std::set<int> shards;
+        for (int t = 0; t < topics; ++t) {
+            shard[t] = cluster.shard_of("cnetmod:t" + std::to_string(t));
+            EXPECT_GE(shard[t], 0) << "t" << t << ": subscribed on exactly one node";
+            shards.insert(shard[t]);
+        }
+        EXPECT_GE(shards.size(), 2u) << "six topics over three nodes";
+        std::vector<std::map<std::size_t, int>> next(topics);
+        for (int i = 0; i < per_topic; ++i)
+            for (int t = 0; t < topics; ++t) co_await pubs[t].send(numbered(i, 40));
+        for (int t = 0; t < topics; ++t) EXPECT_TRUE(co_await read_per_publisher(subs[t], per_topic, next[t]));
+
+        // The node of t0 goes and comes back on its port.
+        redis_server& gone = *cluster.nodes[static_cast<std::size_t>(std::max(shard[0], 0))];
+        gone.kill_now();
+        EXPECT_TRUE(b.wait_broker([](const ws::broker_status& s) { return s.state != ws::broker_state::connected; }));
+        gone.start();
+        EXPECT_TRUE(cluster.wait_ok());
+        EXPECT_TRUE(a.wait_connected()) << a.broker().error;
+        EXPECT_TRUE(b.wait_connected(topics)) << b.broker().error;
+        for (int i = 0; i < per_topic; ++i)
+            for (int t = 0; t < topics; ++t) co_await pubs[t].send(numbered(i, 50));
+        for (int t = 0; t < topics; ++t) EXPECT_TRUE(co_await read_per_publisher(subs[t], per_topic, next[t]));
+        for (auto& c : subs) co_await c.close();
+        for (auto& c : pubs) co_await c.close();
+    }());
+    EXPECT_EQ(a.broker().published, 2u * topics * per_topic);
+    EXPECT_EQ(b.broker().received, 2u * topics * per_topic);
 }
