@@ -55,9 +55,12 @@ enum class slow_subscriber_policy {
 // once: what is published while the broker is unreachable, or lost in a
 // connection that breaks, is not resent (drops are counted).
 struct broker_options {
-    // redis://[[user]:password@]host:port[/db] or rediss:// (TLS through
-    // the engine's own TLS, checked against `tls`). Empty: no broker. The
-    // database number is accepted and ignored (Redis pub/sub spans databases).
+    // redis://[[user]:password@]host:port[/db], rediss:// (TLS through the
+    // engine's own TLS, checked against `tls`), or
+    // redis-cluster://[[user]:password@]host:port,host:port,... (Redis
+    // Cluster's sharded pub/sub: each topic on its slot's node; one seed is
+    // enough). Empty: no broker. The database number is accepted and
+    // ignored (Redis pub/sub spans databases).
     std::string url{};
     // Prepended to a topic to name its Redis channel.
     std::string channel_prefix{"cnetmod:"};
@@ -80,7 +83,7 @@ struct broker_options {
 enum class broker_state {
     none,        // no broker configured
     connecting,  // not connected (yet, or again): publishes are dropped for the broker
-    connected,   // both connections up, every topic subscribed
+    connected,   // both connections up (to every master of a cluster)
     failed,      // the broker refused us (an error reply: wrong password, NOAUTH...); retried at backoff_max
 };
 
