@@ -1,6 +1,8 @@
-// ws::pubsub's bridge to a Redis broker: two connections on the bridge core
-// (one publishes, one subscribes: a RESP2 connection in subscribe mode
-// accepts no PUBLISH), each an ordinary tcp_stream on the io_context.
+// ws::pubsub's bridge to a Redis broker: two connections per Redis node on
+// the bridge core (one publishes, one subscribes: a RESP2 connection in
+// subscribe mode accepts no PUBLISH), each an ordinary tcp_stream on the
+// io_context; one node, or with Redis Cluster every master of the slot map,
+// each topic going to its slot's node with SSUBSCRIBE/SPUBLISH.
 // Replies are parsed by hiredis's redisReader from the bytes received, and
 // commands are built by its formatter; nothing here blocks or starts a thread.
 //
