@@ -8,6 +8,7 @@
 #include <coroutine>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -116,25 +117,37 @@ bool operator==(const ip_endpoint& a, const ip_endpoint& b) noexcept {
 
 namespace {
 
-// Carries one getaddrinfo from a helper thread back to the loop.
+// Carries one getaddrinfo from a helper thread back to the loop. The
+// waiting coroutine may be destroyed first (its context torn down while the
+// lookup runs): its awaiter then clears `ctx` under the lock, and the helper
+// posts nothing (the context may be gone).
 struct resolution {
     std::string host;
     std::uint16_t port;
     std::vector<ip_endpoint> endpoints;
     int error = 0;
     std::coroutine_handle<> waiter;
+    std::mutex lock;
+    io_context* ctx = nullptr;  // null once the waiter is gone
 };
 
 struct resolve_awaiter {
     // A constructor, not aggregate initialisation: g++ 12 miscompiles an
     // aggregate temporary awaited in place (its members are not copied).
     resolve_awaiter(io_context& c, std::shared_ptr<resolution> j) : ctx(c), job(std::move(j)) {}
+    ~resolve_awaiter() {
+        std::lock_guard l(job->lock);
+        job->ctx = nullptr;
+    }
+    resolve_awaiter(const resolve_awaiter&) = delete;
+    resolve_awaiter& operator=(const resolve_awaiter&) = delete;
     io_context& ctx;
     std::shared_ptr<resolution> job;
     bool await_ready() const noexcept { return false; }
     void await_suspend(std::coroutine_handle<> h) {
         job->waiter = h;
-        std::thread([c = &ctx, j = job] {
+        job->ctx = &ctx;
+        std::thread([j = job] {
             addrinfo hints{};
             hints.ai_family = AF_UNSPEC;
             hints.ai_socktype = SOCK_STREAM;
@@ -148,7 +161,11 @@ struct resolve_awaiter {
                         j->endpoints.push_back(ip_endpoint::from_sockaddr(ai->ai_addr, ai->ai_addrlen));
                 ::freeaddrinfo(list);
             }
-            c->post([j] { j->waiter.resume(); });
+            std::lock_guard l(j->lock);
+            if (j->ctx)  // the waiter is there, so is its context; it may still go before this runs:
+                j->ctx->post([j] {
+                    if (j->ctx) j->waiter.resume();  // on the loop's thread, as the awaiter's destructor
+                });
         }).detach();
     }
     void await_resume() const noexcept {}

@@ -264,7 +264,11 @@ constexpr std::size_t cluster_slots = 16384;
 struct broker_node {
     std::string host;
     std::uint16_t port;
-    std::shared_ptr<redis_link> pub, sub;
+    // Both set while connected. The node's loop owns them (its frame, and
+    // its reader's): a context torn down with the loop waiting frees them
+    // while its ring is still there, and the loop's guard clears these.
+    redis_link* pub = nullptr;
+    redis_link* sub = nullptr;
     bool removed = false;           // no longer in the cluster's slot map: its loop ends
     std::size_t confirmed = 0;      // channels the node confirmed on `sub`
     std::size_t unsubscribing = 0;  // our (S)UNSUBSCRIBEs not yet answered
@@ -545,9 +549,8 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
 
     // Reads a node's subscribing connection and keeps both alive, until one
     // breaks or stalls, the node leaves the map or the bridge stops; returns why.
-    task<std::string> read_subscriber(std::shared_ptr<broker_node> node) {
-        auto sub_link = node->sub;
-        auto pub_link = node->pub;
+    task<std::string> read_subscriber(std::shared_ptr<broker_node> node, std::shared_ptr<redis_link> pub_link,
+                                      std::shared_ptr<redis_link> sub_link) {
         for (;;) {
             if (stop.load(std::memory_order_relaxed) || node->removed) co_return std::string();
             if (pub_link->broken) co_return pub_link->why;
@@ -582,33 +585,38 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
     // it, read until something breaks, back off, again.
     static task<void> run_node(std::shared_ptr<broker_shared> self, std::shared_ptr<broker_node> node) {
         broker_shared& b = *self;
+        struct clear_links {  // the node's pointers go with this frame, however it ends
+            broker_node& n;
+            ~clear_links() { n.pub = n.sub = nullptr; }
+        } guard{*node};
         auto backoff = b.o.backoff_min;
         while (!b.stop.load(std::memory_order_relaxed) && !node->removed) {
             bool refused = false;
             std::string why;
+            std::shared_ptr<redis_link> p, s;
             try {
-                auto p = co_await b.open_link(node->host, node->port);
-                auto s = co_await b.open_link(node->host, node->port);
-                if (node->removed) break;
-                node->pub = std::move(p);
-                node->sub = std::move(s);
+                p = co_await b.open_link(node->host, node->port);
+                s = co_await b.open_link(node->host, node->port);
             } catch (const broker_refused& e) {
                 refused = true;
                 why = e.what();
+                p.reset();
             } catch (const std::exception& e) {
                 why = std::string("cannot connect: ") + e.what();
+                p.reset();
             }
-            if (node->pub && node->sub) {
+            if (node->removed) break;
+            if (p && s) {
+                node->pub = p.get();
+                node->sub = s.get();
                 b.bump(b.connects);
                 backoff = b.o.backoff_min;
                 node->confirmed = node->unsubscribing = 0;
                 b.subscribe_node(*node);
                 b.update_state();
-                spawn(*b.ctx, read_publisher(self, node->pub, node->sub));
-                why = co_await b.read_subscriber(node);
-                auto p = std::move(node->pub), s = std::move(node->sub);
-                node->pub.reset();
-                node->sub.reset();
+                spawn(*b.ctx, read_publisher(self, p, s));
+                why = co_await b.read_subscriber(node, p, s);
+                node->pub = node->sub = nullptr;
                 p->s.abort();
                 s->s.abort();
                 node->confirmed = 0;
