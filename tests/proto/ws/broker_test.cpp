@@ -422,6 +422,46 @@ TEST(broker, a_killed_or_stalled_broker_costs_only_cross_server_delivery_while_i
     EXPECT_GE(a.broker().connects, 3u);
 }
 
+// A stalled broker (SIGSTOP) that has not yet been found out: the bytes
+// waiting for it are bounded by max_queued_bytes (beyond what the kernel's
+// socket buffers took), what does not fit is dropped and counted, and
+// local delivery does not wait.
+TEST(broker, a_stalled_broker_holds_at_most_max_queued_bytes_and_the_rest_is_counted_as_dropped) {
+    if (!have_redis()) GTEST_SKIP() << "redis-server is not installed";
+    redis_server redis;
+    auto po = broker_options(redis.url());
+    po.broker.max_queued_bytes = 256 * 1024;
+    po.broker.reply_timeout = 20s;  // not found out during the test
+    server a(po);
+    ASSERT_TRUE(a.wait_connected());
+    constexpr int count = 4000;
+    constexpr std::size_t size = 8192;  // 32 MiB in all: more than the socket buffers take
+    io_context ctx;
+    sync_wait(ctx, [&]() -> task<void> {
+        auto sub = co_await ws::connect(ctx, a.url("/sub?topic=big"));
+        auto pub = co_await ws::connect(ctx, a.url("/pub?topic=big"));
+        a.wait_for_subscribed(1);
+        redis.pause();
+        const auto start = std::chrono::steady_clock::now();
+        int delivered = 0;  // each publish reaches the local subscriber before the next goes
+        for (int i = 0; i < count; ++i) {
+            co_await pub.send_binary(numbered(i, size));
+            if ((co_await sub.recv()).value_or("") == numbered(i, size)) ++delivered;
+        }
+        EXPECT_EQ(delivered, count);
+        EXPECT_LT(std::chrono::steady_clock::now() - start, 15s);
+        // Every publish is either written for the broker or dropped (counted on its core, just after).
+        EXPECT_TRUE(a.wait_broker([&](const ws::broker_status& s) { return s.published + s.dropped >= count; }, 5s));
+        const auto st = a.broker();
+        EXPECT_EQ(st.published + st.dropped, static_cast<std::uint64_t>(count));
+        EXPECT_GT(st.dropped, 0u) << "nothing dropped: the bound did not hold back 32 MiB";
+        EXPECT_EQ(st.state, ws::broker_state::connected) << "not found out yet (reply_timeout 20 s)";
+        redis.resume();
+        co_await sub.close();
+        co_await pub.close();
+    }());
+}
+
 TEST(broker, down_at_start_the_server_serves_locally_and_connects_when_the_broker_comes) {
     if (!have_redis()) GTEST_SKIP() << "redis-server is not installed";
     redis_server redis({}, false);  // not started yet
