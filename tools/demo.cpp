@@ -165,10 +165,11 @@ int main(int argc, char** argv) {
         srv.listen(port, address);
         const bool tls = !cert.empty();
         const std::string host = address == "0.0.0.0" || address == "127.0.0.1" ? "localhost" : address;
-        fmt::print("cnetmod demo: chat at {}://{}:{}/  (echo {}://{}:{}/ws, fan-out {}://{}:{}/broadcast, {} core{}{})\n",
-                   tls ? "https" : "http", host, srv.port(), tls ? "wss" : "ws", host, srv.port(), tls ? "wss" : "ws",
-                   host, srv.port(), rt.size(), rt.size() == 1 ? "" : "s",
-                   broker.empty() ? "" : ", topics shared through the broker");
+        fmt::print(
+            "cnetmod demo: chat at {}://{}:{}/  (echo {}://{}:{}/ws, fan-out {}://{}:{}/broadcast, {} core{}{})\n",
+            tls ? "https" : "http", host, srv.port(), tls ? "wss" : "ws", host, srv.port(), tls ? "wss" : "ws", host,
+            srv.port(), rt.size(), rt.size() == 1 ? "" : "s",
+            broker.empty() ? "" : ", topics shared through the broker");
         std::fflush(stdout);
 
         int sig = 0;
