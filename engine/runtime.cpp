@@ -93,7 +93,11 @@ void runtime::wait() {
     for (auto& t : threads_)
         if (t.joinable()) t.join();
     threads_.clear();
+    // Out of the vector first: what the contexts' teardown submits sees no
+    // context (and is dropped) instead of one half destroyed.
+    auto dying = std::move(contexts_);
     contexts_.clear();
+    dying.clear();
 }
 
 void runtime::stop() noexcept {

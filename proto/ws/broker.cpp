@@ -60,12 +60,23 @@ struct broker_refused : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// One connection to the broker: its stream, its reply reader, and when each
-// command still unanswered was sent (one entry per reply owed).
+// A command sent and not yet fully answered: when it went, how many
+// replies it still owes (SUBSCRIBE gets one per channel, or one error for
+// all of them), what it was, and the topics it subscribed.
+struct owed_command {
+    enum kind_t : std::uint8_t { plain, subscribe, unsubscribe };
+    clock::time_point at;
+    std::size_t replies;
+    kind_t kind;
+    std::vector<std::string> topics;  // subscribe: the topics it named
+};
+
+// One connection to the broker: its stream, its reply reader, and the
+// commands still unanswered, oldest first.
 struct redis_link {
     tcp_stream s;
     redisReader* reader;
-    std::deque<clock::time_point> owed;
+    std::deque<owed_command> owed;
     clock::time_point last_ping = clock::now();
     bool broken = false;
     std::string why;  // why it broke
@@ -77,9 +88,9 @@ struct redis_link {
     redis_link(const redis_link&) = delete;
     redis_link& operator=(const redis_link&) = delete;
 
-    // Queues one command for the end-of-turn flush; `replies` is how many
-    // replies it gets (SUBSCRIBE gets one per channel).
-    void command(std::initializer_list<std::string_view> args, std::size_t replies = 1) {
+    // Queues one command for the end-of-turn flush.
+    void command(std::initializer_list<std::string_view> args, owed_command::kind_t kind = owed_command::plain,
+                 std::vector<std::string> topics = {}) {
         const char* argv[4];
         std::size_t lens[4];
         if (args.size() > 4) throw std::logic_error("cnetmod: redis_link::command takes at most 4 arguments");
@@ -88,9 +99,11 @@ struct redis_link {
             argv[argc] = a.data();
             lens[argc++] = a.size();
         }
-        command_argv(argc, argv, lens, replies);
+        command_argv(argc, argv, lens, 1, kind, std::move(topics));
     }
-    void command_argv(int argc, const char** argv, const std::size_t* lens, std::size_t replies) {
+    // `replies`: how many replies a success gets (SUBSCRIBE: one per channel).
+    void command_argv(int argc, const char** argv, const std::size_t* lens, std::size_t replies,
+                      owed_command::kind_t kind = owed_command::plain, std::vector<std::string> topics = {}) {
         char* out = nullptr;
         const int n = redisFormatCommandArgv(&out, argc, argv, lens);
         if (n < 0) throw std::bad_alloc();
@@ -101,8 +114,7 @@ struct redis_link {
             throw;
         }
         redisFreeCommand(out);
-        const auto now = clock::now();
-        for (std::size_t i = 0; i < replies; ++i) owed.push_back(now);
+        owed.push_back(owed_command{clock::now(), replies, kind, std::move(topics)});
     }
     void feed(std::span<const std::byte> bytes) {
         if (redisReaderFeed(reader, reinterpret_cast<const char*>(bytes.data()), bytes.size()) != REDIS_OK)
@@ -116,17 +128,25 @@ struct redis_link {
             throw std::runtime_error(std::string("not a RESP reply: ") + reader->errstr);
         return reply_ptr(static_cast<redisReply*>(r));
     }
-    void answered() noexcept {
-        if (!owed.empty()) owed.pop_front();
+    // A reply to the oldest command: it is answered once all its replies
+    // came, or at once by an error (Redis answers a failed command with one
+    // error, however many channels it named). Returns the command when it
+    // is done with.
+    std::optional<owed_command> answered(bool error) {
+        if (owed.empty()) return std::nullopt;
+        if (!error && --owed.front().replies > 0) return std::nullopt;
+        owed_command done = std::move(owed.front());
+        owed.pop_front();
+        return done;
     }
     // The oldest command unanswered longer than `limit`.
     bool stalled(clock::time_point now, std::chrono::milliseconds limit) const noexcept {
-        return !owed.empty() && now - owed.front() > limit;
+        return !owed.empty() && now - owed.front().at > limit;
     }
     task<reply_ptr> read_reply(deadline d) {
         for (;;) {
             if (auto r = next()) {
-                answered();
+                answered(r->type == REDIS_REPLY_ERROR);
                 co_return r;
             }
             auto v = co_await s.recv_view(d);
@@ -269,9 +289,8 @@ struct broker_node {
     // while its ring is still there, and the loop's guard clears these.
     redis_link* pub = nullptr;
     redis_link* sub = nullptr;
-    bool removed = false;           // no longer in the cluster's slot map: its loop ends
-    std::size_t confirmed = 0;      // channels the node confirmed on `sub`
-    std::size_t unsubscribing = 0;  // our (S)UNSUBSCRIBEs not yet answered
+    bool removed = false;       // no longer in the cluster's slot map: its loop ends
+    std::size_t confirmed = 0;  // channels the node confirmed on `sub`
     std::string key() const { return host + ":" + std::to_string(port); }
 };
 
@@ -298,7 +317,8 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
     mutable std::mutex status_lock;  // state and error, read from any thread
     broker_state state = broker_state::connecting;
     std::string error;
-    std::string logged;  // the last error written to the log: each is written once
+    std::string logged;        // the last failure written to the log: each is written once
+    std::string logged_reply;  // the same for error replies
 
     // On the bridge core only:
     std::vector<std::shared_ptr<broker_node>> nodes;  // one unless cluster
@@ -316,12 +336,20 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
         c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
 
-    void log_line(std::string_view why, bool back) {
+    // Logs `why` unless it was the last thing logged; `back`: say once that
+    // the bridge is connected again after a logged failure. An error reply
+    // on a working connection (`transient`) is logged but is no failure.
+    void log_line(std::string_view why, bool back, bool transient = false) {
         std::string line;
         {
             std::lock_guard lock(status_lock);
             if (!why.empty()) error = std::string(why);
-            if (!why.empty() && why != logged) {
+            if (!why.empty() && transient) {
+                if (why != logged_reply) {
+                    logged_reply = std::string(why);
+                    line = "cnetmod: broker " + url.display() + ": " + std::string(why);
+                }
+            } else if (!why.empty() && why != logged) {
                 logged = std::string(why);
                 line = "cnetmod: broker " + url.display() + ": " + std::string(why);
             } else if (back && !logged.empty()) {
@@ -340,7 +368,7 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
             all = all && n->pub && n->sub;
             confirmed += n->confirmed;
         }
-        if (url.cluster) all = all && std::all_of(slots.begin(), slots.end(), [](broker_node* n) { return n; });
+        if (url.cluster) all = all && !slots.empty();  // apply_slots takes only a map without holes
         subscribed.store(confirmed, std::memory_order_relaxed);
         const broker_state s = all       ? broker_state::connected
                                : refused ? broker_state::failed
@@ -391,11 +419,12 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
     // Subscribes `n` to every topic that lives on it, 256 channels a
     // command (one each in a cluster: SSUBSCRIBE takes channels of one slot).
     void subscribe_node(broker_node& n) {
-        std::vector<std::string> names;
+        std::vector<std::string> names, named;
         for (auto& [t, e] : topics) {
             if (owner(t) != &n) continue;
             e.on = &n;
             names.push_back(o.channel_prefix + t);
+            named.push_back(t);
         }
         const char* command = subscribe_command();
         const std::size_t per_command = url.cluster ? 1 : 256;
@@ -407,14 +436,16 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
                 argv.push_back(names[j].data());
                 lens.push_back(names[j].size());
             }
-            n.sub->command_argv(static_cast<int>(argv.size()), argv.data(), lens.data(), count);
+            n.sub->command_argv(static_cast<int>(argv.size()), argv.data(), lens.data(), count, owed_command::subscribe,
+                                std::vector<std::string>(named.begin() + static_cast<std::ptrdiff_t>(i),
+                                                         named.begin() + static_cast<std::ptrdiff_t>(i + count)));
         }
     }
 
     void subscribe_on(broker_node* n, std::string_view topic) {
         if (!n || !n->sub) return;
         try {
-            n->sub->command({subscribe_command(), channel(topic)});
+            n->sub->command({subscribe_command(), channel(topic)}, owed_command::subscribe, {std::string(topic)});
         } catch (const std::exception&) {
         }
     }
@@ -422,8 +453,7 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
     void unsubscribe_on(broker_node* n, std::string_view topic) {
         if (!n || !n->sub) return;
         try {
-            n->sub->command({unsubscribe_command(), channel(topic)});
-            ++n->unsubscribing;
+            n->sub->command({unsubscribe_command(), channel(topic)}, owed_command::unsubscribe, {std::string(topic)});
         } catch (const std::exception&) {
         }
     }
@@ -498,19 +528,35 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
             if (r.elements == 3 && r.element[2]->type == REDIS_REPLY_INTEGER &&
                 (kind == "subscribe" || kind == "unsubscribe" || kind == "ssubscribe" || kind == "sunsubscribe")) {
                 n.confirmed = static_cast<std::size_t>(r.element[2]->integer);
-                if (kind == "sunsubscribe" && n.unsubscribing == 0) {
-                    refresh_wanted = true;  // the node gave the slot away: not an answer of ours
-                    update_state();
-                    return;
+                if (kind.ends_with("unsubscribe")) {
+                    // Ours only when the oldest command is our unsubscribe of
+                    // that channel: a node that gives a slot away pushes one unasked.
+                    const auto& owed = n.sub->owed;
+                    const bool ours = !owed.empty() && owed.front().kind == owed_command::unsubscribe &&
+                                      !owed.front().topics.empty() &&
+                                      text_of(*r.element[1]) == o.channel_prefix + owed.front().topics.front();
+                    if (!ours) {
+                        if (kind == "sunsubscribe") refresh_wanted = true;
+                        update_state();
+                        return;
+                    }
                 }
-                if (kind.ends_with("unsubscribe") && n.unsubscribing > 0) --n.unsubscribing;
             }
-            n.sub->answered();
+            n.sub->answered(false);
             update_state();
             return;
         }
-        n.sub->answered();
-        if (r.type == REDIS_REPLY_ERROR) on_error_reply(text_of(r));
+        if (r.type != REDIS_REPLY_ERROR) {
+            n.sub->answered(false);  // +PONG
+            return;
+        }
+        // A (S)SUBSCRIBE refused (MOVED, CLUSTERDOWN, NOPERM...): its topics
+        // count as subscribed nowhere, so that the next slot map places them again.
+        if (auto done = n.sub->answered(true); done && done->kind == owed_command::subscribe) {
+            for (const auto& t : done->topics)
+                if (auto it = topics.find(t); it != topics.end() && it->second.on == &n) it->second.on = nullptr;
+        }
+        on_error_reply(text_of(r));
     }
 
     void on_error_reply(std::string_view text) {
@@ -518,7 +564,7 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
             refresh_wanted = true;  // the map changed under us; what was sent there is lost
             return;
         }
-        log_line("error reply: " + std::string(text), false);
+        log_line("error reply: " + std::string(text), false, true);
     }
 
     // Reads a node's publishing connection's replies (PUBLISH's receiver
@@ -532,12 +578,15 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
                 pub->feed(v);
                 pub->s.consume(v.size());
                 while (auto r = pub->next()) {
-                    pub->answered();
-                    if (r->type == REDIS_REPLY_ERROR) {
-                        if (text_of(*r).starts_with("MOVED") || text_of(*r).starts_with("CLUSTERDOWN"))
-                            self->bump(self->dropped);  // a publish that did not go out
-                        self->on_error_reply(text_of(*r));
+                    const bool error = r->type == REDIS_REPLY_ERROR;
+                    pub->answered(error);
+                    if (!error) continue;
+                    if (text_of(*r).starts_with("MOVED") || text_of(*r).starts_with("CLUSTERDOWN")) {
+                        // A publish that did not go out after all: dropped, not published.
+                        self->published.fetch_sub(1, std::memory_order_relaxed);
+                        self->bump(self->dropped);
                     }
+                    self->on_error_reply(text_of(*r));
                 }
             }
         } catch (const std::exception& e) {
@@ -586,9 +635,15 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
     static task<void> run_node(std::shared_ptr<broker_shared> self, std::shared_ptr<broker_node> node) {
         broker_shared& b = *self;
         struct clear_links {  // the node's pointers go with this frame, however it ends
+            broker_shared& b;
             broker_node& n;
-            ~clear_links() { n.pub = n.sub = nullptr; }
-        } guard{*node};
+            ~clear_links() {
+                n.pub = n.sub = nullptr;
+                n.confirmed = 0;
+                std::lock_guard lock(b.status_lock);
+                if (b.state == broker_state::connected) b.state = broker_state::connecting;
+            }
+        } guard{b, *node};
         auto backoff = b.o.backoff_min;
         while (!b.stop.load(std::memory_order_relaxed) && !node->removed) {
             bool refused = false;
@@ -610,12 +665,21 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
                 node->pub = p.get();
                 node->sub = s.get();
                 b.bump(b.connects);
-                backoff = b.o.backoff_min;
-                node->confirmed = node->unsubscribing = 0;
-                b.subscribe_node(*node);
-                b.update_state();
-                spawn(*b.ctx, read_publisher(self, p, s));
-                why = co_await b.read_subscriber(node, p, s);
+                const auto session_start = clock::now();
+                node->confirmed = 0;
+                bool started = false;
+                try {
+                    b.subscribe_node(*node);
+                    b.update_state();
+                    spawn(*b.ctx, read_publisher(self, p, s));
+                    started = true;
+                } catch (const std::exception& e) {
+                    why = e.what();  // the stream failed under the subscriptions: as a broken session
+                }
+                if (started) why = co_await b.read_subscriber(node, p, s);
+                // The delay starts over only after a session that lasted: a
+                // node that drops us right after each connect is backed off too.
+                if (clock::now() - session_start >= b.o.backoff_max) backoff = b.o.backoff_min;
                 node->pub = node->sub = nullptr;
                 p->s.abort();
                 s->s.abort();
@@ -641,7 +705,7 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
 
     // Asks one node after another (the known ones, then the URL's seeds)
     // for the slot map, over a connection of its own.
-    task<void> refresh_slots() {
+    task<bool> refresh_slots() {
         std::vector<std::pair<std::string, std::uint16_t>> candidates;
         for (const auto& n : nodes) candidates.emplace_back(n->host, n->port);
         for (const auto& s : url.seeds)
@@ -657,14 +721,14 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
                     why = host + ":" + std::to_string(port) + ": CLUSTER SLOTS: " + std::string(text_of(*r));
                     continue;
                 }
-                if (apply_slots(*r, host)) co_return;
+                if (apply_slots(*r, host)) co_return true;
                 why = host + ":" + std::to_string(port) + ": the cluster does not cover every slot";
             } catch (const std::exception& e) {
                 why = host + ":" + std::to_string(port) + ": " + e.what();
             }
         }
-        refresh_wanted = true;
         update_state(why);
+        co_return false;
     }
 
     // Takes a CLUSTER SLOTS reply: nodes that own slots get a loop (new
@@ -749,8 +813,8 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
             if (b.slots.empty() || b.refresh_wanted || now - last >= std::chrono::seconds(5)) {
                 b.refresh_wanted = false;
                 last = now;
-                co_await b.refresh_slots();
-                if (b.refresh_wanted) {  // it failed: again after a backoff
+                if (!co_await b.refresh_slots()) {  // again after a backoff
+                    b.refresh_wanted = true;
                     co_await async_sleep(*b.ctx, backoff);
                     backoff = std::min(backoff * 2, b.o.backoff_max);
                     continue;
@@ -792,6 +856,8 @@ broker_bridge::broker_bridge(const broker_options& options, const ws::options& m
     if (b.url.tls) b.tls.emplace(tls_context::client(options.tls));
     if (b.o.ping_interval.count() <= 0) b.o.ping_interval = std::chrono::milliseconds(1000);
     if (b.o.backoff_min.count() <= 0) b.o.backoff_min = std::chrono::milliseconds(1);
+    if (b.o.connect_timeout.count() <= 0) b.o.connect_timeout = broker_options{}.connect_timeout;
+    if (b.o.reply_timeout.count() <= 0) b.o.reply_timeout = broker_options{}.reply_timeout;
     b.o.backoff_max = std::max(b.o.backoff_max, b.o.backoff_min);
 }
 
@@ -800,7 +866,14 @@ broker_bridge::~broker_bridge() {
 }
 
 void broker_bridge::start(io_context& ctx) {
-    if (shared_->ctx) return;  // once
+    if (shared_->ctx) {
+        // A runtime started again: the bridge's loops went with its old
+        // contexts, and what it knew of the topics with them.
+        if (shared_->ctx != &ctx)
+            shared_->log_line("the runtime started again: this ws::pubsub's bridge does not (make a new ws::pubsub)",
+                              false);
+        return;
+    }
     shared_->ctx = &ctx;
     shared_->start();
 }

@@ -462,6 +462,40 @@ TEST(broker, a_stalled_broker_holds_at_most_max_queued_bytes_and_the_rest_is_cou
     }());
 }
 
+// Redis refuses a SUBSCRIBE of several channels with one error (here an
+// ACL user without the right to one of them): the bridge counts that one
+// error as the command's whole answer, logs it and goes on connected.
+TEST(broker, a_refused_subscribe_is_logged_and_not_taken_for_a_stall) {
+    if (!have_redis()) GTEST_SKIP() << "redis-server is not installed";
+    redis_server redis;
+    EXPECT_NE(redis.cli("ACL SETUSER limited on '>pw' resetchannels '&cnetmod:ok' '+@all' '~*'").find("OK"),
+              std::string::npos);
+    server a(broker_options(redis.url("limited:pw@")));
+    ASSERT_TRUE(a.wait_connected()) << a.broker().error;
+    io_context ctx;
+    sync_wait(ctx, [&]() -> task<void> {
+        auto ok = co_await ws::connect(ctx, a.url("/sub?topic=ok"));
+        auto no = co_await ws::connect(ctx, a.url("/sub?topic=no"));
+        a.wait_for_subscribed(2);
+        EXPECT_TRUE(a.wait_connected(1)) << "ok subscribed, no refused";
+        EXPECT_TRUE(
+            a.wait_broker([](const ws::broker_status& s) { return s.error.find("NOPERM") != std::string::npos; }));
+        // The subscribing connection killed: the bridge reconnects and sends
+        // one SUBSCRIBE for both channels, which Redis refuses as a whole.
+        const auto connects = a.broker().connects;
+        redis.cli("CLIENT KILL TYPE pubsub");
+        EXPECT_TRUE(a.wait_broker([&](const ws::broker_status& s) {
+            return s.connects > connects && s.state == ws::broker_state::connected;
+        }));
+        std::this_thread::sleep_for(2500ms);  // 2.5 reply_timeouts
+        EXPECT_EQ(a.broker().connects, connects + 1)
+            << "reconnected again: the refused SUBSCRIBE was taken for a stall";
+        EXPECT_EQ(a.broker().state, ws::broker_state::connected);
+        co_await ok.close();
+        co_await no.close();
+    }());
+}
+
 TEST(broker, down_at_start_the_server_serves_locally_and_connects_when_the_broker_comes) {
     if (!have_redis()) GTEST_SKIP() << "redis-server is not installed";
     redis_server redis({}, false);  // not started yet
