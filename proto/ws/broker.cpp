@@ -737,7 +737,7 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
     // (the cluster is down or resharding): the old map stays.
     bool apply_slots(const redisReply& r, const std::string& asked) {
         if (r.type != REDIS_REPLY_ARRAY) return false;
-        std::vector<std::pair<std::string, std::uint16_t>> owner(cluster_slots);
+        std::vector<std::pair<std::string, std::uint16_t>> slot_owner(cluster_slots);
         std::size_t covered = 0;
         for (std::size_t i = 0; i < r.elements; ++i) {
             const redisReply& range = *r.element[i];
@@ -753,15 +753,15 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
             const auto first = static_cast<std::size_t>(range.element[0]->integer);
             const auto last = static_cast<std::size_t>(range.element[1]->integer);
             for (std::size_t s = first; s <= last && s < cluster_slots; ++s) {
-                if (owner[s].first.empty()) ++covered;
-                owner[s] = {host, port};
+                if (slot_owner[s].first.empty()) ++covered;
+                slot_owner[s] = {host, port};
             }
         }
         if (covered != cluster_slots) return false;
         // Nodes: keep those still in the map, start the new ones, retire the rest.
         std::vector<std::shared_ptr<broker_node>> kept;
         std::unordered_map<std::string, broker_node*> by_key;
-        for (const auto& [host, port] : owner) {
+        for (const auto& [host, port] : slot_owner) {
             const std::string key = host + ":" + std::to_string(port);
             if (by_key.count(key)) continue;
             auto it = std::find_if(nodes.begin(), nodes.end(), [&](const auto& n) { return n->key() == key; });
@@ -785,10 +785,10 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
         nodes = std::move(kept);
         slots.assign(cluster_slots, nullptr);
         for (std::size_t s = 0; s < cluster_slots; ++s)
-            slots[s] = by_key[owner[s].first + ":" + std::to_string(owner[s].second)];
+            slots[s] = by_key[slot_owner[s].first + ":" + std::to_string(slot_owner[s].second)];
         // Topics whose slot moved: off the old node, onto the new one.
         for (auto& [t, e] : topics) {
-            broker_node* now = owner_of_slot(t);
+            broker_node* now = owner(t);
             if (e.on == now) continue;
             if (e.on &&
                 std::find_if(nodes.begin(), nodes.end(), [&](const auto& n) { return n.get() == e.on; }) != nodes.end())
@@ -799,8 +799,6 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
         update_state();
         return true;
     }
-
-    broker_node* owner_of_slot(std::string_view topic) { return slots[cluster_slot(channel(topic))]; }
 
     // Keeps the slot map fresh: at start, when a node answers MOVED or
     // gives a slot away or goes, and every few seconds.

@@ -165,6 +165,12 @@ void deliver_everywhere(runtime* rt, const std::vector<std::shared_ptr<pubsub_co
     }
 }
 
+// True on the thread the broker bridge lives on: the one io_context's
+// (no runtime), or core 0 of `rt`.
+bool on_bridge_core(runtime* rt) noexcept {
+    return !rt || (runtime::current() == rt && runtime::current_core() == 0);
+}
+
 void release_subscriptions(subscription_set& set) noexcept {
     for (auto& s : set.items) s->core->remove(*s);
     delete &set;
@@ -205,8 +211,7 @@ void pubsub::start_broker() {
         core->on_topic = [weak, rt](std::string_view topic, bool up) {
             auto bridge = weak.lock();
             if (!bridge) return;
-            if (!rt || (runtime::current() == rt && runtime::current_core() == 0))
-                return bridge->topic_change(topic, up);
+            if (detail::on_bridge_core(rt)) return bridge->topic_change(topic, up);
             rt->submit_to(0, [bridge, name = std::string(topic), up] { bridge->topic_change(name, up); });
         };
     }
@@ -290,7 +295,7 @@ void pubsub::publish(std::string_view topic, const prepared_message& message) {
     if (!bridge_) return;
     // Once per server to the broker, from the bridge's core (in publish
     // order from each core: submit_to keeps it).
-    if (!rt_ || (runtime::current() == rt_ && runtime::current_core() == 0)) return bridge_->publish(topic, message);
+    if (detail::on_bridge_core(rt_)) return bridge_->publish(topic, message);
     rt_->submit_to(0, [bridge = bridge_, name = std::string(topic), message] { bridge->publish(name, message); });
 }
 
