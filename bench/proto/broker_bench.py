@@ -33,12 +33,6 @@ CHANNEL = "cnetmod:broadcast"
 ENVELOPE = 11  # tag, origin id, opcode
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_port(port):
     for _ in range(200):
         try:
@@ -112,14 +106,14 @@ def main():
         args.reps, args.duration = 1, 2
     subprocess.run(["ninja", "-C", BUILD, "tools/cnetmod-demo", "tools/wsbench"], check=True,
                    stdout=subprocess.DEVNULL)
-    redis = {"port": free_port()}
+    redis = {"port": compare.free_port()}
     redis["proc"] = subprocess.Popen(["redis-server", "--port", str(redis["port"]), "--bind", "127.0.0.1", "--save",
                                       "", "--appendonly", "no", "--loglevel", "warning"], stdout=subprocess.DEVNULL)
     servers = []
     try:
         wait_port(redis["port"])
         for cpu in (0, 1):
-            port = free_port()
+            port = compare.free_port()
             proc = subprocess.Popen(["taskset", "-c", str(cpu), os.path.join(BUILD, "tools", "cnetmod-demo"),
                                      "--port", str(port), "--cores", "1", "--quiet", "--broker",
                                      f"redis://127.0.0.1:{redis['port']}"], stdout=subprocess.DEVNULL)
