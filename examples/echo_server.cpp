@@ -70,11 +70,29 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--wait-batch-us", wait_batch_us, "the most latency --wait-batch may add")->capture_default_str();
     ws::options opts;
+    std::size_t compression_budget_kib = opts.compression_memory_budget / 1024;
     std::string cert, key;
     app.add_flag("--deflate", opts.enable_compression,
                  "beyond the seed: accept permessage-deflate (RFC 7692) when the client offers it");
-    app.add_option("--deflate-level", opts.compression_level, "libdeflate level, 1..12")->capture_default_str();
-    app.add_option("--deflate-threshold", opts.compression_threshold, "messages under this many bytes go plain")
+    app.add_option("--deflate-level", opts.compression_level, "compression level, 1..12 (zlib's at most 9)")
+        ->capture_default_str();
+    app.add_option("--deflate-threshold", opts.compression_threshold,
+                   "without context takeover, messages under this many bytes go plain")
+        ->capture_default_str();
+    bool no_takeover = false;
+    app.add_flag("--no-context-takeover", no_takeover,
+                 "ask for no context takeover both ways (no window kept between messages)");
+    app.add_option("--window-bits", opts.compression_window_bits, "largest LZ77 window, log2 bytes, 8..15")
+        ->check(CLI::Range(8, 15))
+        ->capture_default_str();
+    app.add_option("--memory-level", opts.compression_memory_level, "zlib memLevel for windows kept, 1..9")
+        ->check(CLI::Range(1, 9))
+        ->capture_default_str();
+    app.add_option("--takeover-threshold", opts.takeover_compression_threshold,
+                   "with context takeover, messages under this many bytes go plain")
+        ->capture_default_str();
+    app.add_option("--compression-budget-kib", compression_budget_kib,
+                   "per core: KiB of compression state past which new connections get no context takeover")
         ->capture_default_str();
     // Beyond the seed: the liveness and stall bounds (ws::options; README "Limits and timeouts").
     unsigned ping_interval_ms = static_cast<unsigned>(opts.ping_interval.count());
@@ -102,6 +120,8 @@ int main(int argc, char** argv) {
                    "beyond the seed: on SIGTERM or SIGINT stop, and write the loop's SQE, io_uring_enter and "
                    "completion counts to this file as one JSON line (one core only)");
     CLI11_PARSE(app, argc, argv);
+    opts.compression_context_takeover = !no_takeover;
+    opts.compression_memory_budget = compression_budget_kib * 1024;
     opts.ping_interval = std::chrono::milliseconds(ping_interval_ms);
     opts.pong_timeout = std::chrono::milliseconds(pong_timeout_ms);
     opts.message_timeout = std::chrono::milliseconds(message_timeout_ms);

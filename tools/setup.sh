@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   g++ meson ninja-build pkg-config python3 git clang-format
-  liburing-dev libdeflate-dev libsimdjson-dev libssl-dev
+  liburing-dev libdeflate-dev zlib1g-dev libsimdjson-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libfmt-dev nlohmann-json3-dev
   libboost-dev gnuplot-nox linux-perf
   python3-websockets node-ws nodejs clang libclang-rt-14-dev chromium

@@ -135,7 +135,8 @@ task<client_handshake> handshake_impl(io_context& ctx, const std::string& url_co
     request += "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
                "\r\nSec-WebSocket-Version: 13\r\n";
     if (!opts.subprotocol.empty()) request += "Sec-WebSocket-Protocol: " + opts.subprotocol + "\r\n";
-    if (opts.enable_compression) request += "Sec-WebSocket-Extensions: " + std::string(deflate_client_offer()) + "\r\n";
+    const deflate_preferences prefs = preferences_of(opts);
+    if (opts.enable_compression) request += "Sec-WebSocket-Extensions: " + deflate_client_offer(prefs) + "\r\n";
     request += "\r\n";
     stream.queue(request);
 
@@ -177,20 +178,19 @@ task<client_handshake> handshake_impl(io_context& ctx, const std::string& url_co
         if (!extensions.empty()) extensions += ", ";
         extensions += value;
     }
-    bool deflate = false, deflate_send = false;
+    bool deflate = false;
+    deflate_agreement agreement;
     if (!extensions.empty()) {
         if (!opts.enable_compression) refuse(url_copy, "server chose an extension that was not offered");
-        auto checked = check_deflate_response(extensions);
+        auto checked = check_deflate_response(extensions, prefs);
         if (auto* why = std::get_if<std::string>(&checked)) refuse(url_copy, *why);
         const auto& result = std::get<deflate_client_result>(checked);
         deflate = result.negotiated;
-        // Each compressed message ends in a final DEFLATE block: only a
-        // server that resets its inflater per message
-        // (client_no_context_takeover) can read them; to any other this
-        // client sends plain messages, and still reads compressed ones.
-        deflate_send = deflate && result.agreement.client_no_context_takeover;
+        agreement = result.agreement;
     }
-    co_return client_handshake{std::move(stream), std::move(protocol), deflate, deflate_send};
+    // Whatever was agreed, this side can compress within it (zlib keeps a
+    // window or a small one, libdeflate does the rest).
+    co_return client_handshake{std::move(stream), std::move(protocol), deflate, deflate, agreement};
 }
 
 task<client_handshake> handshake_owning(io_context& ctx, std::string url_copy, std::unique_ptr<options> opts_ptr) {
@@ -199,7 +199,8 @@ task<client_handshake> handshake_owning(io_context& ctx, std::string url_copy, s
 
 task<connection> connect_impl(io_context& ctx, std::string url_copy, std::unique_ptr<options> opts_ptr) {
     client_handshake h = co_await handshake_impl(ctx, url_copy, *opts_ptr);
-    co_return connection(std::move(h.stream), role::client, *opts_ptr, std::move(h.subprotocol), h.deflate,
+    if (!h.deflate) co_return connection(std::move(h.stream), role::client, *opts_ptr, std::move(h.subprotocol));
+    co_return connection(std::move(h.stream), role::client, *opts_ptr, std::move(h.subprotocol), h.agreement,
                          h.deflate_send);
 }
 

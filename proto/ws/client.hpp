@@ -41,8 +41,9 @@ task<connection> connect(io_context& ctx, std::string_view url);
 struct client_handshake {
     tcp_stream stream;
     std::string subprotocol;
-    bool deflate = false;       // permessage-deflate agreed: compressed messages may arrive
-    bool deflate_send = false;  // and this side may send compressed ones (see connection's constructor)
+    bool deflate = false;         // permessage-deflate agreed: compressed messages may arrive
+    bool deflate_send = false;    // and this side may send compressed ones (see connection's constructor)
+    deflate_agreement agreement;  // when deflate: context takeover and windows each way
 };
 // The handshake alone, as connect() performs it, for a client that frames
 // its messages itself (wsbench's load loop) and drives a ws::machine in

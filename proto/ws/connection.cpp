@@ -49,6 +49,18 @@ connection::connection(tcp_stream stream, role r, const options& opts, std::stri
     }
     settings->release();  // the state holds its own reference
 }
+connection::connection(tcp_stream stream, role r, const options& opts, std::string subprotocol,
+                       const deflate_agreement& agreed, bool deflate_send) {
+    detail::route_settings* settings = detail::intern_settings(stream.context(), opts, subprotocol);
+    try {
+        state_ = std::make_unique<detail::connection_state>(std::move(stream), r, *settings, agreed, deflate_send,
+                                                            !subprotocol.empty());
+    } catch (...) {
+        settings->release();
+        throw;
+    }
+    settings->release();  // the state holds its own reference
+}
 connection::connection(connection&&) noexcept = default;
 connection& connection::operator=(connection&&) noexcept = default;
 

@@ -82,9 +82,15 @@ public:
     // Binds a stream whose opening handshake is done. `deflate`: the
     // handshake negotiated permessage-deflate (RFC 7692), so compressed
     // messages may arrive; `deflate_send`: this side compresses too (it
-    // may, only when the peer resets its inflater per message:
-    // libdeflate's messages each end in a final block).
+    // sends each message as a DEFLATE stream of its own, which the peer
+    // may take only when it resets its inflater per message: this form is
+    // no context takeover and 32 KiB windows both ways).
     connection(tcp_stream stream, role r, const options& opts, std::string subprotocol = {}, bool deflate = false,
+               bool deflate_send = true);
+    // Binds a stream whose handshake agreed permessage-deflate as `agreed`
+    // says (context takeover and windows each way: negotiate_deflate_server,
+    // check_deflate_response).
+    connection(tcp_stream stream, role r, const options& opts, std::string subprotocol, const deflate_agreement& agreed,
                bool deflate_send = true);
     connection(connection&&) noexcept;
     connection& operator=(connection&&) noexcept;

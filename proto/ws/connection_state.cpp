@@ -123,6 +123,21 @@ connection_state::connection_state(tcp_stream stream, role r, route_settings& se
     }
 }
 
+connection_state::connection_state(tcp_stream stream, role r, route_settings& settings, const deflate_agreement& agreed,
+                                   bool deflate_send, bool has_subprotocol)
+    : stream_(std::move(stream)),
+      machine_(r, agreed, deflate_send),
+      settings_(&settings),
+      has_subprotocol_(has_subprotocol) {
+    settings.retain();
+    try {
+        link();
+    } catch (...) {
+        settings.release();
+        throw;
+    }
+}
+
 connection_state::~connection_state() {
     if (subs_) release_subscriptions(*subs_);
     if (close_timer_) cnetmod::detail::reactor_of(context()).disarm_wait_timer(close_timer_);
@@ -182,6 +197,7 @@ void connection_state::note_activity() noexcept {
 }
 
 void connection_state::check_liveness(std::uint32_t now) {
+    machine_.compression_tick();  // zlib state unused since the last sweep goes back to the pool
     if (!open()) return;
     if (stream_.buffered() > 0) last_rx_ms_ = now;  // bytes wait for a reader: the peer is there
     // Our queue went down since the last sweep: the peer takes what we send
@@ -246,15 +262,41 @@ void connection_state::queue_data(ws::opcode op, std::span<const std::byte> payl
     machine_.send_message(sink, op, payload, settings_->limits);
 }
 
+// A prepared message goes in the form this peer can take (see
+// machine::form_for_shared): never a final block or a reference to earlier
+// messages to a peer that keeps one inflater, whose window must stay the
+// same as ours.
 void connection_state::queue_prepared(const prepared_message& m) {
-    const bool compressed = machine_.deflate_send() && m.has_compressed();
+    const shared_buffer* frame = &m.plain_frame();
+    std::span<const std::byte> body = m.plain_payload();
+    bool compressed = false, noted = false;
+    switch (machine_.form_for_shared(body.size())) {
+        case machine::shared_form::plain:
+            break;
+        case machine::shared_form::whole:
+            if (m.has_compressed()) {
+                frame = &m.compressed_frame();
+                body = m.compressed_payload();
+                compressed = true;
+            }
+            break;
+        case machine::shared_form::sync:
+            if (!m.has_takeover_form()) return queue_data(m.op(), body);
+            frame = &m.takeover_frame();
+            body = m.takeover_payload();
+            compressed = noted = true;
+            break;
+        case machine::shared_form::own:
+            return queue_data(m.op(), body);
+    }
     if (machine_.role() == role::server) {
         admit();
-        stream_.queue(compressed ? m.compressed_frame() : m.plain_frame());
-        return;
+        stream_.queue(*frame);
+    } else {
+        // A client masks each frame with its own key: a copy, masked here.
+        queue_frame(m.op(), body, true, compressed);
     }
-    // A client masks each frame with its own key: a copy, masked here.
-    queue_frame(m.op(), compressed ? m.compressed_payload() : m.plain_payload(), true, compressed);
+    if (noted) machine_.note_shared_sent(m.plain_payload());
 }
 
 bool connection_state::queue_own_control(ws::opcode op, std::span<const std::byte> payload) {

@@ -1,3 +1,4 @@
+#include <cnetmod/proto/ws/detail/deflate_stream.hpp>
 #include <cnetmod/proto/ws/machine.hpp>
 #include <cnetmod/proto/ws/mask.hpp>
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
@@ -123,8 +124,21 @@ cutoff_counters& cutoffs_seen() noexcept {
 machine::machine(ws::role r, bool deflate, bool deflate_send) noexcept
     : role_(r), deflate_(deflate), deflate_send_(deflate && deflate_send) {}
 
+machine::machine(ws::role r, const deflate_agreement& agreed, bool deflate_send)
+    : role_(r), deflate_(true), deflate_send_(deflate_send) {
+    const bool server = r == ws::role::server;
+    const bool send_takeover = server ? !agreed.server_no_context_takeover : !agreed.client_no_context_takeover;
+    const bool receive_takeover = server ? !agreed.client_no_context_takeover : !agreed.server_no_context_takeover;
+    const auto send_bits = server ? agreed.server_max_window_bits : agreed.client_max_window_bits;
+    // libdeflate does the rest: no window kept either way, and ours 32 KiB.
+    if (!send_takeover && !receive_takeover && send_bits >= 15) return;
+    zlib_ = new detail::deflate_context(agreed, server);
+    send_takeover_ = deflate_send && send_takeover;
+}
+
 machine::machine(machine&& other) noexcept
     : lent_(std::exchange(other.lent_, nullptr)),
+      zlib_(std::exchange(other.zlib_, nullptr)),
       remaining_(other.remaining_),
       have_(other.have_),
       utf8_(other.utf8_),
@@ -141,6 +155,7 @@ machine::machine(machine&& other) noexcept
       compressed_(other.compressed_),
       deflate_(other.deflate_),
       deflate_send_(other.deflate_send_),
+      send_takeover_(other.send_takeover_),
       close_sent_(other.close_sent_),
       close_received_(other.close_received_),
       close_owed_(other.close_owed_),
@@ -159,6 +174,7 @@ machine& machine::operator=(machine&& other) noexcept {
 }
 
 machine::~machine() {
+    delete zlib_;
     if (!lent_) return;
     release_charge();
     detail::give_back(std::exchange(lent_, nullptr));
@@ -276,8 +292,42 @@ std::size_t machine::encode_header(std::byte* out, ws::opcode op, std::size_t n,
     return encode_frame_header(out, op, n, fin, rsv1, mask);
 }
 
+void machine::compression_tick() noexcept {
+    if (zlib_) zlib_->idle_tick();
+}
+
+std::size_t machine::compression_memory() const noexcept {
+    return zlib_ ? zlib_->memory() : 0;
+}
+
+machine::shared_form machine::form_for_shared(std::size_t payload_size) const noexcept {
+    if (!deflate_send_) return shared_form::plain;
+    if (!zlib_) return shared_form::whole;
+    if (!zlib_->send_takeover()) {
+        // A stream of its own fits a small window when the message does.
+        return zlib_->sync_form_fits(payload_size) ? shared_form::whole : shared_form::own;
+    }
+    return zlib_->sync_form_fits(payload_size) ? shared_form::sync : shared_form::own;
+}
+
+void machine::note_shared_sent(std::span<const std::byte> payload) {
+    if (zlib_) zlib_->note_sent_elsewhere(payload);
+}
+
 std::span<const std::byte> machine::compress(std::span<const std::byte> payload, const machine_limits& limits) {
     detail::compress_scratch.clear();
+    if (zlib_ && zlib_->sends_with_zlib()) {
+        const std::size_t n = zlib_->compress(payload, limits.compression_level, limits.compression_memory_level,
+                                              detail::compress_scratch);
+        if (n == 0) return {};
+        if (n >= payload.size()) {
+            // It did not shrink: it goes plain, and with takeover our window,
+            // which took it, forgets everything instead (the peer's lacks it).
+            zlib_->forget_history();
+            return {};
+        }
+        return std::as_bytes(std::span(detail::compress_scratch.data(), detail::compress_scratch.size()));
+    }
     if (compress_message(payload, limits.compression_level, detail::compress_scratch) == 0) return {};
     return std::as_bytes(std::span(detail::compress_scratch.data(), detail::compress_scratch.size()));
 }
@@ -517,7 +567,9 @@ bool machine::inflate(feed_result& r, std::span<const std::byte> compressed, con
     if (ratio != 0 && compressed.size() <= limits.max_message_size / ratio)
         limit = std::min(limits.max_message_size, std::max(always, compressed.size() * ratio));
     detail::inflate_scratch.clear();
-    const inflate_status st = decompress_message(compressed, limit, detail::inflate_scratch);
+    const inflate_status st = zlib_ && zlib_->receives_with_zlib()
+                                  ? zlib_->inflate(compressed, limit, detail::inflate_scratch)
+                                  : decompress_message(compressed, limit, detail::inflate_scratch);
     auto& b = buffers();
     b.message.swap(detail::inflate_scratch);
     release_charge();

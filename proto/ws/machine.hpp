@@ -17,12 +17,13 @@
 //   }
 //   m.write_owed(queue);                         // pongs and close replies the input asked for
 //
-// An idle machine is 32 bytes; what a message in pieces needs (its
+// An idle machine is 40 bytes; what a message in pieces needs (its
 // reassembly buffer, a control frame's payload that straddles reads, a
 // pong owed) is lent from a per-thread pool while it is needed.
 #pragma once
 
 #include <cnetmod/proto/ws/frame.hpp>
+#include <cnetmod/proto/ws/permessage_deflate.hpp>
 #include <cnetmod/proto/ws/utf8.hpp>
 
 #include <atomic>
@@ -52,7 +53,11 @@ struct machine_limits {
     // Messages from this size go compressed when deflate was negotiated
     // for sending and compressing makes them smaller.
     std::uint32_t compression_threshold = 1024;
-    std::int8_t compression_level = 6;  // libdeflate's, 1..12
+    // With context takeover for what this side sends, messages from this
+    // size go compressed (kept windows make small ones shrink).
+    std::uint32_t takeover_compression_threshold = 16;
+    std::int8_t compression_level = 6;         // libdeflate's 1..12; zlib's is the same, at most 9
+    std::int8_t compression_memory_level = 8;  // zlib's memLevel, 1..9, for windows kept
     // Answer pings with pongs (RFC 6455 §5.5.2); pings read in one pass get
     // one pong, for the latest (§5.5.3).
     bool auto_pong = true;
@@ -98,6 +103,7 @@ struct feed_result {
 
 namespace detail {
 struct machine_buffers;
+class deflate_context;
 // Peers cut off by a bound (rare events: relaxed atomics, process-wide; ws::cutoffs() reads them).
 struct cutoff_counters {
     std::atomic<std::uint64_t> send_queue{0}, reassembly{0}, message_timeout{0}, dead_peer{0}, inflate{0};
@@ -121,7 +127,12 @@ public:
     // may arrive; `deflate_send`: this side compresses too (only where the
     // peer resets its inflater per message: each message goes as a
     // DEFLATE stream of its own).
+    // This form: no context takeover and 32 KiB windows both ways.
     explicit machine(ws::role r = ws::role::server, bool deflate = false, bool deflate_send = true) noexcept;
+    // permessage-deflate as the handshake agreed it (context takeover and
+    // windows each way): a machine that keeps a window, or has one smaller
+    // than 32 KiB, holds zlib state (lent while busy, see compression_tick).
+    machine(ws::role r, const deflate_agreement& agreed, bool deflate_send = true);
     machine(machine&& other) noexcept;
     machine& operator=(machine&& other) noexcept;
     machine(const machine&) = delete;
@@ -177,6 +188,28 @@ public:
     ws::role role() const noexcept { return role_; }
     bool deflate() const noexcept { return deflate_; }
     bool deflate_send() const noexcept { return deflate_send_; }
+    // This side's compressor keeps its window across messages.
+    bool send_takeover() const noexcept { return send_takeover_; }
+
+    // ---- compression state (context takeover, small windows) ----
+
+    // Called once per housekeeping tick: a direction whose zlib stream was
+    // not used since the last call gives it back to the thread's pool and
+    // keeps only its window's bytes. Nothing without zlib state.
+    void compression_tick() noexcept;
+    // Bytes of compression state this machine holds now.
+    std::size_t compression_memory() const noexcept;
+    // How a message compressed once for many peers (ws::prepared_message)
+    // may reach this one: `plain` (uncompressed), `whole` (the libdeflate
+    // form: a stream of its own ending in a final block), `sync` (the form
+    // compressed from an empty window and ending in a sync flush, for a
+    // peer that keeps one inflater; then note_shared_sent), or `own` (only
+    // compressing it here fits: send_message).
+    enum class shared_form : std::uint8_t { plain, whole, sync, own };
+    shared_form form_for_shared(std::size_t payload_size) const noexcept;
+    // The peer inflated `payload` from a shared sync form: our window takes
+    // it too, so that both sides' windows hold the same bytes.
+    void note_shared_sent(std::span<const std::byte> payload);
     // Neither side has sent or received a close, nor failed.
     bool is_open() const noexcept { return state_ == state::open; }
     bool close_sent() const noexcept { return close_sent_; }
@@ -227,8 +260,13 @@ private:
     std::size_t encode_header(std::byte* out, ws::opcode op, std::size_t n, bool fin, bool rsv1,
                               std::uint8_t mask[4]) const noexcept;
     std::span<const std::byte> compress(std::span<const std::byte> payload, const machine_limits& limits);
+    std::uint32_t send_threshold(const machine_limits& limits) const noexcept {
+        return send_takeover_ ? limits.takeover_compression_threshold : limits.compression_threshold;
+    }
 
-    detail::machine_buffers* lent_ = nullptr;  // reassembly, control payloads, reason: while needed
+    detail::machine_buffers* lent_ = nullptr;
+    detail::deflate_context* zlib_ = nullptr;  // context takeover or small windows: see compression_tick  //
+                                               // reassembly, control payloads, reason: while needed
     std::uint64_t remaining_ = 0;              // payload bytes of the current frame still to come
     std::uint8_t mask_[4] = {0, 0, 0, 0};
     std::uint8_t have_ = 0;  // bytes of a header that straddles inputs, gathered in the lent buffer
@@ -246,6 +284,7 @@ private:
     bool compressed_ : 1 = false;  // the message's first frame had RSV1
     bool deflate_ : 1 = false;
     bool deflate_send_ : 1 = false;
+    bool send_takeover_ : 1 = false;
     bool close_sent_ : 1 = false;
     bool close_received_ : 1 = false;
     bool close_owed_ : 1 = false;  // the close frame the input asked for is still to go
@@ -270,7 +309,7 @@ void machine::send_frame(Sink& out, ws::opcode op, std::span<const std::byte> pa
 
 template <frame_sink Sink>
 void machine::send_message(Sink& out, ws::opcode op, std::span<const std::byte> payload, const machine_limits& limits) {
-    if (deflate_send_ && payload.size() >= limits.compression_threshold) {
+    if (deflate_send_ && payload.size() >= send_threshold(limits)) {
         const auto compressed = compress(payload, limits);
         if (!compressed.empty()) return send_frame(out, op, compressed, true, true);  // RFC 7692 §6: RSV1
     }

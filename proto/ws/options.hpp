@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cnetmod/engine/tls.hpp>
+#include <cnetmod/proto/ws/permessage_deflate.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -11,17 +12,41 @@ namespace cnetmod::ws {
 
 struct options {
     // permessage-deflate (RFC 7692): negotiated when both sides ask for it.
-    // libdeflate compresses each message whole, without a window carried
-    // from one message to the next (no_context_takeover both ways), so a
-    // connection holds no zlib state: memory per connection stays small.
     bool enable_compression = false;
-    // libdeflate's level, 1 (fastest) to 12 (smallest).
+    // The compression level, 1 (fastest) to 12 (smallest): libdeflate's for
+    // messages sent without context, zlib's (at most 9) for the others.
     int compression_level = 6;
-    // Messages smaller than this go uncompressed (and so does any message
-    // that compressing would not make smaller). Without a window carried
-    // between messages, a 100-byte chat message shrinks by about 4 % for
-    // 3-4 µs of libdeflate's time (bench/RESULTS.md): not worth it.
+    // Context takeover (RFC 7692 §7.1.1): each side's compressor keeps its
+    // window (the last up to 32 KiB sent) from one message to the next,
+    // wherever the peer does not forbid it, so that a message can refer to
+    // earlier ones: ~100-byte JSON chat lines then shrink to about a
+    // quarter (bench/RESULTS.md) where a message compressed alone barely
+    // shrinks. Costs zlib state while a connection is busy, and its
+    // windows' bytes while idle (see compression_memory_budget). false:
+    // no context takeover both ways, no zlib state (libdeflate alone).
+    bool compression_context_takeover = true;
+    // The largest LZ77 window, as log2 of its bytes, 8 (256 B) to 15
+    // (32 KiB), this side compresses with and lets the peer compress with
+    // (when its offer lets the server limit it; a client that does not is
+    // asked for no context takeover instead). Smaller windows: less memory
+    // per connection, less compression.
+    int compression_window_bits = 15;
+    // zlib's memLevel, 1..9, for compressors that keep a window: the match
+    // finder's memory while busy (at 8 and a 32 KiB window, about 256 KiB
+    // per busy connection; at 1, about 130 KiB), and some speed and ratio.
+    int compression_memory_level = 8;
+    // Messages sent without context smaller than this go uncompressed (and
+    // so does any message that compressing would not make smaller): alone,
+    // a 100-byte chat message shrinks by about 4 % for 3-4 µs.
     std::size_t compression_threshold = 1024;
+    // With context takeover for what this side sends, messages from this
+    // size go compressed.
+    std::size_t takeover_compression_threshold = 16;
+    // Server, per core: bytes of compression state (zlib streams of busy
+    // connections, the pool of spare ones, and idle connections' windows)
+    // past which new connections are offered no context takeover. The
+    // state of connections already agreed is kept. 64 MiB.
+    std::size_t compression_memory_budget = 64 * 1024 * 1024;
     // Server: the subprotocol to select, only if the client offered it.
     // Client: the subprotocol(s) to offer ("chat" or "chat, superchat").
     std::string subprotocol;
@@ -83,5 +108,13 @@ struct options {
     // check, for tests only).
     tls_client_options tls;
 };
+
+// What `o` asks of permessage-deflate's negotiation.
+inline deflate_preferences preferences_of(const options& o) noexcept {
+    return {o.compression_context_takeover,
+            static_cast<std::uint8_t>(o.compression_window_bits < 8    ? 8
+                                      : o.compression_window_bits > 15 ? 15
+                                                                       : o.compression_window_bits)};
+}
 
 }  // namespace cnetmod::ws

@@ -174,14 +174,32 @@ std::optional<deflate_params> read_deflate_params(const extension_offer& offer, 
     return p;
 }
 
-deflate_accept accept_offer(const deflate_params& offer) {
+deflate_accept accept_offer(const deflate_params& offer, const deflate_preferences& prefs) {
+    const std::uint8_t ours = std::clamp<std::uint8_t>(prefs.window_bits, 8, 15);
+    deflate_agreement a;
+    a.server_no_context_takeover = offer.server_no_context_takeover || !prefs.context_takeover;
+    a.client_no_context_takeover = offer.client_no_context_takeover || !prefs.context_takeover;
+    // §7.1.2.1: the server's window is its own choice, at most what was offered.
+    a.server_max_window_bits = std::min(offer.server_max_window_bits.value_or(15), ours);
+    // §7.1.2.2: the client's window can be limited only when it offered the
+    // parameter; otherwise it compresses with up to 32 KiB, and a server that
+    // wants smaller windows keeps none of that client's across messages.
+    if (offer.client_max_window_bits_present)
+        a.client_max_window_bits = std::min(offer.client_max_window_bits.value_or(15), ours);
+    else if (ours < 15)
+        a.client_no_context_takeover = true;
     deflate_accept accepted;
-    // We compress and inflate every message as a stream of its own, so we ask
-    // for no context takeover both ways; §7.1.1 lets a server add both unasked.
-    accepted.response = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
-    // §7.1.2.1: a server that accepts server_max_window_bits must echo it.
-    if (offer.server_max_window_bits) accepted.response += "; server_max_window_bits=15";
-    accepted.agreement = {true, true, 15, offer.client_max_window_bits.value_or(15)};
+    accepted.agreement = a;
+    std::string& r = accepted.response;
+    r = permessage_deflate_name;
+    if (a.server_no_context_takeover) r += "; server_no_context_takeover";
+    if (a.client_no_context_takeover) r += "; client_no_context_takeover";
+    // §7.1.2.1: a server that accepts server_max_window_bits must echo it;
+    // it may name a smaller window of its own unasked.
+    if (offer.server_max_window_bits || a.server_max_window_bits < 15)
+        r += "; server_max_window_bits=" + std::to_string(a.server_max_window_bits);
+    if (offer.client_max_window_bits_present && a.client_max_window_bits < 15)
+        r += "; client_max_window_bits=" + std::to_string(a.client_max_window_bits);
     return accepted;
 }
 
@@ -286,7 +304,18 @@ private:
     std::size_t reserved_ = 0;
 };
 
+thread_local inflate_room thread_room;
+
 }  // namespace
+
+namespace detail {
+std::byte* reserve_inflate_room(std::size_t size) noexcept {
+    return thread_room.reserve(size);
+}
+void trim_inflate_room(std::size_t touched) noexcept {
+    thread_room.trim(touched);
+}
+}  // namespace detail
 
 std::optional<std::vector<extension_offer>> parse_extensions(std::string_view header) {
     header_reader in(header);
@@ -301,7 +330,8 @@ std::optional<std::vector<extension_offer>> parse_extensions(std::string_view he
     return offers;
 }
 
-std::optional<deflate_accept> negotiate_deflate_server(std::string_view extensions_header) {
+std::optional<deflate_accept> negotiate_deflate_server(std::string_view extensions_header,
+                                                       const deflate_preferences& prefs) {
     const auto offers = parse_extensions(extensions_header);
     if (!offers) return std::nullopt;  // a header we cannot read offers nothing we can accept
     std::string ignored;
@@ -309,11 +339,21 @@ std::optional<deflate_accept> negotiate_deflate_server(std::string_view extensio
         if (offer.name != permessage_deflate_name) continue;
         const auto params = read_deflate_params(offer, ignored);
         if (!params) continue;  // §5.1: decline this offer, try the next
-        // libdeflate's window is always 32 KiB: a smaller one cannot be promised.
-        if (params->server_max_window_bits.value_or(15) < 15) continue;
-        return accept_offer(*params);
+        return accept_offer(*params, prefs);
     }
     return std::nullopt;
+}
+
+std::string deflate_client_offer(const deflate_preferences& prefs) {
+    const std::uint8_t bits = std::clamp<std::uint8_t>(prefs.window_bits, 8, 15);
+    std::string offer(prefs.context_takeover
+                          ? "permessage-deflate; client_max_window_bits"
+                          : "permessage-deflate; client_no_context_takeover; server_no_context_takeover");
+    if (bits < 15) {
+        if (!prefs.context_takeover) offer += "; client_max_window_bits";
+        offer += "=" + std::to_string(bits) + "; server_max_window_bits=" + std::to_string(bits);
+    }
+    return offer;
 }
 
 std::string_view deflate_client_offer() noexcept {
@@ -321,6 +361,11 @@ std::string_view deflate_client_offer() noexcept {
 }
 
 std::variant<deflate_client_result, std::string> check_deflate_response(std::string_view header) {
+    return check_deflate_response(header, deflate_preferences{false, 15});
+}
+
+std::variant<deflate_client_result, std::string> check_deflate_response(std::string_view header,
+                                                                        const deflate_preferences& offered) {
     const auto elements = parse_extensions(header);
     if (!elements) return response_error("is malformed");
     if (elements->empty()) return deflate_client_result{};
@@ -331,16 +376,37 @@ std::variant<deflate_client_result, std::string> check_deflate_response(std::str
     std::string why;
     const auto params = read_deflate_params(element, why);
     if (!params) return response_error("has " + why);
-    // §7.1.2.2: a server must not send client_max_window_bits unless the client offered it.
-    if (params->client_max_window_bits_present) return response_error("has client_max_window_bits, never offered");
-    // We inflate each message as a stream of its own, so the server must not
-    // refer back to earlier messages (§7.1.1.1).
-    if (!params->server_no_context_takeover) return response_error("lacks server_no_context_takeover, which we need");
-    // client_no_context_takeover as the server answered: without it the server
-    // may keep one inflater across messages (§7.1.1.2), which our per-message
-    // final blocks would end — the client then sends uncompressed.
-    return deflate_client_result{
-        true, {true, params->client_no_context_takeover, params->server_max_window_bits.value_or(15), 15}};
+    // What deflate_client_offer(offered) named: client_max_window_bits
+    // (with takeover or a small window; its value the window, 15 when it
+    // has none) and server_max_window_bits (a small window).
+    const std::uint8_t bits = std::clamp<std::uint8_t>(offered.window_bits, 8, 15);
+    const bool offered_client_window = offered.context_takeover || bits < 15;
+    const bool offered_server_window = bits < 15;
+    // §7.1.2.2: a server must not send client_max_window_bits unless the
+    // client offered it, nor a larger window than the client named.
+    if (params->client_max_window_bits_present) {
+        if (!offered_client_window) return response_error("has client_max_window_bits, never offered");
+        if (!params->client_max_window_bits) return response_error("has client_max_window_bits without a value");
+        if (*params->client_max_window_bits > bits)
+            return response_error("has client_max_window_bits above the offered " + std::to_string(bits));
+    }
+    // §7.1.2.1: an offered server_max_window_bits is accepted by naming it,
+    // with the same or a smaller value.
+    if (offered_server_window) {
+        if (!params->server_max_window_bits) return response_error("lacks server_max_window_bits, which was offered");
+        if (*params->server_max_window_bits > bits)
+            return response_error("has server_max_window_bits above the offered " + std::to_string(bits));
+    }
+    // §7.1.1.1: an offered server_no_context_takeover is accepted by naming it.
+    if (!offered.context_takeover && !params->server_no_context_takeover)
+        return response_error("lacks server_no_context_takeover, which we need");
+    deflate_agreement a;
+    a.server_no_context_takeover = params->server_no_context_takeover;
+    // §7.1.1.2: the client keeps no context when it offered so, or the server asks.
+    a.client_no_context_takeover = params->client_no_context_takeover || !offered.context_takeover;
+    a.server_max_window_bits = params->server_max_window_bits.value_or(15);
+    a.client_max_window_bits = params->client_max_window_bits.value_or(bits);
+    return deflate_client_result{true, a};
 }
 
 std::size_t compress_message(std::span<const std::byte> payload, int level, std::string& out) {
@@ -373,7 +439,7 @@ inflate_status decompress_message(std::span<const std::byte> compressed, std::si
     // output would pass max_size (a bomb costs at most max_size bytes of
     // work, never a restart per doubling). The room is uninitialised and
     // its pages are touched only as the output reaches them.
-    thread_local inflate_room room;
+    inflate_room& room = thread_room;
     std::byte* at = room.reserve(max_size);
     if (!at) return inflate_status::too_big;  // no memory for it: treated as over the limit
     std::size_t produced = 0;

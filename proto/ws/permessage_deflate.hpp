@@ -1,11 +1,15 @@
-// permessage-deflate (RFC 7692) over libdeflate: the Sec-WebSocket-Extensions
-// grammar, the negotiation on both sides, and a per-thread codec for whole
-// messages. Pure functions, no I/O.
+// permessage-deflate (RFC 7692): the Sec-WebSocket-Extensions grammar, the
+// negotiation on both sides, and a per-thread libdeflate codec for messages
+// that go without context. Pure functions, no I/O.
 //
-// libdeflate compresses and inflates whole buffers and keeps no state between
-// calls, so cnetmod always negotiates "no context takeover" in both
-// directions: each message is a DEFLATE stream of its own, and a connection
-// holds no compressor or inflater (no 300 KiB of zlib state per socket).
+// Two codecs share the work. libdeflate compresses and inflates whole
+// buffers fast but keeps nothing between calls: it makes every message a
+// side sends without context takeover with a 32 KiB window, and the shared
+// forms of prepared and published messages. zlib (detail/deflate_stream.hpp)
+// keeps a window from one message to the next (context takeover, which
+// makes small messages shrink several times over) and honours windows
+// smaller than 32 KiB; a connection holds its zlib state only while it is
+// busy, and only the window's bytes while it is idle.
 #pragma once
 
 #include <cstddef>
@@ -48,12 +52,13 @@ std::optional<std::vector<extension_offer>> parse_extensions(std::string_view he
 
 inline constexpr std::string_view permessage_deflate_name = "permessage-deflate";
 
-// What both sides agreed to for permessage-deflate. A side may send messages
-// made by compress_message only when the peer resets its inflater per message,
-// that is when its own *_no_context_takeover is true here: each message ends in
-// a final DEFLATE block, which a peer keeping one zlib stream would take as the
-// end of all input. The server always agrees to both; a client whose server
-// left out client_no_context_takeover must send uncompressed.
+// What both sides agreed to for permessage-deflate: whether each side's
+// compressor keeps its window across messages (context takeover, when its
+// *_no_context_takeover is false) and the largest window each may use
+// (§7.1.2). A side may send messages made by compress_message only when its
+// own *_no_context_takeover is true and its window is 15 bits (or the
+// message no longer than its window): each ends in a final DEFLATE block,
+// which a peer keeping one stream must not see.
 struct deflate_agreement {
     bool server_no_context_takeover = false;
     bool client_no_context_takeover = false;
@@ -66,18 +71,44 @@ struct deflate_accept {
     deflate_agreement agreement;
 };
 
-// Server side: accepts the first permessage-deflate offer in `extensions_header`
-// that libdeflate can honour and returns the response to send. An offer with an
-// unknown, duplicated or ill-valued parameter is declined and the next one tried
-// (RFC 7692 §5.1); so is one asking for server_max_window_bits below 15, as
-// libdeflate always compresses with a 32 KiB window. The response always holds
-// server_no_context_takeover and client_no_context_takeover (we carry no state
-// either way), and echoes server_max_window_bits=15 when the offer named it.
-// Returns std::nullopt when no offer is acceptable: answer without the extension.
-std::optional<deflate_accept> negotiate_deflate_server(std::string_view extensions_header);
+// What this side wants of permessage-deflate (ws::options holds the same).
+struct deflate_preferences {
+    // Keep windows across messages, both ways, where the peer does not
+    // forbid it; false asks for no context takeover both ways.
+    bool context_takeover = true;
+    // The largest window, as log2 of its bytes (8..15), that this side
+    // compresses with and lets the peer compress with where the peer's
+    // offer lets it be limited.
+    std::uint8_t window_bits = 15;
+};
 
-// Client side: the offer to send,
-// "permessage-deflate; client_no_context_takeover; server_no_context_takeover".
+// Server side: accepts the first permessage-deflate offer in
+// `extensions_header` and returns the response to send. An offer with an
+// unknown, duplicated or ill-valued parameter is declined and the next one
+// tried (RFC 7692 §5.1); every well-formed offer is accepted, with every
+// window size. The agreement:
+// - server_no_context_takeover / client_no_context_takeover: as offered,
+//   and both added when `prefs` asks for no takeover (§7.1.1 lets a server
+//   add them unasked);
+// - server_max_window_bits: the smaller of the offer's (15 when absent) and
+//   prefs.window_bits, in the response when the offer named it or it is
+//   below 15;
+// - client_max_window_bits: when the offer names it, the smaller of its
+//   value (15 without one) and prefs.window_bits, in the response when
+//   below 15; an offer that does not name it leaves the client's window at
+//   15, so with prefs.window_bits below 15 the response adds
+//   client_no_context_takeover (no 32 KiB window is kept for that client).
+// Returns std::nullopt when no offer is acceptable: answer without the extension.
+std::optional<deflate_accept> negotiate_deflate_server(std::string_view extensions_header,
+                                                       const deflate_preferences& prefs = {});
+
+// Client side: the offer to send for `prefs`. With context takeover (the
+// default) "permessage-deflate; client_max_window_bits", as browsers send
+// it; without, "permessage-deflate; client_no_context_takeover;
+// server_no_context_takeover"; a window below 15 adds
+// server_max_window_bits=N and client_max_window_bits=N.
+std::string deflate_client_offer(const deflate_preferences& prefs);
+// The offer without context takeover and with 32 KiB windows.
 std::string_view deflate_client_offer() noexcept;
 
 struct deflate_client_result {
@@ -85,13 +116,18 @@ struct deflate_client_result {
     deflate_agreement agreement;
 };
 
-// Checks the server's Sec-WebSocket-Extensions answer to deflate_client_offer().
-// An empty header means "not negotiated". Anything the offer did not allow —
-// another extension, more than one element, an unknown or duplicated parameter,
-// client_max_window_bits (not offered), a bad window value, or a missing
-// server_no_context_takeover (we need a fresh stream per message) — returns an
-// error text; the client must then fail the connection (RFC 7692 §5.1,
+// Checks the server's Sec-WebSocket-Extensions answer to
+// deflate_client_offer(offered). An empty header means "not negotiated".
+// Anything the offer did not allow — another extension, more than one
+// element, an unknown or duplicated parameter, client_max_window_bits when
+// not offered or above the offered value, a server_max_window_bits above
+// the offered one or missing when offered, a bad window value, or a
+// missing server_no_context_takeover that was offered — returns an error
+// text; the client must then fail the connection (RFC 7692 §5.1,
 // RFC 6455 §4.1).
+std::variant<deflate_client_result, std::string> check_deflate_response(std::string_view header,
+                                                                        const deflate_preferences& offered);
+// The answer to deflate_client_offer() (no takeover, 32 KiB windows).
 std::variant<deflate_client_result, std::string> check_deflate_response(std::string_view header);
 
 // ---- The message codec (RFC 7692 §7.2) -----------------------------------

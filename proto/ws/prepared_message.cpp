@@ -1,3 +1,4 @@
+#include <cnetmod/proto/ws/detail/deflate_stream.hpp>
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
 #include <cnetmod/proto/ws/prepared_message.hpp>
 
@@ -24,11 +25,17 @@ prepared_message::prepared_message(ws::opcode op, std::span<const std::byte> pay
     if (op != ws::opcode::text && op != ws::opcode::binary)
         throw std::invalid_argument("cnetmod: a prepared message is a text or binary message");
     plain_ = encode_frame(op, payload, false, plain_header_);
-    if (!opts.enable_compression || payload.size() < opts.compression_threshold) return;
+    if (!opts.enable_compression) return;
     std::string compressed;
-    if (compress_message(payload, opts.compression_level, compressed) == 0) return;  // it would not shrink
-    compressed_ =
-        encode_frame(op, std::as_bytes(std::span(compressed.data(), compressed.size())), true, compressed_header_);
+    if (payload.size() >= opts.compression_threshold && compress_message(payload, opts.compression_level, compressed))
+        compressed_ =
+            encode_frame(op, std::as_bytes(std::span(compressed.data(), compressed.size())), true, compressed_header_);
+    if (!opts.compression_context_takeover || payload.size() < opts.takeover_compression_threshold) return;
+    compressed.clear();
+    // Only when it shrinks: a takeover peer then gets it plain, which its window does not take.
+    if (detail::compress_message_sync(payload, opts.compression_level, compressed) < payload.size())
+        takeover_ =
+            encode_frame(op, std::as_bytes(std::span(compressed.data(), compressed.size())), true, takeover_header_);
 }
 
 }  // namespace cnetmod::ws

@@ -25,7 +25,11 @@ public:
     // Encodes `payload` as one unmasked (server) frame of opcode `op` (text
     // or binary). With opts.enable_compression, and a payload at or above
     // opts.compression_threshold, it is also compressed once at
-    // opts.compression_level.
+    // opts.compression_level (libdeflate: for peers without context
+    // takeover); with opts.compression_context_takeover too, and a payload
+    // at or above opts.takeover_compression_threshold, once more for peers
+    // that keep their window (zlib, ending in a sync flush). A form that
+    // would not be smaller is left out.
     prepared_message(ws::opcode op, std::span<const std::byte> payload, const options& opts);
     prepared_message(ws::opcode op, std::string_view payload, const options& opts)
         : prepared_message(op, std::as_bytes(std::span(payload.data(), payload.size())), opts) {}
@@ -34,6 +38,13 @@ public:
     // The whole frame, header and payload, as a server sends it.
     const shared_buffer& plain_frame() const noexcept { return plain_; }
     std::span<const std::byte> plain_payload() const noexcept { return plain_.bytes().subspan(plain_header_); }
+    // The form for peers that keep one inflater across messages (context
+    // takeover), when there is one: compressed from an empty window with a
+    // 32 KiB window and ending in a sync flush, not a final block, so that
+    // it continues any such peer's stream (detail::compress_message_sync).
+    bool has_takeover_form() const noexcept { return !takeover_.empty(); }
+    const shared_buffer& takeover_frame() const noexcept { return takeover_; }
+    std::span<const std::byte> takeover_payload() const noexcept { return takeover_.bytes().subspan(takeover_header_); }
     // The compressed frame (RSV1 set), when there is one.
     bool has_compressed() const noexcept { return !compressed_.empty(); }
     const shared_buffer& compressed_frame() const noexcept { return compressed_; }
@@ -45,8 +56,10 @@ private:
     ws::opcode op_ = ws::opcode::text;
     shared_buffer plain_;
     shared_buffer compressed_;
+    shared_buffer takeover_;
     std::size_t plain_header_ = 0;
     std::size_t compressed_header_ = 0;
+    std::size_t takeover_header_ = 0;
 };
 
 }  // namespace cnetmod::ws

@@ -25,7 +25,9 @@ struct route_settings {
                  clamp32(o.max_inflate_ratio),
                  o.core_reassembly_budget,
                  clamp32(o.compression_threshold),
+                 clamp32(o.takeover_compression_threshold),
                  static_cast<std::int8_t>(std::clamp(o.compression_level, 1, 12)),
+                 static_cast<std::int8_t>(std::clamp(o.compression_memory_level, 1, 9)),
                  o.auto_pong},
           idle_timeout(o.idle_timeout),
           close_timeout(o.close_timeout),
@@ -52,7 +54,9 @@ struct route_settings {
         const auto& b = o.limits;
         return a.max_message_size == b.max_message_size && a.max_inflate_ratio == b.max_inflate_ratio &&
                a.core_reassembly_budget == b.core_reassembly_budget &&
-               a.compression_threshold == b.compression_threshold && a.compression_level == b.compression_level &&
+               a.compression_threshold == b.compression_threshold &&
+               a.takeover_compression_threshold == b.takeover_compression_threshold &&
+               a.compression_level == b.compression_level && a.compression_memory_level == b.compression_memory_level &&
                a.auto_pong == b.auto_pong && a.fragments == b.fragments && idle_timeout == o.idle_timeout &&
                close_timeout == o.close_timeout && send_timeout == o.send_timeout &&
                message_timeout == o.message_timeout && ping_interval == o.ping_interval &&

@@ -23,8 +23,13 @@ constexpr std::size_t align_up(std::size_t n, std::size_t a) noexcept {
 
 class socket_state final : public connection_state, public read_waiter {
 public:
-    socket_state(tcp_stream stream, route_base& route, bool deflate, bool has_subprotocol)
-        : connection_state(std::move(stream), role::server, route, deflate, true, has_subprotocol),
+    socket_state(tcp_stream stream, route_base& route, bool has_subprotocol)
+        : connection_state(std::move(stream), role::server, route, false, true, has_subprotocol),
+          read_waiter(&socket_state::on_readable) {
+        callback_ = true;
+    }
+    socket_state(tcp_stream stream, route_base& route, const deflate_agreement& agreed, bool has_subprotocol)
+        : connection_state(std::move(stream), role::server, route, agreed, true, has_subprotocol),
           read_waiter(&socket_state::on_readable) {
         callback_ = true;
     }
@@ -360,7 +365,10 @@ task<void> upgrade_route(http::request_context& rc, route_base& route) {
         const handshake_answer answer = answer_handshake(rc, route.options);
         answered = true;
         register_upgraded_with_http();
-        s = ::new (block) socket_state(std::move(rc.stream()), route, answer.deflate, !answer.subprotocol.empty());
+        s = answer.deflate
+                ? ::new (block)
+                      socket_state(std::move(rc.stream()), route, answer.agreement, !answer.subprotocol.empty())
+                : ::new (block) socket_state(std::move(rc.stream()), route, !answer.subprotocol.empty());
     } catch (...) {
         if (answered) handed_over(rc, false);
         if (user_made) route.destroy_user(user);

@@ -2,6 +2,7 @@
 // the opening handshake (RFC 6455 §4.2.2) as upgrade_protocol<websocket_protocol>,
 // and its entry in HTTP's registry of upgraded connections, which a
 // server's graceful shutdown walks (1001 to each, RFC 6455 §7.4.1).
+#include <cnetmod/proto/ws/detail/deflate_stream.hpp>
 #include <cnetmod/proto/ws/detail/server_handshake.hpp>
 #include <cnetmod/proto/ws/handshake.hpp>
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
@@ -42,7 +43,11 @@ task<ws::connection> websocket_upgrade::upgrade(request_context& rc, const ws::o
     register_with_http();
     std::optional<ws::connection> made;
     try {
-        made.emplace(std::move(rc.stream()), ws::role::server, opts, std::move(answer.subprotocol), answer.deflate);
+        if (answer.deflate)
+            made.emplace(std::move(rc.stream()), ws::role::server, opts, std::move(answer.subprotocol),
+                         answer.agreement);
+        else
+            made.emplace(std::move(rc.stream()), ws::role::server, opts, std::move(answer.subprotocol));
     } catch (...) {
         ws::detail::handed_over(rc, false);
         throw;
@@ -95,8 +100,8 @@ handshake_answer answer_handshake(http::request_context& rc, const options& opts
         out += "\r\n";
     }
     // RFC 7692: permessage-deflate when this side enables it and the client
-    // offers it in a form libdeflate can honour (several header lines are
-    // one comma-separated list, RFC 9110 §5.3).
+    // offers it (several header lines are one comma-separated list, RFC 9110
+    // §5.3).
     if (opts.enable_compression) {
         std::string offers;
         for (const auto& f : rc.req().headers()) {
@@ -104,11 +109,15 @@ handshake_answer answer_handshake(http::request_context& rc, const options& opts
             if (!offers.empty()) offers += ", ";
             offers += f.value;
         }
-        if (auto accepted = negotiate_deflate_server(offers)) {
+        // Over the core's compression memory budget, new connections keep no windows.
+        deflate_preferences prefs = preferences_of(opts);
+        if (detail::compression_memory_in_use() >= opts.compression_memory_budget) prefs.context_takeover = false;
+        if (auto accepted = negotiate_deflate_server(offers, prefs)) {
             out += "Sec-WebSocket-Extensions: ";
             out += accepted->response;
             out += "\r\n";
             answer.deflate = true;
+            answer.agreement = accepted->agreement;
         }
     }
     out += "\r\n";

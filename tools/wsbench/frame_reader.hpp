@@ -32,6 +32,9 @@ public:
     // arrive; `deflate_send`: wsbench sends compressed ones too.
     explicit frame_reader(bool deflate = false, bool deflate_send = false) noexcept
         : machine_(cnetmod::ws::role::client, deflate, deflate_send) {}
+    // permessage-deflate as the handshake agreed it (takeover, windows).
+    frame_reader(const cnetmod::ws::deflate_agreement& agreed, bool deflate_send)
+        : machine_(cnetmod::ws::role::client, agreed, deflate_send) {}
 
     // Reads frames from `in` up to the next event, as ws::machine::feed
     // does: `consumed` bytes of `in` are done with; the event's payload is

@@ -46,6 +46,9 @@ public:
     // Takes a reference to `settings`.
     connection_state(tcp_stream stream, role r, route_settings& settings, bool deflate, bool deflate_send,
                      bool has_subprotocol);
+    // permessage-deflate as `agreed`.
+    connection_state(tcp_stream stream, role r, route_settings& settings, const deflate_agreement& agreed,
+                     bool deflate_send, bool has_subprotocol);
     ~connection_state();
     connection_state(const connection_state&) = delete;
     connection_state& operator=(const connection_state&) = delete;

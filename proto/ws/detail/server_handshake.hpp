@@ -4,6 +4,7 @@
 
 #include <cnetmod/proto/http/request_context.hpp>
 #include <cnetmod/proto/ws/options.hpp>
+#include <cnetmod/proto/ws/permessage_deflate.hpp>
 
 #include <string>
 
@@ -14,8 +15,9 @@ namespace cnetmod::ws::detail {
 void require_handshake(http::request_context& rc);
 
 struct handshake_answer {
-    std::string subprotocol;  // selected, or empty
-    bool deflate = false;     // permessage-deflate negotiated
+    std::string subprotocol;      // selected, or empty
+    bool deflate = false;         // permessage-deflate negotiated
+    deflate_agreement agreement;  // as what
 };
 // Queues the 101 on the request's stream, with the subprotocol (only if the
 // client offered it) and permessage-deflate (when `opts` enables it and the

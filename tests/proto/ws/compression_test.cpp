@@ -6,8 +6,10 @@
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <random>
+#include <thread>
 
 using namespace cnetmod;
 using namespace cnetmod::ws_testing;
@@ -95,24 +97,37 @@ std::vector<std::string> echo_through(io_context& ctx, const std::string& url, c
 
 // ---- negotiation ----
 
-TEST_F(compression, server_answers_an_offer_with_no_context_takeover_both_ways) {
+TEST_F(compression, server_keeps_context_where_the_offer_allows_it) {
     const auto r = run(client_frame(fin | close_op, close_payload(1000)));
+    EXPECT_NE(r.head.find("Sec-WebSocket-Extensions: permessage-deflate\r\n"), std::string::npos) << r.head;
+}
+
+TEST(compression_negotiation, a_server_without_takeover_answers_no_context_takeover_both_ways) {
+    ws::options o = compressed_options();
+    o.compression_context_takeover = false;
+    echo_fixture f{o};
+    auto t = [&]() -> task<raw_outcome> {
+        co_return co_await raw_exchange(f.ctx, f.srv.port(), client_frame(fin | close_op, close_payload(1000)),
+                                        std::chrono::seconds(5), deflate_offer);
+    };
+    const auto r = sync_wait(f.ctx, t());
     EXPECT_NE(r.head.find("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
                           "client_no_context_takeover\r\n"),
               std::string::npos)
         << r.head;
 }
 
-TEST_F(compression, an_offer_libdeflate_cannot_honour_is_declined_and_the_next_taken) {
+TEST_F(compression, every_window_offered_is_accepted_on_either_header_line) {
     auto r = run(client_frame(fin | close_op, close_payload(1000)),
                  "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10\r\n");
-    EXPECT_EQ(r.head.find("Sec-WebSocket-Extensions"), std::string::npos) << r.head;
-    EXPECT_EQ(r.close_code(), 1000) << "the connection goes on uncompressed";
+    EXPECT_NE(r.head.find("Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10\r\n"),
+              std::string::npos)
+        << r.head;
+    EXPECT_EQ(r.close_code(), 1000);
     r = run(client_frame(fin | close_op, close_payload(1000)),
-            "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10, permessage-deflate; "
-            "bogus_param\r\nSec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=15\r\n");
-    EXPECT_NE(r.head.find("permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
-                          "server_max_window_bits=15"),
+            "Sec-WebSocket-Extensions: permessage-deflate; bogus_param\r\nSec-WebSocket-Extensions: "
+            "permessage-deflate; server_max_window_bits=8; client_max_window_bits=8\r\n");
+    EXPECT_NE(r.head.find("permessage-deflate; server_max_window_bits=8; client_max_window_bits=8\r\n"),
               std::string::npos)
         << "offers on a second header line count too: " << r.head;
 }
@@ -300,4 +315,197 @@ TEST(compression_prepared, one_message_reaches_compressed_and_plain_connections)
         co_await b.close();
     };
     sync_wait(ctx, t());
+}
+
+// ---- context takeover and small windows, on the wire ----
+
+namespace {
+
+// A raw DEFLATE stream kept across messages, as a takeover peer keeps it:
+// zlib at exactly `bits` (raw inflate takes 8; raw deflate 9 and up).
+struct peer_stream {
+    z_stream d{}, i{};
+    explicit peer_stream(int bits) {
+        EXPECT_EQ(deflateInit2(&d, 6, Z_DEFLATED, -std::max(bits, 9), 8, Z_DEFAULT_STRATEGY), Z_OK);
+        EXPECT_EQ(inflateInit2(&i, -bits), Z_OK);
+    }
+    ~peer_stream() {
+        deflateEnd(&d);
+        inflateEnd(&i);
+    }
+    // §7.2.1: sync flush, 00 00 ff ff removed.
+    std::string compress(const std::string& in) {
+        std::string out(in.size() + 64, '\0');
+        d.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+        d.avail_in = static_cast<uInt>(in.size());
+        d.next_out = reinterpret_cast<Bytef*>(out.data());
+        d.avail_out = static_cast<uInt>(out.size());
+        EXPECT_EQ(deflate(&d, Z_SYNC_FLUSH), Z_OK);
+        out.resize(out.size() - d.avail_out - 4);
+        return out;
+    }
+    // §7.2.2; an error (a distance past `bits` among them) is "<error: ...>".
+    // One byte out per call: every back-reference is then read from the
+    // window, and one past it fails (with more room zlib lets references
+    // reach into the output buffer itself).
+    std::string inflate(const std::string& payload) {
+        std::string in = payload + std::string("\x00\x00\xff\xff", 4), out;
+        i.next_in = reinterpret_cast<Bytef*>(in.data());
+        i.avail_in = static_cast<uInt>(in.size());
+        char buf[1];
+        for (;;) {
+            i.next_out = reinterpret_cast<Bytef*>(buf);
+            i.avail_out = sizeof buf;
+            const int rc = ::inflate(&i, Z_SYNC_FLUSH);
+            out.append(buf, sizeof buf - i.avail_out);
+            if (rc != Z_OK && rc != Z_BUF_ERROR) return std::string("<error: ") + (i.msg ? i.msg : "?") + ">";
+            if (i.avail_in == 0 && i.avail_out != 0) return out;
+        }
+    }
+};
+
+std::string chat_line(unsigned i) {
+    return R"({"type":"chat","room":"general","name":"user)" + std::to_string(i % 7) + R"(","text":"message number )" +
+           std::to_string(i) + R"(","ts":)" + std::to_string(1700000000 + i) + "}";
+}
+
+}  // namespace
+
+TEST_F(compression, a_takeover_stream_both_ways_shrinks_chat_lines_and_decodes_as_one_stream) {
+    peer_stream peer(15);
+    std::vector<std::byte> wire;
+    std::size_t plain = 0, sent = 0;
+    for (unsigned n = 0; n < 100; ++n) {
+        const std::string line = chat_line(n);
+        const std::string z = peer.compress(line);
+        plain += line.size();
+        sent += z.size();
+        const auto f = client_frame(fin | rsv1 | text, z);
+        wire.insert(wire.end(), f.begin(), f.end());
+    }
+    EXPECT_LT(static_cast<double>(sent) / plain, 0.4) << "our client-side stream keeps its window too";
+    const auto cf = client_frame(fin | close_op, close_payload(1000));
+    wire.insert(wire.end(), cf.begin(), cf.end());
+    const auto r = run(std::move(wire));
+    ASSERT_GE(r.frames.size(), 101u);
+    std::size_t echoed = 0;
+    for (unsigned n = 0; n < 100; ++n) {
+        ASSERT_TRUE(r.rsv1[n]) << "a 100-byte line goes compressed with takeover: " << n;
+        EXPECT_EQ(peer.inflate(r.frames[n].second), chat_line(n)) << n;
+        echoed += r.frames[n].second.size();
+    }
+    EXPECT_LT(static_cast<double>(echoed) / plain, 0.35) << echoed << " bytes for " << plain;
+    EXPECT_EQ(r.close_code(), 1000);
+}
+
+TEST(compression_windows, the_server_honours_every_window_it_agreed) {
+    echo_fixture f{compressed_options()};
+    for (int bits = 8; bits <= 15; ++bits) {
+        const std::string offer =
+            "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=" + std::to_string(bits) +
+            "; client_max_window_bits=" + std::to_string(bits) + "\r\n";
+        peer_stream peer(bits);
+        std::vector<std::string> sent;
+        std::vector<std::byte> wire;
+        for (unsigned n = 0; n < 12; ++n) {
+            // Documents longer than the window, with a random token repeated
+            // far apart: a compressor that ignored the window would refer back
+            // past it, which the inflater finds.
+            std::string token = random_bytes(200, n);
+            for (auto& c : token) c = static_cast<char>('a' + static_cast<unsigned char>(c) % 26);
+            std::string doc = token + chat_json(300u << (n / 2)) + token;
+            const auto fr = client_frame(fin | rsv1 | text, peer.compress(doc));
+            wire.insert(wire.end(), fr.begin(), fr.end());
+            sent.push_back(std::move(doc));
+        }
+        const auto cf = client_frame(fin | close_op, close_payload(1000));
+        wire.insert(wire.end(), cf.begin(), cf.end());
+        auto t = [&]() -> task<raw_outcome> {
+            co_return co_await raw_exchange(f.ctx, f.srv.port(), std::move(wire), std::chrono::seconds(5), offer);
+        };
+        const auto r = sync_wait(f.ctx, t());
+        ASSERT_NE(r.head.find("server_max_window_bits=" + std::to_string(bits)), std::string::npos) << r.head;
+        ASSERT_GE(r.frames.size(), sent.size() + 1) << bits;
+        for (std::size_t n = 0; n < sent.size(); ++n) {
+            EXPECT_TRUE(r.rsv1[n]) << bits;
+            EXPECT_EQ(peer.inflate(r.frames[n].second), sent[n]) << "window " << bits << ", message " << n;
+        }
+        EXPECT_EQ(r.close_code(), 1000) << bits;
+    }
+}
+
+TEST(compression_windows, client_and_server_round_trip_in_every_mode) {
+    // Our client against our server: takeover on or off on each side, and
+    // windows from 8 to 15, messages from 0 B to 1 MiB, whole and fragmented.
+    const std::vector<std::pair<ws::opcode, std::string>> messages = {
+        {ws::opcode::text, ""},
+        {ws::opcode::binary, "x"},
+        {ws::opcode::text, chat_line(1)},
+        {ws::opcode::text, chat_line(2)},
+        {ws::opcode::text, chat_json(16 * 1024)},
+        {ws::opcode::binary, random_bytes(16 * 1024, 1)},
+        {ws::opcode::text, std::string(1024 * 1024, 'z')},
+        {ws::opcode::binary, random_bytes(1024 * 1024, 2)},
+        {ws::opcode::text, chat_line(3)},
+    };
+    for (bool server_takeover : {true, false})
+        for (bool client_takeover : {true, false})
+            for (int bits : {8, 9, 11, 15}) {
+                ws::options so = compressed_options();
+                so.compression_context_takeover = server_takeover;
+                so.compression_window_bits = bits;
+                echo_fixture f{so};
+                ws::options co = compressed_options();
+                co.compression_context_takeover = client_takeover;
+                co.compression_window_bits = 23 - bits;
+                auto t = [&]() -> task<void> {
+                    auto c = co_await ws::connect(f.ctx, f.url(), co);
+                    EXPECT_TRUE(c.compression());
+                    for (int fragmented = 0; fragmented < 2; ++fragmented) {
+                        for (const auto& [op, payload] : messages) {
+                            if (fragmented)
+                                co_await c.send_fragmented(payload, 4000, op);
+                            else if (op == ws::opcode::binary)
+                                co_await c.send_binary(payload);
+                            else
+                                co_await c.send(payload);
+                            auto m = co_await c.recv();
+                            EXPECT_TRUE(m) << server_takeover << client_takeover << bits;
+                            if (!m) co_return;
+                            EXPECT_EQ(*m, payload)
+                                << server_takeover << client_takeover << bits << " size " << payload.size();
+                        }
+                    }
+                    co_await c.close();
+                };
+                sync_wait(f.ctx, t());
+            }
+}
+
+TEST(compression_budget, over_the_budget_new_connections_keep_no_context) {
+    // A thread of its own: the budget counts this thread's compression state alone.
+    std::thread([] {
+        ws::options so = compressed_options();
+        so.compression_memory_budget = 1;  // anything held is over it
+        echo_fixture f{so};
+        auto t = [&]() -> task<void> {
+            ws::options co = compressed_options();
+            auto a = co_await ws::connect(f.ctx, f.url(), co);
+            co_await a.send(chat_json(3000));
+            EXPECT_EQ((co_await a.recv()).value_or(""), chat_json(3000));
+            // `a` holds zlib state now: the next connection is offered none.
+            auto raw = co_await raw_exchange(f.ctx, f.srv.port(), client_frame(fin | close_op, close_payload(1000)),
+                                             std::chrono::seconds(5), deflate_offer);
+            EXPECT_NE(raw.head.find("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+                      std::string::npos)
+                << raw.head;
+            // `a` goes on with its window.
+            for (unsigned n = 0; n < 20; ++n) {
+                co_await a.send(chat_line(n));
+                EXPECT_EQ((co_await a.recv()).value_or(""), chat_line(n));
+            }
+            co_await a.close();
+        };
+        sync_wait(f.ctx, t());
+    }).join();
 }

@@ -437,7 +437,9 @@ TEST(machine, every_rule_of_the_table) {
 }
 
 TEST(machine, an_idle_machine_is_small_and_lends_nothing) {
-    EXPECT_LE(sizeof(machine), 32u);
+    // 32 bytes of protocol state and a pointer to zlib state, which only a
+    // connection with context takeover or a small window has.
+    EXPECT_LE(sizeof(machine), 40u);
     machine m(role::server);
     const machine_limits limits;
     bytes wire = concat({frame(text, "frag"), frame(fin | cont, "mented"), frame(fin | ping, "p")});

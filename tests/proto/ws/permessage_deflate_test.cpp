@@ -76,6 +76,8 @@ deflate_client_result accepted_response(std::string_view response) {
 
 constexpr std::string_view both_no_takeover =
     "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+// A server that keeps no window (ws::options::compression_context_takeover false).
+constexpr deflate_preferences no_takeover{false, 15};
 
 }  // namespace
 
@@ -139,13 +141,13 @@ TEST(parse_extensions, rejects_broken_syntax) {
 
 // ---- negotiate_deflate_server --------------------------------------------
 
-TEST(negotiate_deflate_server, accepts_browser_and_library_offers) {
+TEST(negotiate_deflate_server, without_takeover_answers_no_context_takeover_both_ways) {
     for (std::string_view offer : {
              "permessage-deflate; client_max_window_bits",  // Chrome, Node ws, Python websockets 10.4 client
              "permessage-deflate",                          // Firefox
              "permessage-deflate; client_no_context_takeover; server_no_context_takeover",  // ours
          }) {
-        const auto accepted = negotiate_deflate_server(offer);
+        const auto accepted = negotiate_deflate_server(offer, no_takeover);
         ASSERT_TRUE(accepted) << offer;
         EXPECT_EQ(accepted->response, both_no_takeover);
         EXPECT_TRUE(accepted->agreement.server_no_context_takeover);
@@ -156,24 +158,150 @@ TEST(negotiate_deflate_server, accepts_browser_and_library_offers) {
 }
 
 TEST(negotiate_deflate_server, echoes_server_max_window_bits_15) {
-    const auto accepted =
-        negotiate_deflate_server("permessage-deflate; server_max_window_bits=15; client_max_window_bits=10");
+    const auto accepted = negotiate_deflate_server(
+        "permessage-deflate; server_max_window_bits=15; client_max_window_bits=10", no_takeover);
     ASSERT_TRUE(accepted);
-    EXPECT_EQ(accepted->response, std::string(both_no_takeover) + "; server_max_window_bits=15");
+    EXPECT_EQ(accepted->response,
+              std::string(both_no_takeover) + "; server_max_window_bits=15; client_max_window_bits=10");
     EXPECT_EQ(accepted->agreement.client_max_window_bits, 10);  // the client's own limit, noted
 }
 
-TEST(negotiate_deflate_server, declines_a_smaller_server_window_and_takes_the_next_offer) {
-    const auto accepted = negotiate_deflate_server("permessage-deflate; server_max_window_bits=10, permessage-deflate");
+// Offers as browsers and libraries send them (RFC 7692 §7.1), answered with
+// the server's defaults: context takeover wherever the offer allows it.
+TEST(negotiate_deflate_server, takes_over_context_as_browsers_and_libraries_offer) {
+    const struct {
+        std::string_view who, offer, response;
+        deflate_agreement agreed;
+    } cases[] = {
+        {"Chromium, Safari, Node ws, Python websockets",
+         "permessage-deflate; client_max_window_bits",
+         "permessage-deflate",
+         {false, false, 15, 15}},
+        {"Firefox", "permessage-deflate", "permessage-deflate", {false, false, 15, 15}},
+        {"Chromium, two offers",
+         "permessage-deflate; client_max_window_bits, permessage-deflate",
+         "permessage-deflate",
+         {false, false, 15, 15}},
+        {"Node ws, serverNoContextTakeover",
+         "permessage-deflate; server_no_context_takeover; client_max_window_bits",
+         "permessage-deflate; server_no_context_takeover",
+         {true, false, 15, 15}},
+        {"Python websockets, client_no_context_takeover",
+         "permessage-deflate; client_no_context_takeover; client_max_window_bits",
+         "permessage-deflate; client_no_context_takeover",
+         {false, true, 15, 15}},
+        {"cnetmod without takeover",
+         "permessage-deflate; client_no_context_takeover; server_no_context_takeover",
+         both_no_takeover,
+         {true, true, 15, 15}},
+        {"Python websockets, server_max_window_bits=10",
+         "permessage-deflate; server_max_window_bits=10; client_max_window_bits",
+         "permessage-deflate; server_max_window_bits=10",
+         {false, false, 10, 15}},
+        {"Node ws, clientMaxWindowBits: 9",
+         "permessage-deflate; client_max_window_bits=9",
+         "permessage-deflate; client_max_window_bits=9",
+         {false, false, 15, 9}},
+        {"the smallest windows",
+         "permessage-deflate; server_max_window_bits=8; client_max_window_bits=8",
+         "permessage-deflate; server_max_window_bits=8; client_max_window_bits=8",
+         {false, false, 8, 8}},
+    };
+    for (const auto& c : cases) {
+        const auto accepted = negotiate_deflate_server(c.offer);
+        ASSERT_TRUE(accepted) << c.who;
+        EXPECT_EQ(accepted->response, c.response) << c.who;
+        const auto& a = accepted->agreement;
+        EXPECT_EQ(a.server_no_context_takeover, c.agreed.server_no_context_takeover) << c.who;
+        EXPECT_EQ(a.client_no_context_takeover, c.agreed.client_no_context_takeover) << c.who;
+        EXPECT_EQ(a.server_max_window_bits, c.agreed.server_max_window_bits) << c.who;
+        EXPECT_EQ(a.client_max_window_bits, c.agreed.client_max_window_bits) << c.who;
+    }
+}
+
+TEST(negotiate_deflate_server, a_smaller_preferred_window_limits_both_sides) {
+    // The client offered client_max_window_bits: it is told the smaller window.
+    auto accepted = negotiate_deflate_server("permessage-deflate; client_max_window_bits", {true, 12});
     ASSERT_TRUE(accepted);
-    EXPECT_EQ(accepted->response, both_no_takeover);
-    // libdeflate cannot compress with less than a 32 KiB window.
-    EXPECT_FALSE(negotiate_deflate_server("permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"));
+    EXPECT_EQ(accepted->response, "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12");
+    EXPECT_EQ(accepted->agreement.server_max_window_bits, 12);
+    EXPECT_EQ(accepted->agreement.client_max_window_bits, 12);
+    // Firefox cannot be told: it keeps no context instead (§7.1.1.2), so no
+    // 32 KiB window of its is kept here between messages.
+    accepted = negotiate_deflate_server("permessage-deflate", {true, 12});
+    ASSERT_TRUE(accepted);
+    EXPECT_EQ(accepted->response, "permessage-deflate; client_no_context_takeover; server_max_window_bits=12");
+    EXPECT_TRUE(accepted->agreement.client_no_context_takeover);
+    EXPECT_FALSE(accepted->agreement.server_no_context_takeover);
+    // A smaller window the client asks for wins over ours.
+    accepted =
+        negotiate_deflate_server("permessage-deflate; server_max_window_bits=9; client_max_window_bits=10", {true, 12});
+    ASSERT_TRUE(accepted);
+    EXPECT_EQ(accepted->agreement.server_max_window_bits, 9);
+    EXPECT_EQ(accepted->agreement.client_max_window_bits, 10);
+}
+
+// Every pair of preferences and every window size on both sides: what our
+// client offers, our server answers, and our client accepts, each side
+// seeing the same agreement, within both sides' limits (§7.1.2).
+TEST(negotiate_deflate_server, every_window_and_takeover_combination_agrees_on_both_sides) {
+    int combinations = 0;
+    for (bool client_takeover : {false, true})
+        for (bool server_takeover : {false, true})
+            for (std::uint8_t cw = 8; cw <= 15; ++cw)
+                for (std::uint8_t sw = 8; sw <= 15; ++sw) {
+                    const deflate_preferences client{client_takeover, cw}, server{server_takeover, sw};
+                    const std::string offer = deflate_client_offer(client);
+                    const auto accepted = negotiate_deflate_server(offer, server);
+                    ASSERT_TRUE(accepted) << offer;
+                    const auto checked = check_deflate_response(accepted->response, client);
+                    ASSERT_TRUE(std::holds_alternative<deflate_client_result>(checked))
+                        << offer << " -> " << accepted->response << ": " << std::get<std::string>(checked);
+                    const auto& seen = std::get<deflate_client_result>(checked);
+                    ASSERT_TRUE(seen.negotiated);
+                    const auto& a = accepted->agreement;
+                    const auto& b = seen.agreement;
+                    const std::string where = offer + " -> " + accepted->response;
+                    EXPECT_EQ(a.server_no_context_takeover, b.server_no_context_takeover) << where;
+                    EXPECT_EQ(a.client_no_context_takeover, b.client_no_context_takeover) << where;
+                    EXPECT_EQ(a.server_max_window_bits, b.server_max_window_bits) << where;
+                    EXPECT_EQ(a.client_max_window_bits, b.client_max_window_bits) << where;
+                    EXPECT_LE(a.server_max_window_bits, std::min(cw, sw)) << where;
+                    // The client's window can be limited only where it offered client_max_window_bits;
+                    // otherwise it keeps none between messages (§7.1.2.2).
+                    EXPECT_LE(a.client_max_window_bits, cw) << where;
+                    if (offer.find("client_max_window_bits") != std::string::npos) {
+                        EXPECT_LE(a.client_max_window_bits, sw) << where;
+                    } else if (sw < 15) {
+                        EXPECT_TRUE(a.client_no_context_takeover) << where;
+                    }
+                    // Takeover only where neither side asked for none.
+                    EXPECT_EQ(a.server_no_context_takeover, !(client_takeover && server_takeover)) << where;
+                    EXPECT_EQ(a.client_no_context_takeover, !(client_takeover && server_takeover)) << where;
+                    ++combinations;
+                }
+    EXPECT_EQ(combinations, 256);
+}
+
+TEST(negotiate_deflate_server, accepts_every_server_window_offered) {
+    for (int bits = 8; bits <= 15; ++bits) {
+        const std::string offer = "permessage-deflate; server_max_window_bits=" + std::to_string(bits);
+        const auto accepted = negotiate_deflate_server(offer);
+        ASSERT_TRUE(accepted) << offer;
+        EXPECT_EQ(accepted->agreement.server_max_window_bits, bits);
+        EXPECT_NE(accepted->response.find("server_max_window_bits=" + std::to_string(bits)), std::string::npos);
+    }
+    // Offers on a second line are one list with the first (RFC 9110 §5.3).
+    const auto accepted = negotiate_deflate_server(
+        "permessage-deflate; bogus, permessage-deflate; server_max_window_bits=10", no_takeover);
+    ASSERT_TRUE(accepted);
+    EXPECT_EQ(accepted->response, std::string(both_no_takeover) + "; server_max_window_bits=10");
 }
 
 TEST(negotiate_deflate_server, declines_unknown_parameters_and_takes_the_next_offer) {
     const auto accepted = negotiate_deflate_server(
-        "x-webkit-deflate-frame, permessage-deflate; mystery, permessage-deflate; client_no_context_takeover");
+        "x-webkit-deflate-frame, permessage-deflate; mystery, permessage-deflate; client_no_context_takeover",
+        no_takeover);
     ASSERT_TRUE(accepted);
     EXPECT_EQ(accepted->response, both_no_takeover);
 }
@@ -215,7 +343,7 @@ TEST(negotiate_deflate_server, accepts_a_quoted_window) {
 
 TEST(check_deflate_response, our_offer_is_what_the_server_accepts) {
     EXPECT_EQ(deflate_client_offer(), "permessage-deflate; client_no_context_takeover; server_no_context_takeover");
-    const auto accepted = negotiate_deflate_server(deflate_client_offer());
+    const auto accepted = negotiate_deflate_server(deflate_client_offer(), no_takeover);
     ASSERT_TRUE(accepted);
     const auto result = accepted_response(accepted->response);
     EXPECT_TRUE(result.negotiated);
@@ -232,8 +360,9 @@ TEST(check_deflate_response, accepted_variants) {
     auto minimal = accepted_response("permessage-deflate; server_no_context_takeover");
     EXPECT_TRUE(minimal.negotiated);
     EXPECT_TRUE(minimal.agreement.server_no_context_takeover);
-    // The server may keep its inflater across our messages: we must not compress.
-    EXPECT_FALSE(minimal.agreement.client_no_context_takeover);
+    // We offered client_no_context_takeover: we keep no window, whether the
+    // server names it or not (§7.1.1.2), so each message may go alone.
+    EXPECT_TRUE(minimal.agreement.client_no_context_takeover);
     EXPECT_EQ(minimal.agreement.server_max_window_bits, 15);
 
     // Python websockets 10.4's server answering our offer.
@@ -269,6 +398,50 @@ TEST(check_deflate_response, errors_name_the_fault) {
     for (const auto& c : cases) {
         const auto error = error_of(c.response);
         EXPECT_NE(error.find(c.fault), std::string::npos) << c.response << " -> " << error;
+    }
+}
+
+TEST(check_deflate_response, a_takeover_offer_takes_what_the_server_allows) {
+    const deflate_preferences takeover{true, 15};
+    EXPECT_EQ(deflate_client_offer(takeover), "permessage-deflate; client_max_window_bits");
+    EXPECT_EQ(deflate_client_offer({true, 10}),
+              "permessage-deflate; client_max_window_bits=10; server_max_window_bits=10");
+    EXPECT_EQ(deflate_client_offer({false, 9}),
+              "permessage-deflate; client_no_context_takeover; server_no_context_takeover; client_max_window_bits=9; "
+              "server_max_window_bits=9");
+    const struct {
+        std::string_view response;
+        deflate_agreement agreed;
+    } cases[] = {
+        {"permessage-deflate", {false, false, 15, 15}},                             // Node ws, Python websockets
+        {"permessage-deflate; server_no_context_takeover", {true, false, 15, 15}},  // a server keeping none
+        {"permessage-deflate; client_no_context_takeover", {false, true, 15, 15}},
+        {"permessage-deflate; client_max_window_bits=10", {false, false, 15, 10}},
+        {"permessage-deflate; server_max_window_bits=8", {false, false, 8, 15}},
+    };
+    for (const auto& c : cases) {
+        const auto r = check_deflate_response(c.response, takeover);
+        ASSERT_TRUE(std::holds_alternative<deflate_client_result>(r)) << c.response;
+        const auto& a = std::get<deflate_client_result>(r).agreement;
+        EXPECT_EQ(a.server_no_context_takeover, c.agreed.server_no_context_takeover) << c.response;
+        EXPECT_EQ(a.client_no_context_takeover, c.agreed.client_no_context_takeover) << c.response;
+        EXPECT_EQ(a.server_max_window_bits, c.agreed.server_max_window_bits) << c.response;
+        EXPECT_EQ(a.client_max_window_bits, c.agreed.client_max_window_bits) << c.response;
+    }
+    const struct {
+        std::string_view response;
+        deflate_preferences offered;
+        std::string_view fault;
+    } bad[] = {
+        {"permessage-deflate; client_max_window_bits", takeover, "without a value"},
+        {"permessage-deflate; client_max_window_bits=11", {true, 10}, "above the offered 10"},
+        {"permessage-deflate; client_max_window_bits=10", {true, 10}, "lacks server_max_window_bits"},
+        {"permessage-deflate; server_max_window_bits=11", {true, 10}, "above the offered 10"},
+    };
+    for (const auto& c : bad) {
+        const auto r = check_deflate_response(c.response, c.offered);
+        ASSERT_TRUE(std::holds_alternative<std::string>(r)) << c.response;
+        EXPECT_NE(std::get<std::string>(r).find(c.fault), std::string::npos) << std::get<std::string>(r);
     }
 }
 

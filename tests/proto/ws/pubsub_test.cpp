@@ -292,3 +292,95 @@ TEST(pubsub, a_batch_interval_keeps_every_message_and_its_order) {
     EXPECT_GT(server.per_core[0].load(), 0);
     EXPECT_GT(server.per_core[1].load(), 0);
 }
+
+namespace {
+
+// ~100-byte JSON chat lines, 2 KiB and 40 KiB documents: every form a
+// published message can take to a peer that keeps its window.
+std::string mixed_message(int i) {
+    std::string line = R"({"type":"chat","room":"general","from":"user)" + std::to_string(i % 7) +
+                       R"(","text":"message number )" + std::to_string(i) + R"("})";
+    if (i % 10 == 3) {
+        std::string doc = "[";
+        while (doc.size() < 2048) doc += line + ",";
+        return doc;
+    }
+    if (i % 50 == 17) {
+        std::string big = "[";
+        for (int k = 0; big.size() < 40 * 1024; ++k) big += numbered(k * 7919 % 100000, 64) + ",";
+        return big + line;
+    }
+    return line;
+}
+
+}  // namespace
+
+TEST(pubsub, published_and_direct_messages_interleave_on_connections_that_keep_their_window) {
+    // Subscribers with context takeover (32 KiB and 1 KiB windows), one
+    // without, and one without compression, each sending its own messages
+    // (answered directly, "echo:...") while 300 publishes arrive: the shared
+    // sync-flushed form and each connection's own compressed messages must
+    // leave both ends' windows equal, or a later message mis-decodes.
+    ws::options so;
+    so.enable_compression = true;
+    ws::pubsub_options po;
+    po.message_options = so;
+    pubsub_server server(po, so);
+    io_context ctx;
+    constexpr int messages = 300;
+    struct kind {
+        bool compression, takeover;
+        int window;
+    };
+    const std::vector<kind> kinds = {{true, true, 15}, {true, true, 10}, {true, false, 15}, {false, false, 15}};
+    int all_good = 0;
+    auto t = [&]() -> task<void> {
+        std::vector<ws::connection> subs;
+        for (const auto& k : kinds) {
+            ws::options co;
+            co.enable_compression = k.compression;
+            co.compression_context_takeover = k.takeover;
+            co.compression_window_bits = k.window;
+            subs.push_back(co_await ws::connect(ctx, server.url("/sub?topic=mix"), co));
+            EXPECT_EQ(subs.back().compression(), k.compression);
+        }
+        while (server.subscribed.load() < static_cast<int>(kinds.size())) co_await async_sleep(ctx, 5ms);
+        auto pub = co_await ws::connect(ctx, server.url("/pub?topic=mix"));
+        int done = 0;
+        for (std::size_t s = 0; s < subs.size(); ++s)
+            spawn(ctx, co_invoke([&, s]() -> task<void> {
+                      auto& c = subs[s];
+                      int published = 0, echoed = 0;
+                      bool good = true;
+                      while (good && (published < messages || echoed < messages / 3)) {
+                          auto m = co_await c.recv();
+                          if (!m) {
+                              good = false;
+                              break;
+                          }
+                          if (m->starts_with("echo:")) {
+                              good = *m == "echo:" + mixed_message(1000 + echoed * 3 + static_cast<int>(s));
+                              ++echoed;
+                          } else {
+                              good = *m == mixed_message(published);
+                              ++published;
+                          }
+                          if (!good) ADD_FAILURE() << "subscriber " << s << " at " << published << "/" << echoed;
+                      }
+                      all_good += good;
+                      ++done;
+                  }));
+        for (int i = 0; i < messages; ++i) {
+            co_await pub.send(mixed_message(i));
+            if (i % 3 == 0)
+                for (std::size_t s = 0; s < subs.size(); ++s)
+                    co_await subs[s].send(mixed_message(1000 + i + static_cast<int>(s)));
+            if (i == 119) co_await async_sleep(ctx, 2200ms);  // idle for two sweeps: the streams go back to the pool
+        }
+        while (done < static_cast<int>(subs.size())) co_await async_sleep(ctx, 5ms);
+        co_await pub.close();
+        for (auto& c : subs) co_await c.close();
+    };
+    sync_wait(ctx, t());
+    EXPECT_EQ(all_good, static_cast<int>(kinds.size()));
+}
