@@ -104,7 +104,8 @@ struct pool_reaper {
 };
 thread_local pool_reaper reaper;
 
-zstream_box* take_box(bool deflater, std::uint8_t bits, int level, int mem_level) {
+// A pooled stream made with these settings, or null.
+zstream_box* take_pooled(bool deflater, std::uint8_t bits, int level, int mem_level) {
     (void)&reaper;  // constructed with the thread's first use
     const int b = zlib_bits(bits);
     for (zstream_box** at = &pool_head; *at; at = &(*at)->next) {
@@ -117,7 +118,18 @@ zstream_box* take_box(bool deflater, std::uint8_t bits, int level, int mem_level
             return box;
         }
     }
-    return make_box(deflater, bits, level, mem_level);
+    return nullptr;
+}
+
+zstream_box* take_box(bool deflater, std::uint8_t bits, int level, int mem_level) {
+    zstream_box* box = take_pooled(deflater, bits, level, mem_level);
+    return box ? box : make_box(deflater, bits, level, mem_level);
+}
+
+// What zlib allocates for a raw compressor (zlib.h: deflateInit2's memory
+// use, and its state of about 6 KiB).
+std::size_t deflater_bytes(std::uint8_t bits, int mem_level) noexcept {
+    return (std::size_t{1} << (zlib_bits(bits) + 2)) + (std::size_t{1} << (mem_level + 9)) + 6 * 1024;
 }
 
 // Resets `box` (forgetting its window) and pools it, or frees it when the
@@ -196,7 +208,6 @@ void deflate_context::kept_window::keep(std::span<const std::byte> bytes, std::s
         clear();
         data = static_cast<std::byte*>(::operator new(bytes.size()));
         capacity = static_cast<std::uint32_t>(bytes.size());
-        count(static_cast<std::ptrdiff_t>(capacity));
     }
     if (!bytes.empty()) std::memcpy(data, bytes.data(), bytes.size());
     size = static_cast<std::uint32_t>(bytes.size());
@@ -210,11 +221,9 @@ void deflate_context::kept_window::append(std::span<const std::byte> bytes, std:
         if (capacity < cap) {
             auto* grown = static_cast<std::byte*>(::operator new(cap));
             if (size) std::memcpy(grown, data, size);
-            const std::uint32_t old = capacity;
             ::operator delete(data);
             data = grown;
             capacity = static_cast<std::uint32_t>(cap);
-            count(static_cast<std::ptrdiff_t>(capacity) - old);
         }
         if (size + bytes.size() > capacity) {
             const std::size_t drop = std::max<std::size_t>(size + bytes.size() - capacity, capacity / 2);
@@ -228,10 +237,7 @@ void deflate_context::kept_window::append(std::span<const std::byte> bytes, std:
 }
 
 void deflate_context::kept_window::clear() noexcept {
-    if (data) {
-        ::operator delete(data);
-        count(-static_cast<std::ptrdiff_t>(capacity));
-    }
+    ::operator delete(data);
     data = nullptr;
     size = capacity = 0;
 }
@@ -243,9 +249,16 @@ deflate_context::deflate_context(const deflate_agreement& agreed, bool server) n
     receive_takeover_ = server ? !agreed.client_no_context_takeover : !agreed.server_no_context_takeover;
     send_bits_ = server ? agreed.server_max_window_bits : agreed.client_max_window_bits;
     receive_bits_ = server ? agreed.client_max_window_bits : agreed.server_max_window_bits;
+    // The windows an idle connection keeps, counted from the start (at
+    // their largest), so that a core's budget holds however many agree.
+    reserved_ = static_cast<std::uint32_t>(
+        (receive_takeover_ ? window_bytes(zlib_bits(receive_bits_)) : 0) +
+        (send_takeover_ && send_bits_ >= 9 ? std::min(window_bytes(zlib_bits(send_bits_)), kept_send_max) : 0));
+    count(static_cast<std::ptrdiff_t>(reserved_));
 }
 
 deflate_context::~deflate_context() {
+    count(-static_cast<std::ptrdiff_t>(reserved_));
     if (deflater_) give_back(deflater_);
     if (inflater_) give_back(inflater_);
     send_window_.clear();
@@ -257,9 +270,15 @@ std::size_t deflate_context::memory() const noexcept {
            receive_window_.capacity;
 }
 
-zstream_box& deflate_context::deflater(int level, int mem_level) {
-    if (deflater_) return *deflater_;
-    zstream_box* box = take_box(true, send_bits_, level, mem_level);
+zstream_box* deflate_context::deflater(int level, int mem_level, std::size_t budget) {
+    if (deflater_) return deflater_;
+    zstream_box* box = take_pooled(true, send_bits_, level, mem_level);
+    if (!box) {
+        // A new compressor only within the core's budget: without one the
+        // message goes plain, which leaves the peer's window as it is.
+        if (budget && memory_in_use + deflater_bytes(send_bits_, mem_level) > budget) return nullptr;
+        box = make_box(true, send_bits_, level, mem_level);
+    }
     if (send_window_.size) {
         // Raw deflate takes a dictionary before its first block: the history
         // the peer's inflater holds from our earlier messages.
@@ -267,7 +286,7 @@ zstream_box& deflate_context::deflater(int level, int mem_level) {
     }
     send_window_.clear();
     deflater_ = box;
-    return *box;
+    return box;
 }
 
 zstream_box& deflate_context::inflater() {
@@ -283,10 +302,13 @@ zstream_box& deflate_context::inflater() {
     return *box;
 }
 
-std::size_t deflate_context::compress(std::span<const std::byte> payload, int level, int mem_level, std::string& out) {
+std::size_t deflate_context::compress(std::span<const std::byte> payload, int level, int mem_level, std::string& out,
+                                      std::size_t budget) {
     if (payload.empty()) return 0;
     send_used_ = true;
-    zstream_box& box = deflater(std::clamp(level, 1, 9), std::clamp(mem_level, 1, 9));
+    zstream_box* attached = deflater(std::clamp(level, 1, 9), std::clamp(mem_level, 1, 9), budget);
+    if (!attached) return 0;
+    zstream_box& box = *attached;
     const std::size_t base = out.size();
     try {
         if (send_bits_ < 9) {
@@ -333,7 +355,8 @@ void deflate_context::note_sent_elsewhere(std::span<const std::byte> payload) {
     send_window_.append(payload, std::min(window_bytes(zlib_bits(send_bits_)), kept_send_max));
 }
 
-inflate_status deflate_context::inflate(std::span<const std::byte> compressed, std::size_t max_size, std::string& out) {
+inflate_status deflate_context::inflate(std::span<const std::byte> compressed, std::size_t max_size, std::string& out,
+                                        std::size_t budget) {
     receive_used_ = true;
     zstream_box& box = inflater();
     z_stream& z = box.z;
@@ -384,6 +407,8 @@ inflate_status deflate_context::inflate(std::span<const std::byte> compressed, s
         inflateReset(&z);
         if (n) inflateSetDictionary(&z, reinterpret_cast<const Bytef*>(window), n);
     }
+    // Over the core's budget the inflater goes back at once, keeping only its window.
+    if (budget && memory_in_use > budget) release_inflater();
     return st;
 }
 

@@ -318,7 +318,7 @@ std::span<const std::byte> machine::compress(std::span<const std::byte> payload,
     detail::compress_scratch.clear();
     if (zlib_ && zlib_->sends_with_zlib()) {
         const std::size_t n = zlib_->compress(payload, limits.compression_level, limits.compression_memory_level,
-                                              detail::compress_scratch);
+                                              detail::compress_scratch, limits.compression_memory_budget);
         if (n == 0) return {};
         if (n >= payload.size()) {
             // It did not shrink: it goes plain, and with takeover our window,
@@ -567,9 +567,10 @@ bool machine::inflate(feed_result& r, std::span<const std::byte> compressed, con
     if (ratio != 0 && compressed.size() <= limits.max_message_size / ratio)
         limit = std::min(limits.max_message_size, std::max(always, compressed.size() * ratio));
     detail::inflate_scratch.clear();
-    const inflate_status st = zlib_ && zlib_->receives_with_zlib()
-                                  ? zlib_->inflate(compressed, limit, detail::inflate_scratch)
-                                  : decompress_message(compressed, limit, detail::inflate_scratch);
+    const inflate_status st =
+        zlib_ && zlib_->receives_with_zlib()
+            ? zlib_->inflate(compressed, limit, detail::inflate_scratch, limits.compression_memory_budget)
+            : decompress_message(compressed, limit, detail::inflate_scratch);
     auto& b = buffers();
     b.message.swap(detail::inflate_scratch);
     release_charge();

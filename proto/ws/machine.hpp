@@ -58,6 +58,10 @@ struct machine_limits {
     std::uint32_t takeover_compression_threshold = 16;
     std::int8_t compression_level = 6;         // libdeflate's 1..12; zlib's is the same, at most 9
     std::int8_t compression_memory_level = 8;  // zlib's memLevel, 1..9, for windows kept
+    // Bytes of compression state all machines of one thread may hold: past
+    // it a machine without a compressor attached sends plain, and one
+    // inflating gives its inflater back at once (0: no limit).
+    std::size_t compression_memory_budget = 64 * 1024 * 1024;
     // Answer pings with pongs (RFC 6455 §5.5.2); pings read in one pass get
     // one pong, for the latest (§5.5.3).
     bool auto_pong = true;

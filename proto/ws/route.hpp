@@ -28,6 +28,7 @@ struct route_settings {
                  clamp32(o.takeover_compression_threshold),
                  static_cast<std::int8_t>(std::clamp(o.compression_level, 1, 12)),
                  static_cast<std::int8_t>(std::clamp(o.compression_memory_level, 1, 9)),
+                 o.compression_memory_budget,
                  o.auto_pong},
           idle_timeout(o.idle_timeout),
           close_timeout(o.close_timeout),
@@ -57,11 +58,12 @@ struct route_settings {
                a.compression_threshold == b.compression_threshold &&
                a.takeover_compression_threshold == b.takeover_compression_threshold &&
                a.compression_level == b.compression_level && a.compression_memory_level == b.compression_memory_level &&
-               a.auto_pong == b.auto_pong && a.fragments == b.fragments && idle_timeout == o.idle_timeout &&
-               close_timeout == o.close_timeout && send_timeout == o.send_timeout &&
-               message_timeout == o.message_timeout && ping_interval == o.ping_interval &&
-               pong_timeout == o.pong_timeout && max_queued_bytes == o.max_queued_bytes &&
-               send_high_water == o.send_high_water && subprotocol == o.subprotocol;
+               a.compression_memory_budget == b.compression_memory_budget && a.auto_pong == b.auto_pong &&
+               a.fragments == b.fragments && idle_timeout == o.idle_timeout && close_timeout == o.close_timeout &&
+               send_timeout == o.send_timeout && message_timeout == o.message_timeout &&
+               ping_interval == o.ping_interval && pong_timeout == o.pong_timeout &&
+               max_queued_bytes == o.max_queued_bytes && send_high_water == o.send_high_water &&
+               subprotocol == o.subprotocol;
     }
 
     void retain() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }

@@ -19,13 +19,13 @@ clang++ "${flags[@]}" -o "$out/ws_frame_fuzz" "$here/ws_frame_fuzz.cpp" \
   "$root/proto/ws/frame.cpp" "$root/proto/ws/mask.cpp" "$root/proto/ws/utf8.cpp" $(pkg-config --cflags --libs simdjson)
 # ws::machine's sources, compiled once for both of its targets.
 machine_objs=()
-for src in machine frame mask utf8 permessage_deflate; do
+for src in machine frame mask utf8 permessage_deflate deflate_stream; do
   clang++ "${object_flags[@]}" -c -o "$out/ws_$src.o" "$root/proto/ws/$src.cpp"
   machine_objs+=("$out/ws_$src.o")
 done
 for name in ws_machine_fuzz ws_machine_diff_fuzz; do
   # shellcheck disable=SC2046
-  clang++ "${flags[@]}" -o "$out/$name" "$here/$name.cpp" "${machine_objs[@]}" -ldeflate $(pkg-config --libs simdjson)
+  clang++ "${flags[@]}" -o "$out/$name" "$here/$name.cpp" "${machine_objs[@]}" -ldeflate -lz $(pkg-config --libs simdjson)
 done
 for target in http_request_fuzz:http ws_frame_fuzz:ws ws_machine_fuzz:ws_machine ws_machine_diff_fuzz:ws_machine; do
   name=${target%%:*} corpus=${target##*:}

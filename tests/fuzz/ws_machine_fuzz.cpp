@@ -17,7 +17,9 @@
 //   [4]    compression_threshold: n * 8 bytes; compression_level 1 + n % 12
 //   [5]    seed of the generator that picks the piece sizes and the sends;
 //          bit 7 also: messages not at hand whole come in pieces
-//          (machine_limits::fragments)
+//          (machine_limits::fragments); with deflate, bit 6 also: context
+//          takeover both ways (zlib), with windows of 8 + (bits 0-2) bits
+//          for this side's sending and 15 - (bits 3-5) for the peer's
 //   [6..]  the stream the peer sent
 #include <cnetmod/proto/ws/frame.hpp>
 #include <cnetmod/proto/ws/machine.hpp>
@@ -117,8 +119,16 @@ std::span<const std::byte> bytes_of(std::string_view s) {
 // and what its writes must look like to the peer.
 class harness {
 public:
-    harness(role r, bool deflate, bool deflate_send, const machine_limits& limits, bool small_budget)
-        : m_(r, deflate, deflate_send), limits_(limits), small_budget_(small_budget), role_(r), deflate_(deflate) {
+    // `agreed`: permessage-deflate as negotiated with context takeover or
+    // small windows (null: deflate alone says, without either).
+    harness(role r, bool deflate, bool deflate_send, const machine_limits& limits, bool small_budget,
+            const deflate_agreement* agreed)
+        : m_(agreed ? machine(r, *agreed, deflate_send) : machine(r, deflate, deflate_send)),
+          limits_(limits),
+          small_budget_(small_budget),
+          role_(r),
+          deflate_(deflate),
+          agreed_(agreed) {
         peer_limits_.max_message_size = 1 << 20;
     }
 
@@ -413,7 +423,8 @@ private:
     // The peer reads all this side wrote, in one buffer: exactly the events
     // expected, no failure, and nothing after the close.
     void check_peer() {
-        machine peer(role_ == role::server ? role::client : role::server, deflate_);
+        const role other = role_ == role::server ? role::client : role::server;
+        machine peer = agreed_ ? machine(other, *agreed_) : machine(other, deflate_);
         std::span<std::byte> in(wire_.queued);
         std::size_t i = 0;
         for (;;) {
@@ -442,6 +453,7 @@ private:
     bool small_budget_;
     role role_;
     bool deflate_;
+    const deflate_agreement* agreed_;
     vector_sink wire_;                    // everything this side wrote
     std::vector<expected_event> expect_;  // what the peer must read from it
     // The model: what the machine must report.
@@ -510,8 +522,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     generator g{data[5]};
     const std::span<const std::uint8_t> stream(data + layout_size, size - layout_size);
 
+    deflate_agreement agreed;
+    const bool takeover = deflate && (data[5] & 0x40) != 0;
+    if (takeover) {
+        const auto ours = static_cast<std::uint8_t>(8 + (data[5] & 7)),
+                   theirs = static_cast<std::uint8_t>(15 - ((data[5] >> 3) & 7));
+        agreed.server_max_window_bits = side == role::server ? ours : theirs;
+        agreed.client_max_window_bits = side == role::server ? theirs : ours;
+    }
     {
-        harness h(side, deflate, deflate_send, limits, small_budget);
+        harness h(side, deflate, deflate_send, limits, small_budget, takeover ? &agreed : nullptr);
         run(h, g, stream, cut_mode, send_rate);
     }
     check_budget_given_back();

@@ -19,8 +19,10 @@ namespace cnetmod::ws::detail {
 
 struct zstream_box;  // a z_stream and the settings it was made with
 
-// Bytes of zlib state and kept windows that this thread's deflate contexts
-// (and its pool) hold: what the core's compression_memory_budget limits.
+// Bytes of compression state this thread's deflate contexts hold: zlib
+// streams in use and pooled, and for each context the windows it keeps
+// while idle, counted at their largest from its start. What the core's
+// compression_memory_budget limits.
 std::size_t compression_memory_in_use() noexcept;
 
 // Where messages inflate, per thread (permessage_deflate.cpp): room for
@@ -61,8 +63,12 @@ public:
     // Compresses a whole message, appending the frame payload (RSV1 to be
     // set) to `out`; returns the bytes appended. With takeover the window
     // takes the message, so the result must be sent even when it is not
-    // smaller. `level` 1..9, `mem_level` zlib's 1..9.
-    std::size_t compress(std::span<const std::byte> payload, int level, int mem_level, std::string& out);
+    // smaller. `level` 1..9, `mem_level` zlib's 1..9. Returns 0 (the
+    // message goes plain) when it is empty, or when this side has no
+    // compressor attached and a new one would take the thread's compression
+    // memory past `budget` (0: no limit).
+    std::size_t compress(std::span<const std::byte> payload, int level, int mem_level, std::string& out,
+                         std::size_t budget = 0);
     // Our window is emptied (a message compressed with it goes plain after
     // all, so the peer's window lacks it): later messages refer to nothing
     // before this point, which any peer's window allows.
@@ -79,8 +85,10 @@ public:
 
     // Inflates one message (its frames' payloads, without the 00 00 ff ff
     // tail) into `out`, at most max_size bytes (else too_big), keeping the
-    // window for the next message.
-    inflate_status inflate(std::span<const std::byte> compressed, std::size_t max_size, std::string& out);
+    // window for the next message. Over `budget` (0: no limit) the inflater
+    // goes back to the pool at once, keeping only the window.
+    inflate_status inflate(std::span<const std::byte> compressed, std::size_t max_size, std::string& out,
+                           std::size_t budget = 0);
 
     // Called once per sweep: a direction whose zlib stream was not used since
     // the last call gives the stream back to the pool, keeping only the
@@ -101,7 +109,7 @@ private:
         std::span<const std::byte> bytes() const noexcept { return {data, size}; }
     };
 
-    zstream_box& deflater(int level, int mem_level);
+    zstream_box* deflater(int level, int mem_level, std::size_t budget);
     zstream_box& inflater();
     void release_deflater() noexcept;
     void release_inflater() noexcept;
@@ -109,6 +117,7 @@ private:
     zstream_box* deflater_ = nullptr;
     zstream_box* inflater_ = nullptr;
     kept_window send_window_, receive_window_;
+    std::uint32_t reserved_ = 0;  // counted for the windows an idle connection keeps
     std::uint8_t send_bits_ = 15, receive_bits_ = 15;
     bool send_takeover_ = false, receive_takeover_ = false;
     bool send_used_ = false, receive_used_ = false;  // since the last idle_tick

@@ -3,6 +3,7 @@
 // messages, the RSV1 rules, the decompression bomb, and a message prepared
 // once for many connections.
 #include "ws_test_support.hpp"
+#include <cnetmod/proto/ws/detail/deflate_stream.hpp>
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
 
 #include <gtest/gtest.h>
@@ -482,30 +483,65 @@ TEST(compression_windows, client_and_server_round_trip_in_every_mode) {
             }
 }
 
-TEST(compression_budget, over_the_budget_new_connections_keep_no_context) {
+TEST(compression_budget, past_the_budget_no_new_compressor_is_made_and_new_connections_keep_no_context) {
     // A thread of its own: the budget counts this thread's compression state alone.
     std::thread([] {
         ws::options so = compressed_options();
-        so.compression_memory_budget = 1;  // anything held is over it
+        so.compression_memory_budget = 1;  // whatever a connection keeps is past it
         echo_fixture f{so};
-        auto t = [&]() -> task<void> {
-            ws::options co = compressed_options();
-            auto a = co_await ws::connect(f.ctx, f.url(), co);
-            co_await a.send(chat_json(3000));
-            EXPECT_EQ((co_await a.recv()).value_or(""), chat_json(3000));
-            // `a` holds zlib state now: the next connection is offered none.
-            auto raw = co_await raw_exchange(f.ctx, f.srv.port(), client_frame(fin | close_op, close_payload(1000)),
-                                             std::chrono::seconds(5), deflate_offer);
-            EXPECT_NE(raw.head.find("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
-                      std::string::npos)
-                << raw.head;
-            // `a` goes on with its window.
-            for (unsigned n = 0; n < 20; ++n) {
-                co_await a.send(chat_line(n));
-                EXPECT_EQ((co_await a.recv()).value_or(""), chat_line(n));
-            }
-            co_await a.close();
+        peer_stream peer(15);
+        std::vector<std::byte> wire;
+        for (unsigned n = 0; n < 20; ++n) {
+            const auto fr = client_frame(fin | rsv1 | text, peer.compress(chat_line(n)));
+            wire.insert(wire.end(), fr.begin(), fr.end());
+        }
+        const auto cf = client_frame(fin | close_op, close_payload(1000));
+        wire.insert(wire.end(), cf.begin(), cf.end());
+        auto t = [&](std::vector<std::byte> w) -> task<raw_outcome> {
+            co_return co_await raw_exchange(f.ctx, f.srv.port(), std::move(w), std::chrono::seconds(5), deflate_offer);
         };
-        sync_wait(f.ctx, t());
+        // Nothing held yet: the first connection keeps context, but its
+        // windows alone pass the budget, so no compressor is made for it:
+        // its messages are read (the inflater given back after each) and
+        // echoed plain, which leaves its window as it is.
+        const auto first = sync_wait(f.ctx, t(wire));
+        EXPECT_NE(first.head.find("Sec-WebSocket-Extensions: permessage-deflate\r\n"), std::string::npos) << first.head;
+        ASSERT_GE(first.frames.size(), 21u);
+        for (unsigned n = 0; n < 20; ++n) {
+            EXPECT_FALSE(first.rsv1[n]) << n;
+            EXPECT_EQ(first.frames[n].second, chat_line(n));
+        }
+        EXPECT_EQ(first.close_code(), 1000);
+        // The pooled inflater is held now: the next connection is offered none.
+        EXPECT_GT(ws::detail::compression_memory_in_use(), 0u);
+        const auto second = sync_wait(f.ctx, t(client_frame(fin | close_op, close_payload(1000))));
+        EXPECT_NE(second.head.find("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+                  std::string::npos)
+            << second.head;
     }).join();
+}
+
+TEST_F(compression, a_fragmented_message_of_a_takeover_stream_is_reassembled_then_inflated) {
+    peer_stream peer(15);
+    std::vector<std::byte> wire;
+    const auto add = [&](const std::vector<std::byte>& f) { wire.insert(wire.end(), f.begin(), f.end()); };
+    add(client_frame(fin | rsv1 | text, peer.compress(chat_line(1))));
+    // A message that refers back to the one before, in three frames with a ping between.
+    const std::string msg = chat_line(1) + chat_json(9000) + chat_line(2);
+    const std::string z = peer.compress(msg);
+    const std::size_t third = z.size() / 3;
+    add(client_frame(rsv1 | text, z.substr(0, third)));
+    add(client_frame(fin | ping, "p"));
+    add(client_frame(cont, z.substr(third, third)));
+    add(client_frame(fin | cont, z.substr(2 * third)));
+    add(client_frame(fin | rsv1 | binary, peer.compress(chat_line(3))));
+    add(client_frame(fin | close_op, close_payload(1000)));
+    const auto r = run(std::move(wire));
+    ASSERT_GE(r.frames.size(), 5u);
+    EXPECT_EQ(peer.inflate(r.frames[0].second), chat_line(1));
+    EXPECT_EQ(r.frames[1].first, 0xA) << "the ping between fragments is answered";
+    EXPECT_EQ(peer.inflate(r.frames[2].second), msg);
+    EXPECT_EQ(r.frames[3].first, binary);
+    EXPECT_EQ(peer.inflate(r.frames[3].second), chat_line(3));
+    EXPECT_EQ(r.close_code(), 1000);
 }
