@@ -174,6 +174,13 @@ std::optional<deflate_params> read_deflate_params(const extension_offer& offer, 
     return p;
 }
 
+// A window we ask the peer to keep to: never 8, which zlib's compressor
+// cannot keep (Python's websockets fails to start with it); a peer that
+// names 8 for itself gets 8, and we compress with 8 when asked to.
+std::uint8_t asked_of_peer(std::uint8_t bits) noexcept {
+    return std::max<std::uint8_t>(bits, 9);
+}
+
 deflate_accept accept_offer(const deflate_params& offer, const deflate_preferences& prefs) {
     const std::uint8_t ours = std::clamp<std::uint8_t>(prefs.window_bits, 8, 15);
     deflate_agreement a;
@@ -185,7 +192,7 @@ deflate_accept accept_offer(const deflate_params& offer, const deflate_preferenc
     // parameter; otherwise it compresses with up to 32 KiB, and a server that
     // wants smaller windows keeps none of that client's across messages.
     if (offer.client_max_window_bits_present)
-        a.client_max_window_bits = std::min(offer.client_max_window_bits.value_or(15), ours);
+        a.client_max_window_bits = std::min(offer.client_max_window_bits.value_or(15), asked_of_peer(ours));
     else if (ours < 15)
         a.client_no_context_takeover = true;
     deflate_accept accepted;
@@ -351,7 +358,7 @@ std::string deflate_client_offer(const deflate_preferences& prefs) {
                           : "permessage-deflate; client_no_context_takeover; server_no_context_takeover");
     if (bits < 15) {
         if (!prefs.context_takeover) offer += "; client_max_window_bits";
-        offer += "=" + std::to_string(bits) + "; server_max_window_bits=" + std::to_string(bits);
+        offer += "=" + std::to_string(bits) + "; server_max_window_bits=" + std::to_string(asked_of_peer(bits));
     }
     return offer;
 }
@@ -394,8 +401,9 @@ std::variant<deflate_client_result, std::string> check_deflate_response(std::str
     // with the same or a smaller value.
     if (offered_server_window) {
         if (!params->server_max_window_bits) return response_error("lacks server_max_window_bits, which was offered");
-        if (*params->server_max_window_bits > bits)
-            return response_error("has server_max_window_bits above the offered " + std::to_string(bits));
+        if (*params->server_max_window_bits > asked_of_peer(bits))
+            return response_error("has server_max_window_bits above the offered " +
+                                  std::to_string(asked_of_peer(bits)));
     }
     // §7.1.1.1: an offered server_no_context_takeover is accepted by naming it.
     if (!offered.context_takeover && !params->server_no_context_takeover)

@@ -98,6 +98,9 @@ struct deflate_preferences {
 //   below 15; an offer that does not name it leaves the client's window at
 //   15, so with prefs.window_bits below 15 the response adds
 //   client_no_context_takeover (no 32 KiB window is kept for that client).
+// A window of 8 is never asked of the peer (9 instead): zlib's compressor
+// cannot keep one, and peers built on it fail to start; a peer that names
+// 8 for itself gets it, and this side compresses with 8 when asked to.
 // Returns std::nullopt when no offer is acceptable: answer without the extension.
 std::optional<deflate_accept> negotiate_deflate_server(std::string_view extensions_header,
                                                        const deflate_preferences& prefs = {});
@@ -106,7 +109,7 @@ std::optional<deflate_accept> negotiate_deflate_server(std::string_view extensio
 // default) "permessage-deflate; client_max_window_bits", as browsers send
 // it; without, "permessage-deflate; client_no_context_takeover;
 // server_no_context_takeover"; a window below 15 adds
-// server_max_window_bits=N and client_max_window_bits=N.
+// client_max_window_bits=N and server_max_window_bits=N (at least 9).
 std::string deflate_client_offer(const deflate_preferences& prefs);
 // The offer without context takeover and with 32 KiB windows.
 std::string_view deflate_client_offer() noexcept;

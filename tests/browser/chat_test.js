@@ -5,8 +5,8 @@
 // it shows it (chat, join or leave line; the members seen). Then a name that
 // needs percent-encoding joins and leaves, and alice leaves and reconnects.
 // Also checks that the browser and the server negotiated permessage-deflate
-// (RFC 7692) on /chat, from the handshake response headers that Chromium
-// reports over CDP.
+// (RFC 7692) on /chat with context takeover both ways, from the handshake
+// response headers that Chromium reports over CDP.
 // Needs playwright-core on NODE_PATH (tools/setup.sh installs it) and a
 // Chromium (CHROMIUM, default /usr/bin/chromium); no browser is downloaded.
 'use strict';
@@ -99,6 +99,8 @@ async function join(p, name, at = url) {
 }
 
 // RFC 7692 §5: the server accepts the offer by naming permessage-deflate in its response.
+// The demo runs with the default options, context takeover (§7.1.1) both
+// ways, and Chromium offers it: the answer must not take it away.
 function expectDeflate(p) {
   const chats = [...p.sockets.values()].filter((s) => /\/chat\?name=/.test(s.url || ''));
   if (chats.length === 0) throw new Error(`${p.who}: Chromium reported no WebSocket handshake for /chat`);
@@ -107,6 +109,9 @@ function expectDeflate(p) {
     const ext = Object.entries(s.headers || {}).find(([k]) => k.toLowerCase() === 'sec-websocket-extensions');
     if (!ext || !/(^|,)\s*permessage-deflate\b/.test(ext[1])) {
       throw new Error(`${p.who}: the server did not accept permessage-deflate on ${s.url}; response headers: ${JSON.stringify(s.headers)}`);
+    }
+    if (/\b(server|client)_no_context_takeover\b/.test(ext[1])) {
+      throw new Error(`${p.who}: the chat on ${s.url} goes without context takeover: Sec-WebSocket-Extensions: ${ext[1]}`);
     }
     log(`${p.who}: Sec-WebSocket-Extensions: ${ext[1]}`);
   }

@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
 # Starts the echo example on a free port and runs a peer client against it.
-#   run_interop.sh SERVER_BINARY node|python CLIENT_SCRIPT [deflate|declined] [tls]
+#   run_interop.sh SERVER_BINARY node|python CLIENT_SCRIPT
+#                  [deflate|declined|takeover|small_windows|no_takeover_server] [tls]
 #     (none)    plain ws://, the client offers no extension
 #     deflate   the server runs with --deflate; the client offers
 #               permessage-deflate and checks that it was negotiated
 #     declined  the server runs without --deflate; the client offers
 #               permessage-deflate and checks that nothing was negotiated
+#     takeover, small_windows, no_takeover_server
+#               as deflate, then the client's --mode checks: the server runs
+#               with --deflate (context takeover both ways), with
+#               --deflate --window-bits 9, or with --deflate
+#               --no-context-takeover, and the client checks the agreed
+#               parameters and round-trips chat lines, documents and 1 MiB
 #     tls       wss://: certificates made now by tests/support/make_certs.sh,
 #               the server runs with --cert/--key, the client trusts ca.pem
-# The client is called as CLIENT_SCRIPT URL [--compression=expect|declined] [--ca=FILE].
+# The client is called as CLIENT_SCRIPT URL [--compression=expect|declined]
+#   [--mode=takeover|small_windows|no_takeover_server] [--ca=FILE].
 set -euo pipefail
 server=$1 kind=$2 client=$3
 shift 3
-compression="" tls=""
+compression="" deflate_mode="" tls=""
 for mode in "$@"; do
   case $mode in
     deflate | declined) compression=$mode ;;
+    takeover | small_windows | no_takeover_server) compression=deflate deflate_mode=$mode ;;
     tls) tls=1 ;;
     *) echo "run_interop.sh: unknown mode '$mode'" >&2; exit 2 ;;
   esac
@@ -33,9 +42,17 @@ server_args=(--port 0 --quiet)
 client_args=()
 scheme=ws
 if [ "$compression" = deflate ]; then server_args+=(--deflate); fi
+case $deflate_mode in
+  small_windows) server_args+=(--window-bits 9) ;;
+  no_takeover_server) server_args+=(--no-context-takeover) ;;
+esac
+# The server's sweep then runs every 10 ms (no ping before 30 s of silence):
+# the client's pauses let unused zlib streams go back to the pool.
+if [ -n "$deflate_mode" ]; then server_args+=(--pong-timeout-ms 40); fi
 if [ -n "$compression" ]; then
   client_args+=("--compression=$([ "$compression" = deflate ] && echo expect || echo declined)")
 fi
+if [ -n "$deflate_mode" ]; then client_args+=("--mode=$deflate_mode"); fi
 if [ -n "$tls" ]; then
   sh "$(dirname "$0")/../support/make_certs.sh" "$work/certs"
   server_args+=(--cert "$work/certs/server.pem" --key "$work/certs/server.key")

@@ -233,6 +233,14 @@ TEST(negotiate_deflate_server, a_smaller_preferred_window_limits_both_sides) {
     EXPECT_EQ(accepted->response, "permessage-deflate; client_no_context_takeover; server_max_window_bits=12");
     EXPECT_TRUE(accepted->agreement.client_no_context_takeover);
     EXPECT_FALSE(accepted->agreement.server_no_context_takeover);
+    // A window of 8 is not asked of a client (zlib's compressor cannot keep
+    // it: 9), but one that names 8 for itself gets it, and so does a
+    // client asking it of us.
+    accepted = negotiate_deflate_server("permessage-deflate; client_max_window_bits", {true, 8});
+    ASSERT_TRUE(accepted);
+    EXPECT_EQ(accepted->response, "permessage-deflate; server_max_window_bits=8; client_max_window_bits=9");
+    EXPECT_EQ(deflate_client_offer({true, 8}),
+              "permessage-deflate; client_max_window_bits=8; server_max_window_bits=9");
     // A smaller window the client asks for wins over ours.
     accepted =
         negotiate_deflate_server("permessage-deflate; server_max_window_bits=9; client_max_window_bits=10", {true, 12});
@@ -266,12 +274,14 @@ TEST(negotiate_deflate_server, every_window_and_takeover_combination_agrees_on_b
                     EXPECT_EQ(a.client_no_context_takeover, b.client_no_context_takeover) << where;
                     EXPECT_EQ(a.server_max_window_bits, b.server_max_window_bits) << where;
                     EXPECT_EQ(a.client_max_window_bits, b.client_max_window_bits) << where;
-                    EXPECT_LE(a.server_max_window_bits, std::min(cw, sw)) << where;
+                    // 8 is never asked of a peer (zlib's compressors cannot keep it): 9 instead.
+                    const auto asked = [](std::uint8_t b) { return std::max<std::uint8_t>(b, 9); };
+                    EXPECT_LE(a.server_max_window_bits, std::min(asked(cw), sw)) << where;
                     // The client's window can be limited only where it offered client_max_window_bits;
                     // otherwise it keeps none between messages (§7.1.2.2).
                     EXPECT_LE(a.client_max_window_bits, cw) << where;
                     if (offer.find("client_max_window_bits") != std::string::npos) {
-                        EXPECT_LE(a.client_max_window_bits, sw) << where;
+                        EXPECT_LE(a.client_max_window_bits, asked(sw)) << where;
                     } else if (sw < 15) {
                         EXPECT_TRUE(a.client_no_context_takeover) << where;
                     }
