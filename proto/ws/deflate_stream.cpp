@@ -2,6 +2,7 @@
 // (see detail/deflate_stream.hpp).
 #include <cnetmod/proto/ws/detail/deflate_stream.hpp>
 
+#include <sys/mman.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -32,13 +33,25 @@ void count(std::ptrdiff_t n) noexcept {
 }
 
 // zlib's allocations, counted per stream and per thread; the size goes in a
-// 16-byte header (zlib needs no more than malloc's alignment).
+// 16-byte header (zlib needs no more than malloc's alignment). Its large
+// buffers (a compressor's window, hash chains and pending output, an
+// inflater's window: 32 KiB and up) are mapped pages of their own, so that
+// a stream freed when its connection goes idle gives its memory back to
+// the kernel at once: from malloc's heap it would stay resident.
 constexpr std::size_t alloc_header = 16;
+constexpr std::size_t mapped_from = 32 * 1024;
 
 voidpf counted_alloc(voidpf opaque, uInt items, uInt size) {
     const std::size_t n = static_cast<std::size_t>(items) * size;
-    auto* p = static_cast<std::byte*>(std::malloc(n + alloc_header));
-    if (!p) return Z_NULL;
+    std::byte* p;
+    if (n >= mapped_from) {
+        void* m = ::mmap(nullptr, n + alloc_header, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) return Z_NULL;
+        p = static_cast<std::byte*>(m);
+    } else {
+        p = static_cast<std::byte*>(std::malloc(n + alloc_header));
+        if (!p) return Z_NULL;
+    }
     std::memcpy(p, &n, sizeof n);
     static_cast<zstream_box*>(opaque)->bytes += n;
     count(static_cast<std::ptrdiff_t>(n));
@@ -52,7 +65,10 @@ void counted_free(voidpf opaque, voidpf address) {
     std::memcpy(&n, p, sizeof n);
     static_cast<zstream_box*>(opaque)->bytes -= n;
     count(-static_cast<std::ptrdiff_t>(n));
-    std::free(p);
+    if (n >= mapped_from)
+        ::munmap(p, n + alloc_header);
+    else
+        std::free(p);
 }
 
 // zlib's raw deflate takes windows of 9 to 15 bits (8 is refused); a
