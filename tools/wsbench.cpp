@@ -187,6 +187,43 @@ struct summary {
 
 // ---------------------------------------------------------------- settings
 
+// Echo messages read from --payload-file: its non-empty lines, without
+// their line ends, back to back. Connection i starts at line i * count /
+// connections (so that connections send different streams, as the rooms of
+// a chat would) and takes the next line for each message, round the file.
+struct payload_lines {
+    std::vector<std::byte> bytes;
+    std::vector<std::size_t> starts{0};  // line k is bytes [starts[k], starts[k + 1])
+    std::size_t count() const noexcept { return starts.size() - 1; }
+    std::span<const std::byte> line(std::uint64_t k) const noexcept {
+        const std::size_t i = static_cast<std::size_t>(k % count());
+        return std::span<const std::byte>(bytes).subspan(starts[i], starts[i + 1] - starts[i]);
+    }
+    std::size_t longest() const noexcept {
+        std::size_t n = 0;
+        for (std::size_t i = 0; i < count(); ++i) n = std::max(n, starts[i + 1] - starts[i]);
+        return n;
+    }
+    double mean_size() const noexcept { return count() ? static_cast<double>(bytes.size()) / count() : 0; }
+};
+
+// Reads `path`'s lines; throws std::runtime_error naming the file when it cannot be read or has none.
+std::shared_ptr<const payload_lines> read_payload_lines(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error("cannot open --payload-file " + path);
+    auto lines = std::make_shared<payload_lines>();
+    std::string line;
+    while (std::getline(in, line)) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.empty()) continue;
+        const auto* b = reinterpret_cast<const std::byte*>(line.data());
+        lines->bytes.insert(lines->bytes.end(), b, b + line.size());
+        lines->starts.push_back(lines->bytes.size());
+    }
+    if (lines->count() == 0) throw std::runtime_error("--payload-file " + path + " has no non-empty line");
+    return lines;
+}
+
 struct config {
     std::string url;
     std::string publish_url;  // broadcast: where the publishers connect (default: url)
@@ -200,9 +237,16 @@ struct config {
     double rate = 0;
     unsigned threads = 1;
     bool deflate = false;
-    bool deflate_negotiated = false;  // what the probe connection found
-    std::string ca_file;              // wss://: trust this CA (PEM) instead of the system store
-    bool insecure = false;            // wss://: do not verify the server's certificate
+    bool no_takeover = false;  // --deflate without context takeover
+    int window_bits = 15;
+    std::size_t deflate_threshold = 1024;  // without takeover, messages from this size go compressed
+    int deflate_level = 6;                 // what wsbench compresses its own messages with
+    std::string payload_file;
+    std::shared_ptr<const payload_lines> lines;  // --payload-file's messages, or none: the pattern
+    double hold_idle = 0;                        // seconds every connection stays open and silent after the load
+    bool deflate_negotiated = false;             // what the probe connection found
+    std::string ca_file;                         // wss://: trust this CA (PEM) instead of the system store
+    bool insecure = false;                       // wss://: do not verify the server's certificate
     unsigned publishers = 1;
     int server_pid = 0;
     bool spin = false;
@@ -273,6 +317,8 @@ ws::options client_options(const config& cfg) {
     ws::options o;
     o.handshake_timeout = std::chrono::milliseconds(static_cast<long>(cfg.connect_timeout * 1000));
     o.enable_compression = cfg.deflate;
+    o.compression_context_takeover = !cfg.no_takeover;
+    o.compression_window_bits = cfg.window_bits;
     o.tls.ca_file = cfg.ca_file;
     o.tls.verify = !cfg.insecure;
     return o;
@@ -354,10 +400,15 @@ private:
     std::size_t size_;
 };
 
-// The stream's send queue as a ws::machine writes frames into it (pongs, close frames, compressed messages).
+// The stream's send queue as a ws::machine writes frames into it (pongs,
+// close frames, compressed messages), counting the frame bytes it takes.
 struct queue_sink {
     tcp_stream& stream;
-    std::span<std::byte> space(std::size_t n) { return stream.queue_space(n); }
+    std::uint64_t bytes = 0;
+    std::span<std::byte> space(std::size_t n) {
+        bytes += n;
+        return stream.queue_space(n);
+    }
 };
 
 // ---------------------------------------------------------------- the run
@@ -365,8 +416,15 @@ struct queue_sink {
 struct stats {
     counter sent, received, bytes, mismatches, errors, unexpected_closes, connect_failures, lost, handshakes,
         deliveries, published, overflows;
+    // Frame bytes (headers, masks, payloads as sent: compressed or not) read from and queued on the
+    // sockets, beside the messages' payload bytes; connections that agreed permessage-deflate, and of
+    // those the ones whose server keeps its window (context takeover server to client).
+    counter wire_received, wire_sent, payload_sent, deflate_connections, takeover_connections;
+    std::atomic<int> server_window_bits{0};  // as agreed by the last connection with deflate
     histogram latency, connect;
 };
+
+std::atomic<bool> interrupted{false};  // SIGINT or SIGTERM
 
 // What all threads share: the settings, the clock marks, the stop flag.
 struct run_state {
@@ -376,6 +434,7 @@ struct run_state {
     std::latch connected;
     std::latch go{1};
     std::atomic<unsigned> finished{0};
+    std::atomic<unsigned> holding{0};  // threads whose connections are all idle (--hold-idle)
     explicit run_state(const config& c) : cfg(c), connected(static_cast<std::ptrdiff_t>(c.threads)) {}
 };
 
@@ -397,6 +456,7 @@ struct conn : read_waiter {
     std::uint64_t send_seq = 0;
     std::uint64_t recv_seq = 0;
     std::uint64_t quota = UINT64_MAX;  // messages this connection may send (--messages)
+    std::uint64_t first_line = 0;      // --payload-file: message s is line first_line + s
     unsigned global_index = 0;
     std::vector<std::uint64_t> next_from;  // broadcast receiver: next sequence expected per publisher
     bool open = false;                     // the handshake is done and nobody has closed
@@ -409,6 +469,12 @@ public:
     worker(run_state& run, unsigned index, std::vector<unsigned> connection_ids)
         : run_(run), cfg_(run.cfg), index_(index), ids_(std::move(connection_ids)), ctx_(context_options(run.cfg)) {
         limits_.max_message_size = std::max<std::size_t>(cfg_.size * 2, 16 * 1024 * 1024);
+        if (cfg_.lines) limits_.max_message_size = std::max(limits_.max_message_size, cfg_.lines->longest() * 2);
+        limits_.compression_threshold = static_cast<std::uint32_t>(cfg_.deflate_threshold);
+        limits_.compression_level = static_cast<std::int8_t>(cfg_.deflate_level);
+        // No per-thread bound on zlib state: a load generator compresses every message its agreement lets
+        // it (a bound would send some plain, which leaves the server's receive window unfilled).
+        limits_.compression_memory_budget = 0;
     }
 
     stats& results() noexcept { return stats_; }
@@ -486,6 +552,7 @@ private:
                 if (c->open) begin(*c);
             if (cfg_.mode == "broadcast" || cfg_.rate > 0) spawn(ctx_, pacer(start));
             co_await wait_for_end();
+            if (cfg_.hold_idle > 0) co_await hold_idle();
             co_await close_all();
         }
     }
@@ -502,6 +569,7 @@ private:
             c->global_index = ids_[i];
             c->payload = make_payload(cfg_.size, cfg_.mode == "broadcast" ? 0 : ids_[i]);
             c->sent_at.assign(ring_size, 0);
+            if (cfg_.lines) c->first_line = std::uint64_t{ids_[i]} * cfg_.lines->count() / cfg_.connections;
             if (cfg_.mode == "broadcast") c->next_from.assign(cfg_.publishers, 0);
             conns_.push_back(std::move(c));
         }
@@ -534,8 +602,13 @@ private:
             stats_.connect.record(clock_ns::now() - t0);
             stats_.handshakes.add();
             c.stream = std::move(h.stream);
-            c.reader = wsbench::frame_reader(h.deflate, h.deflate_send);
+            c.reader = h.deflate ? wsbench::frame_reader(h.agreement, h.deflate_send) : wsbench::frame_reader();
             c.open = true;
+            if (h.deflate) {
+                stats_.deflate_connections.add();
+                if (!h.agreement.server_no_context_takeover) stats_.takeover_connections.add();
+                stats_.server_window_bits.store(h.agreement.server_max_window_bits, std::memory_order_relaxed);
+            }
         } catch (const std::exception& e) {
             connect_failed(e);
         }
@@ -605,6 +678,7 @@ private:
         const std::uint64_t now = turn_time();
         tally t;
         t.expected = sequence_word(c.recv_seq);
+        std::uint64_t wire = 0;
         bool reading = true;
         while (reading) {
             const std::span<std::byte> view = c.stream.writable_view();
@@ -628,12 +702,15 @@ private:
                 }  // a ping: the pong is owed (write_owed below); a pong: nothing to do
             }
             c.stream.consume(used);
+            wire += used;
         }
         stats_.received.add(t.received);
         stats_.bytes.add(t.bytes);
+        stats_.wire_received.add(wire);
         if (c.reader.machine().owes_output()) {
             queue_sink sink{c.stream};
             c.reader.machine().write_owed(sink);  // pongs, and the reply to a close
+            stats_.wire_sent.add(sink.bytes);
         }
         if (closed_loop() && t.echoes > 0 && sending() && c.open)
             send(c, std::min(t.echoes, c.quota - std::min(c.quota, c.send_seq)), now);
@@ -659,23 +736,36 @@ private:
             stats_.mismatches.add();  // an answer to nothing
             return;
         }
-        const auto& p = c.payload;
         const auto m = e.payload;
-        bool ok = m.size() == p.size() && e.op == op();
-        if (ok && p.size() >= seq_chars) {
-            std::uint64_t seq;
-            std::memcpy(&seq, m.data(), seq_chars);
-            ok = seq == t.expected && same_bytes(m.data() + seq_chars, p.data() + seq_chars, p.size() - seq_chars);
-        } else if (ok) {
-            ok = same_bytes(m.data(), p.data(), p.size());
+        if (cfg_.lines) {
+            // The line it answers; neighbouring lines differ, so this checks the order too.
+            const auto line = cfg_.lines->line(c.first_line + c.recv_seq);
+            if (m.size() != line.size() || e.op != op() || !same_bytes(m.data(), line.data(), line.size()))
+                stats_.mismatches.add();
+        } else if (!same_as_sent(c, e, t.expected)) {
+            stats_.mismatches.add();
         }
-        if (!ok) stats_.mismatches.add();
         stats_.latency.record(now - c.sent_at[c.recv_seq & (ring_size - 1)]);
         ++c.recv_seq;
         t.expected = next_sequence_word(t.expected, c.recv_seq);
         ++t.received;
         ++t.echoes;
         t.bytes += m.size();
+    }
+
+    // The pattern payload with the sequence word `expected` (or, shorter than a word, the pattern alone).
+    bool same_as_sent(const conn& c, const ws::event& e, std::uint64_t expected) const noexcept {
+        const auto& p = c.payload;
+        const auto m = e.payload;
+        bool ok = m.size() == p.size() && e.op == op();
+        if (ok && p.size() >= seq_chars) {
+            std::uint64_t seq;
+            std::memcpy(&seq, m.data(), seq_chars);
+            ok = seq == expected && same_bytes(m.data() + seq_chars, p.data() + seq_chars, p.size() - seq_chars);
+        } else if (ok) {
+            ok = same_bytes(m.data(), p.data(), p.size());
+        }
+        return ok;
     }
 
     // A broadcast delivery: in order per publisher, the pattern intact, timed from its publish.
@@ -755,7 +845,10 @@ private:
     // with its sequence number, masked, built in the send queue in batches.
     void send(conn& c, std::uint64_t n, std::uint64_t at) {
         stats_.sent.add(n);
+        if (cfg_.lines) return send_lines(c, n, at);
         if (c.reader.machine().deflate_send()) return send_compressible(c, n, at);
+        stats_.payload_sent.add(n * c.payload.size());
+        stats_.wire_sent.add(n * head_.frame_size(c.payload.size()));
         // Locals: the frames' bytes are written through std::byte*, which may alias any member.
         const std::span<std::byte> payload(c.payload);
         const bool numbered = payload.size() >= seq_chars;
@@ -784,12 +877,31 @@ private:
     // permessage-deflate for sending: the machine compresses what is worth it.
     void send_compressible(conn& c, std::uint64_t n, std::uint64_t at) {
         queue_sink sink{c.stream};
+        stats_.payload_sent.add(n * c.payload.size());
         for (; n > 0; --n) {
             if (c.payload.size() >= seq_chars) put_number(c.payload.data(), seq_chars, c.send_seq);
             c.sent_at[c.send_seq & (ring_size - 1)] = at;
             ++c.send_seq;
             c.reader.machine().send_message(sink, op(), c.payload, limits_);
         }
+        stats_.wire_sent.add(sink.bytes);
+    }
+
+    // --payload-file: the connection's next lines, each framed (and
+    // compressed, with deflate) by the machine. No sequence number goes in:
+    // the echo is compared with the line it answers.
+    void send_lines(conn& c, std::uint64_t n, std::uint64_t at) {
+        queue_sink sink{c.stream};
+        std::uint64_t payload = 0;
+        for (; n > 0; --n) {
+            const auto line = cfg_.lines->line(c.first_line + c.send_seq);
+            c.sent_at[c.send_seq & (ring_size - 1)] = at;
+            ++c.send_seq;
+            payload += line.size();
+            c.reader.machine().send_message(sink, op(), line, limits_);
+        }
+        stats_.payload_sent.add(payload);
+        stats_.wire_sent.add(sink.bytes);
     }
 
     // Open loop: message k of this thread is due at start + k * interval, on
@@ -872,6 +984,23 @@ private:
         }
     }
 
+    // --hold-idle: every connection stays open and sends nothing (pings are
+    // still answered), so that a server's per-connection memory can be
+    // measured idle. Our own zlib streams go back first (two ticks: the
+    // first marks them unused, the second releases them). The last thread
+    // to get here says so on stderr, for the script that waits for it.
+    task<void> hold_idle() {
+        for (int tick = 0; tick < 2; ++tick)
+            for (auto& c : conns_)
+                if (c->open) c->reader.machine().compression_tick();
+        if (run_.holding.fetch_add(1) + 1 == cfg_.threads) {
+            fmt::print(stderr, "wsbench: holding connections idle for {:g} s\n", cfg_.hold_idle);
+            std::fflush(stderr);
+        }
+        const std::uint64_t until = clock_ns::now() + static_cast<std::uint64_t>(cfg_.hold_idle * 1e9);
+        while (clock_ns::now() < until && !interrupted.load()) co_await async_sleep(ctx_, 20ms);
+    }
+
     task<void> close_all() {
         // Close frames go out together; each connection's reader sees the
         // server's answer and ends its TCP connection.
@@ -881,6 +1010,7 @@ private:
             try {
                 queue_sink sink{c->stream};
                 c->reader.machine().send_close(sink, ws::close_code::normal, "");
+                stats_.wire_sent.add(sink.bytes);
                 c->closing = true;
                 ++closing_;
             } catch (const std::exception&) {
@@ -983,8 +1113,6 @@ std::string duration_text(double ns) {
     return fmt::format("{:.2f} s", ns / 1e9);
 }
 
-std::atomic<bool> interrupted{false};
-
 // An exception's text without the library's "cnetmod: " prefix, for a one-line error.
 std::string plain_message(const std::exception& e) {
     std::string what = e.what();
@@ -1056,6 +1184,26 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_flag("--deflate", cfg.deflate,
                  "offer permessage-deflate (RFC 7692); the payload pattern is highly compressible");
+    app.add_flag("--no-context-takeover", cfg.no_takeover,
+                 "--deflate: offer no context takeover both ways (each message compressed alone)");
+    app.add_option("--window-bits", cfg.window_bits, "--deflate: the largest LZ77 window offered, log2 bytes, 8..15")
+        ->check(CLI::Range(8, 15))
+        ->capture_default_str();
+    app.add_option("--deflate-threshold", cfg.deflate_threshold,
+                   "--deflate without context takeover: messages from this many bytes go compressed")
+        ->capture_default_str();
+    app.add_option("--deflate-level", cfg.deflate_level,
+                   "--deflate: the level wsbench compresses its messages with, 1..12 (zlib's, with context "
+                   "takeover or a small window, at most 9); a low one keeps the load generator's cost down")
+        ->check(CLI::Range(1, 12))
+        ->capture_default_str();
+    app.add_option("--payload-file", cfg.payload_file,
+                   "echo: the messages are this file's non-empty lines, in turn (each connection from its own "
+                   "place in the file; --size is not used); every echo is compared with its line");
+    app.add_option("--hold-idle", cfg.hold_idle,
+                   "after the load, keep every connection open and silent this many seconds before closing "
+                   "(idle memory; stderr says when it begins; the rates then count the hold too)")
+        ->check(CLI::Range(0.0, 86'400.0));
     app.add_option("--ca", cfg.ca_file, "wss://: trust this CA certificate (PEM) instead of the system store");
     app.add_flag("-k,--insecure", cfg.insecure, "wss://: do not verify the server's certificate");
     app.add_option("--publish-url", cfg.publish_url,
@@ -1109,6 +1257,18 @@ int main(int argc, char** argv) {
         }
         if (cfg.publishers >= cfg.connections) {
             fmt::print(stderr, "wsbench: broadcast mode needs more --connections than --publishers\n");
+            return 2;
+        }
+    }
+    if (!cfg.payload_file.empty()) {
+        if (cfg.mode != "echo") {
+            fmt::print(stderr, "wsbench: --payload-file is for echo mode\n");
+            return 2;
+        }
+        try {
+            cfg.lines = read_payload_lines(cfg.payload_file);
+        } catch (const std::exception& e) {
+            fmt::print(stderr, "wsbench: {}\n", e.what());
             return 2;
         }
     }
@@ -1217,7 +1377,9 @@ int main(int argc, char** argv) {
     // ---- results ----
     const double seconds = static_cast<double>(end - start) / 1e9;
     std::uint64_t sent = 0, received = 0, bytes = 0, mismatches = 0, errors = 0, closes = 0, failures = 0, lost = 0,
-                  handshakes = 0, published = 0, deliveries = 0, overflows = 0;
+                  handshakes = 0, published = 0, deliveries = 0, overflows = 0, wire_received = 0, wire_sent = 0,
+                  payload_sent = 0, deflate_connections = 0, takeover_connections = 0;
+    int server_window_bits = 0;
     summary latency, connect;
     for (auto& w : workers) {
         auto& s = w->results();
@@ -1233,6 +1395,12 @@ int main(int argc, char** argv) {
         published += s.published.get();
         deliveries += s.deliveries.get();
         overflows += s.overflows.get();
+        wire_received += s.wire_received.get();
+        wire_sent += s.wire_sent.get();
+        payload_sent += s.payload_sent.get();
+        deflate_connections += s.deflate_connections.get();
+        takeover_connections += s.takeover_connections.get();
+        server_window_bits = std::max(server_window_bits, s.server_window_bits.load());
         s.latency.add_to(latency.counts, latency.max, latency.sum);
         s.connect.add_to(connect.counts, connect.max, connect.sum);
     }
@@ -1245,6 +1413,12 @@ int main(int argc, char** argv) {
     const std::uint64_t total_errors = mismatches + errors + closes + failures + lost + overflows;
     const double rate = static_cast<double>(window_count) / seconds;
     const double mb = static_cast<double>(bytes) / seconds / 1e6;
+    // Frame bytes per payload byte, each way (over the whole run, the drain included).
+    const auto per_payload = [](std::uint64_t wire, std::uint64_t payload) {
+        return payload ? static_cast<double>(wire) / static_cast<double>(payload) : 0.0;
+    };
+    const double wire_ratio_received = per_payload(wire_received, bytes);
+    const double wire_ratio_sent = per_payload(wire_sent, payload_sent);
     const double cpu_share = (own1.total() - own0.total()) / seconds / cfg.threads;
     // Runnable but not running (other processes on wsbench's cores).
     const double wait_share = (delay1 - delay0) / seconds / cfg.threads;
@@ -1274,17 +1448,31 @@ int main(int argc, char** argv) {
         j["mode"] = cfg.mode;
         j["connections"] = cfg.connections;
         j["size"] = cfg.size;
+        if (cfg.lines) {
+            j["payload_file"] = cfg.payload_file;
+            j["payload_lines"] = cfg.lines->count();
+            j["payload_mean_size"] = cfg.lines->mean_size();
+        }
         j["binary"] = cfg.binary;
         j["inflight"] = cfg.rate > 0 ? 0u : cfg.inflight;
         j["rate_target"] = cfg.rate;
         j["threads"] = cfg.threads;
         j["tls"] = tls;
         j["deflate"] = cfg.deflate_negotiated;
+        j["deflate_connections"] = deflate_connections;
+        j["takeover_connections"] = takeover_connections;
+        j["server_window_bits"] = server_window_bits;
         j["duration_s"] = seconds;
         j["sent"] = sent;
         j["received"] = received;
         j["messages_per_s"] = cfg.mode == "connect" ? 0.0 : rate;
         j["mb_per_s"] = mb;
+        j["payload_bytes_received"] = bytes;
+        j["wire_bytes_received"] = wire_received;
+        j["wire_ratio_received"] = wire_ratio_received;
+        j["payload_bytes_sent"] = payload_sent;
+        j["wire_bytes_sent"] = wire_sent;
+        j["wire_ratio_sent"] = wire_ratio_sent;
         j["latency_us"] = {{"p50", latency.percentile(50) / 1e3},
                            {"p90", latency.percentile(90) / 1e3},
                            {"p99", latency.percentile(99) / 1e3},
@@ -1329,7 +1517,10 @@ int main(int argc, char** argv) {
                               cfg.connections - cfg.publishers, cfg.rate > 0 ? cfg.rate : 100.0)
             : cfg.rate > 0 ? fmt::format("echo, {} connections, open loop at {:.0f} msg/s", cfg.connections, cfg.rate)
                            : fmt::format("echo, {} connections, {} in flight", cfg.connections, cfg.inflight);
-        fmt::print("wsbench {}  {}, {} B {}{}, {} thread{}, {:.1f} s\n\n", cfg.url, shape, cfg.size,
+        const std::string sizes = cfg.lines ? fmt::format("{} lines of {} (mean {:.0f} B)", cfg.lines->count(),
+                                                          cfg.payload_file, cfg.lines->mean_size())
+                                            : fmt::format("{} B", cfg.size);
+        fmt::print("wsbench {}  {}, {} {}{}, {} thread{}, {:.1f} s\n\n", cfg.url, shape, sizes,
                    cfg.binary ? "binary" : "text", cfg.deflate_negotiated ? " (permessage-deflate)" : "", cfg.threads,
                    cfg.threads == 1 ? "" : "s", seconds);
         if (cfg.mode == "connect") {
@@ -1342,6 +1533,12 @@ int main(int argc, char** argv) {
             fmt::print("  messages     {} sent, {} received ({} msg/s, {:.1f} MB/s each way)\n", with_commas(sent),
                        with_commas(received), with_commas(static_cast<std::uint64_t>(rate)), mb);
         }
+        if (cfg.mode != "connect" && deflate_connections > 0)
+            fmt::print(
+                "  wire         {:.3f} B per payload byte received, {:.3f} sent ({} of {} connections "
+                "with context takeover from the server)\n",
+                wire_ratio_received, wire_ratio_sent, with_commas(takeover_connections),
+                with_commas(deflate_connections));
         if (cfg.mode != "connect")
             fmt::print("  latency      p50 {}   p90 {}   p99 {}   p99.9 {}   max {}\n",
                        duration_text(latency.percentile(50)), duration_text(latency.percentile(90)),

@@ -1,8 +1,10 @@
 // Node's `ws` (Debian node-ws) as an echo server for the comparison runs:
-//   NODE_PATH=/usr/share/nodejs node bench/peers/node_echo.js PORT [--deflate] [--cert FILE --key FILE]
+//   NODE_PATH=/usr/share/nodejs node bench/peers/node_echo.js PORT [--deflate [--deflate-threshold N]]
+//                                                               [--cert FILE --key FILE]
 // Echoes every message with its type on /ws. --deflate: permessage-deflate
-// (zlib level 6, messages from 1 KiB, as cnetmod's defaults); --cert and
-// --key: wss:// over Node's https server.
+// (zlib level 6, messages from 1 KiB, as cnetmod's defaults; these are also
+// ws's own defaults for `perMessageDeflate: true`); --deflate-threshold:
+// another threshold; --cert and --key: wss:// over Node's https server.
 'use strict';
 const fs = require('fs');
 const https = require('https');
@@ -11,7 +13,10 @@ const args = process.argv.slice(2);
 const port = Number(args[0] || 8080);
 const flag = (name) => args.includes(name);
 const value = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
-const deflate = flag('--deflate') ? { threshold: 1024, zlibDeflateOptions: { level: 6 } } : false;
+// ws compresses every message of a side with context takeover; the threshold
+// applies only where a side has none (the client offered no takeover).
+const threshold = value('--deflate-threshold') !== undefined ? Number(value('--deflate-threshold')) : 1024;
+const deflate = flag('--deflate') ? { threshold, zlibDeflateOptions: { level: 6 } } : false;
 const cert = value('--cert');
 let wss;
 if (cert) {
