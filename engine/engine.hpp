@@ -4,6 +4,7 @@
 #include <cnetmod/engine/deadline.hpp>
 #include <cnetmod/engine/endpoint.hpp>
 #include <cnetmod/engine/io_context.hpp>
+#include <cnetmod/engine/log.hpp>
 #include <cnetmod/engine/mutex.hpp>
 #include <cnetmod/engine/net_init.hpp>
 #include <cnetmod/engine/registered_buffer.hpp>
@@ -17,3 +18,4 @@
 #include <cnetmod/engine/timer.hpp>
 #include <cnetmod/engine/tls.hpp>
 #include <cnetmod/engine/yield.hpp>
+#include <cnetmod/version.hpp>

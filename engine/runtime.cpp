@@ -1,4 +1,5 @@
 #include <cnetmod/engine/detail/reactor.hpp>
+#include <cnetmod/engine/log.hpp>
 #include <cnetmod/engine/runtime.hpp>
 
 #include <pthread.h>
@@ -145,7 +146,7 @@ void runtime::core_main(std::size_t index, int cpu) {
             }
             ctx->run();
         } catch (const std::exception& e) {
-            std::fprintf(stderr, "cnetmod: core %zu stopped by an exception: %s\n", index, e.what());
+            log(log_level::error, "core " + std::to_string(index) + " stopped by an exception: " + e.what());
             stop();
         }
     }

@@ -1,11 +1,20 @@
 #include <cnetmod/engine/detail/reactor.hpp>
+#include <cnetmod/engine/log.hpp>
 #include <cnetmod/engine/spawn.hpp>
 
-#include <cstdio>
 #include <exception>
+#include <string>
 #include <typeinfo>
 
 namespace cnetmod::detail {
+namespace {
+
+std::string spawned_at(const std::source_location& where) {
+    return std::string("exception escaped a task spawned at ") + where.file_name() + ":" +
+           std::to_string(where.line()) + " (" + where.function_name() + "): ";
+}
+
+}  // namespace
 
 void report_escaped_exception(std::exception_ptr e, const std::source_location& where) noexcept {
     const char* what = "unknown exception";
@@ -15,13 +24,11 @@ void report_escaped_exception(std::exception_ptr e, const std::source_location& 
     } catch (const std::exception& ex) {
         what = ex.what();
         type = typeid(ex).name();
-        std::fprintf(stderr, "cnetmod: exception escaped a task spawned at %s:%u (%s): %s [%s]\n", where.file_name(),
-                     static_cast<unsigned>(where.line()), where.function_name(), what, type);
+        log(log_level::warning, spawned_at(where) + what + " [" + type + "]");
         return;
     } catch (...) {
     }
-    std::fprintf(stderr, "cnetmod: exception escaped a task spawned at %s:%u (%s): %s\n", where.file_name(),
-                 static_cast<unsigned>(where.line()), where.function_name(), type);
+    log(log_level::warning, spawned_at(where) + type);
 }
 
 detached_task::promise_type::~promise_type() {

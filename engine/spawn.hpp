@@ -1,7 +1,8 @@
 // spawn(ctx, task): runs a task detached on a context. The context owns the
 // coroutine until it finishes; if it is still suspended when the context is
 // destroyed, it is destroyed with it. An exception that escapes is reported
-// on stderr with where the task was spawned, never silently dropped.
+// through cnetmod::log (engine/log.hpp; stderr by default) with where the
+// task was spawned, never silently dropped.
 //
 // sync_wait(ctx, task): runs the context's loop on the calling thread until
 // the task finishes, and returns its value (or rethrows its exception).

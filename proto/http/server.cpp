@@ -1,4 +1,5 @@
 #include <cnetmod/engine/detail/reactor.hpp>
+#include <cnetmod/engine/log.hpp>
 #include <cnetmod/engine/spawn.hpp>
 #include <cnetmod/engine/timer.hpp>
 #include <cnetmod/proto/http/server.hpp>
@@ -266,8 +267,8 @@ const server::handler* route_request(const server::shared_state& st, request_con
 // A handler threw: answer 500.
 void handler_failed(request_context& rc, const server_options& options, const std::exception& e) {
     const request& req = rc.req();
-    std::fprintf(stderr, "cnetmod: handler for %.*s %.*s threw: %s\n", static_cast<int>(req.method().size()),
-                 req.method().data(), static_cast<int>(req.path().size()), req.path().data(), e.what());
+    log(log_level::warning,
+        "handler for " + std::string(req.method()) + " " + std::string(req.path()) + " threw: " + e.what());
     response& resp = rc.resp();
     resp = response{};
     resp.set_status(status::internal_server_error);

@@ -12,6 +12,7 @@
 // opcode. A message on a channel without the tag (a backend's
 // `PUBLISH cnetmod:room hello`) is delivered too: as text when it is UTF-8,
 // else as binary.
+#include <cnetmod/engine/log.hpp>
 #include <cnetmod/engine/spawn.hpp>
 #include <cnetmod/engine/tcp_stream.hpp>
 #include <cnetmod/engine/timer.hpp>
@@ -347,17 +348,17 @@ struct broker_shared : std::enable_shared_from_this<broker_shared> {
             if (!why.empty() && transient) {
                 if (why != logged_reply) {
                     logged_reply = std::string(why);
-                    line = "cnetmod: broker " + url.display() + ": " + std::string(why);
+                    line = "broker " + url.display() + ": " + std::string(why);
                 }
             } else if (!why.empty() && why != logged) {
                 logged = std::string(why);
-                line = "cnetmod: broker " + url.display() + ": " + std::string(why);
+                line = "broker " + url.display() + ": " + std::string(why);
             } else if (back && !logged.empty()) {
                 logged.clear();  // back after an error: say so once
-                line = "cnetmod: broker " + url.display() + ": connected again";
+                line = "broker " + url.display() + ": connected again";
             }
         }
-        if (!line.empty()) std::fprintf(stderr, "%s\n", line.c_str());
+        if (!line.empty()) log(back && why.empty() ? log_level::info : log_level::warning, line);
     }
 
     // Connected when every node of the map has both connections.

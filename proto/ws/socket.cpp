@@ -3,6 +3,7 @@
 // from the per-core slabs. It owns itself: it frees itself once its close
 // handler has run and TCP has ended.
 #include <cnetmod/engine/detail/reactor.hpp>
+#include <cnetmod/engine/log.hpp>
 #include <cnetmod/engine/spawn.hpp>
 #include <cnetmod/proto/http/server.hpp>
 #include <cnetmod/proto/ws/detail/connection_state.hpp>
@@ -134,7 +135,7 @@ public:
         try {
             f();
         } catch (const std::exception& e) {
-            std::fprintf(stderr, "cnetmod: WebSocket handler threw: %s\n", e.what());
+            log(log_level::warning, std::string("WebSocket handler threw: ") + e.what());
             fail_internal();
         } catch (...) {
             fail_internal();

@@ -1,0 +1,9 @@
+#include <cnetmod/version.hpp>
+
+namespace cnetmod {
+
+std::string_view version() noexcept {
+    return CNETMOD_VERSION;
+}
+
+}  // namespace cnetmod
