@@ -1,13 +1,14 @@
-// Per-io_context objects, keyed by type: a layer above the engine keeps one
-// object per core (the WebSocket layer's list of connections, say) without
-// the engine naming that layer. The object is made on first use and
-// destroyed with its context, after the ring is gone.
-//
-//   struct my_core_state { ... };
-//   my_core_state& s = context_local<my_core_state>(ctx);          // made on first use
-//   my_core_state* p = find_context_local<my_core_state>(ctx);     // nullptr if never made
-//
-// Not for use across threads: only the context's own thread touches its objects.
+/// @file
+/// Per-io_context objects, keyed by type: a layer above the engine keeps one
+/// object per core (the WebSocket layer's list of connections, say) without
+/// the engine naming that layer. The object is made on first use and
+/// destroyed with its context, after the ring is gone.
+///
+///   struct my_core_state { ... };
+///   my_core_state& s = context_local<my_core_state>(ctx);          // made on first use
+///   my_core_state* p = find_context_local<my_core_state>(ctx);     // nullptr if never made
+///
+/// Not for use across threads: only the context's own thread touches its objects.
 #pragma once
 
 #include <cnetmod/engine/io_context.hpp>
@@ -64,14 +65,14 @@ private:
 
 }  // namespace detail
 
-// The T of `ctx`, or nullptr if none was made yet.
+/// The T of `ctx`, or nullptr if none was made yet.
 template <class T>
 T* find_context_local(io_context& ctx) noexcept {
     const auto& locals = detail::context_locals::of(ctx);
     return locals ? static_cast<T*>(locals->find(detail::context_local_index<T>())) : nullptr;
 }
 
-// The T of `ctx`, value-initialized on first use; destroyed with `ctx`.
+/// The T of `ctx`, value-initialized on first use; destroyed with `ctx`.
 template <class T>
 T& context_local(io_context& ctx) {
     if (T* existing = find_context_local<T>(ctx)) return *existing;

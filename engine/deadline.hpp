@@ -1,6 +1,7 @@
-// A point in time by which an operation must finish. Every awaitable I/O
-// operation of the engine accepts one; when it passes, the operation fails
-// with std::errc::timed_out.
+/// @file
+/// A point in time by which an operation must finish. Every awaitable I/O
+/// operation of the engine accepts one; when it passes, the operation fails
+/// with std::errc::timed_out.
 #pragma once
 
 #include <linux/time_types.h>
@@ -9,16 +10,20 @@
 
 namespace cnetmod {
 
+/// A point in time by which an operation must finish; the default, none(), never passes.
 struct deadline {
-    using clock = std::chrono::steady_clock;  // CLOCK_MONOTONIC on Linux, as io_uring's timeouts
+    using clock = std::chrono::steady_clock;  ///< CLOCK_MONOTONIC on Linux, as io_uring's timeouts
 
+    /// The time; clock::time_point::max() when no deadline is set.
     clock::time_point at = clock::time_point::max();
 
+    /// Whether this is a real deadline rather than none().
     constexpr bool is_set() const noexcept { return at != clock::time_point::max(); }
+    /// No deadline: the operation may take as long as it takes.
     static constexpr deadline none() noexcept { return {}; }
 };
 
-// A deadline `d` from now.
+/// A deadline `d` from now.
 template <class Rep, class Period>
 deadline timeout(std::chrono::duration<Rep, Period> d) {
     return deadline{deadline::clock::now() + std::chrono::duration_cast<deadline::clock::duration>(d)};

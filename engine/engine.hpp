@@ -1,4 +1,5 @@
-// Everything of the engine layer in one include.
+/// @file
+/// Everything of the engine layer in one include.
 #pragma once
 
 #include <cnetmod/engine/deadline.hpp>

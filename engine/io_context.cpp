@@ -55,5 +55,8 @@ std::uint64_t io_context::completions() const noexcept {
 std::uint64_t io_context::sqes_prepared() const noexcept {
     return reactor_->sqes_prepared();
 }
+engine_metrics io_context::metrics() const noexcept {
+    return reactor_->metrics();
+}
 
 }  // namespace cnetmod

@@ -1,8 +1,9 @@
-// A core-local coroutine mutex, FIFO-fair: unlock hands the lock straight to
-// the longest waiter, so no newcomer can overtake it. Not for use across
-// threads; cores share nothing and talk by runtime::submit_to instead.
-//
-//   auto guard = co_await m.scoped_lock();   // released when guard dies
+/// @file
+/// A core-local coroutine mutex, FIFO-fair: unlock hands the lock straight to
+/// the longest waiter, so no newcomer can overtake it. Not for use across
+/// threads; cores share nothing and talk by runtime::submit_to instead.
+///
+///   auto guard = co_await m.scoped_lock();   // released when guard dies
 #pragma once
 
 #include <cnetmod/engine/waiter_queue.hpp>
@@ -11,13 +12,20 @@
 
 namespace cnetmod {
 
+/// A core-local coroutine mutex, FIFO-fair: unlock() hands the lock straight to the longest waiter. Not for use
+/// across threads.
 class mutex {
 public:
+    /// Holds the lock from scoped_lock() and releases it when destroyed or by unlock().
     class guard {
     public:
+        /// A guard that holds nothing.
         guard() noexcept = default;
+        /// Takes over a lock already held on `m` (by try_lock()).
         explicit guard(mutex& m) noexcept : m_(&m) {}
+        /// Takes over `other`'s lock, if any.
         guard(guard&& other) noexcept : m_(std::exchange(other.m_, nullptr)) {}
+        /// Releases the lock held, if any, and takes over `other`'s.
         guard& operator=(guard&& other) noexcept {
             if (this != &other) {
                 unlock();
@@ -25,8 +33,11 @@ public:
             }
             return *this;
         }
+        /// Releases the lock, if held.
         ~guard() { unlock(); }
+        /// Whether this guard holds the lock.
         bool owns_lock() const noexcept { return m_ != nullptr; }
+        /// Releases the lock now, if held; later calls do nothing.
         void unlock() noexcept {
             if (m_) std::exchange(m_, nullptr)->unlock();
         }
@@ -39,13 +50,14 @@ public:
     mutex(const mutex&) = delete;
     mutex& operator=(const mutex&) = delete;
 
+    /// Takes the lock if it is free, without waiting; the caller must unlock() it.
     bool try_lock() noexcept {
         if (locked_) return false;
         locked_ = true;
         return true;
     }
 
-    // Awaits the lock and returns a guard that releases it.
+    /// Awaits the lock and returns a guard that releases it.
     auto scoped_lock() noexcept {
         struct awaiter {
             explicit awaiter(mutex& owner) noexcept : m(owner) {}
@@ -63,6 +75,8 @@ public:
         return awaiter(*this);
     }
 
+    /// Releases the lock: the longest waiter, if any, gets it and resumes from its context's ready queue, not inside
+    /// unlock().
     void unlock() noexcept {
         // Ownership passes directly to the first waiter: the lock stays held.
         if (auto* next = waiters_.pop())
@@ -71,6 +85,7 @@ public:
             locked_ = false;
     }
 
+    /// Whether anyone holds the lock.
     bool is_locked() const noexcept { return locked_; }
 
 private:

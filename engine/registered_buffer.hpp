@@ -1,12 +1,13 @@
-// Registered send buffers: a per-core pool of memory registered with the
-// ring (io_uring_register_buffers), from which large payloads go out with
-// IORING_OP_SEND_ZC (kernel 6.0) and IORING_RECVSEND_FIXED_BUF, the kernel
-// referencing the pages instead of copying them. A buffer returns to its pool
-// only after the kernel's notification that it no longer uses it.
-//
-//   auto buf = ctx.acquire_registered_buffer();      // nullopt when none is free
-//   fill(buf->data()); buf->resize(n);
-//   stream.queue(std::move(*buf));
+/// @file
+/// Registered send buffers: a per-core pool of memory registered with the
+/// ring (io_uring_register_buffers), from which large payloads go out with
+/// IORING_OP_SEND_ZC (kernel 6.0) and IORING_RECVSEND_FIXED_BUF, the kernel
+/// referencing the pages instead of copying them. A buffer returns to its pool
+/// only after the kernel's notification that it no longer uses it.
+///
+///   auto buf = ctx.acquire_registered_buffer();      // nullopt when none is free
+///   fill(buf->data()); buf->resize(n);
+///   stream.queue(std::move(*buf));
 #pragma once
 
 #include <cstddef>
@@ -24,15 +25,21 @@ namespace detail {
 class registered_buffer_pool;
 }
 
+/// One registered send buffer taken from its core's pool (io_context::acquire_registered_buffer); move-only, it
+/// returns to the pool when reset or destroyed, unless it was queued on a stream, which then returns it once the
+/// kernel is done with its pages.
 class registered_buffer {
 public:
+    /// An empty handle, holding no buffer.
     registered_buffer() noexcept = default;
+    /// Takes over `other`'s buffer; `other` is left empty.
     registered_buffer(registered_buffer&& other) noexcept
         : pool_(std::exchange(other.pool_, nullptr)),
           data_(other.data_),
           capacity_(other.capacity_),
           size_(other.size_),
           index_(other.index_) {}
+    /// Returns the buffer held, if any, and takes over `other`'s.
     registered_buffer& operator=(registered_buffer&& other) noexcept {
         if (this != &other) {
             reset();
@@ -46,19 +53,25 @@ public:
     }
     registered_buffer(const registered_buffer&) = delete;
     registered_buffer& operator=(const registered_buffer&) = delete;
+    /// Returns the buffer to its pool (reset()).
     ~registered_buffer() { reset(); }
 
-    // All of the buffer, to fill.
+    /// All of the buffer, to fill.
     std::span<std::byte> data() noexcept { return {data_, capacity_}; }
-    // The bytes in use: the first size() of data().
+    /// The bytes in use: the first size() of data().
     std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+    /// The bytes in use; capacity() until resize().
     std::size_t size() const noexcept { return size_; }
+    /// The size of the whole buffer (io_context_options::registered_buffer_size).
     std::size_t capacity() const noexcept { return capacity_; }
+    /// Sets the bytes in use to `n`, at most capacity().
     void resize(std::size_t n) noexcept { size_ = n < capacity_ ? n : capacity_; }
-    // The index the ring knows the buffer by.
+    /// The index the ring knows the buffer by.
     unsigned index() const noexcept { return index_; }
+    /// Whether this handle holds a buffer.
     explicit operator bool() const noexcept { return pool_ != nullptr; }
 
+    /// Returns the buffer to its pool now; the handle is left empty.
     void reset() noexcept;
 
 private:

@@ -1,11 +1,12 @@
-// spawn(ctx, task): runs a task detached on a context. The context owns the
-// coroutine until it finishes; if it is still suspended when the context is
-// destroyed, it is destroyed with it. An exception that escapes is reported
-// through cnetmod::log (engine/log.hpp; stderr by default) with where the
-// task was spawned, never silently dropped.
-//
-// sync_wait(ctx, task): runs the context's loop on the calling thread until
-// the task finishes, and returns its value (or rethrows its exception).
+/// @file
+/// spawn(ctx, task): runs a task detached on a context. The context owns the
+/// coroutine until it finishes; if it is still suspended when the context is
+/// destroyed, it is destroyed with it. An exception that escapes is reported
+/// through cnetmod::log (engine/log.hpp; stderr by default) with where the
+/// task was spawned, never silently dropped.
+///
+/// sync_wait(ctx, task): runs the context's loop on the calling thread until
+/// the task finishes, and returns its value (or rethrows its exception).
 #pragma once
 
 #include <cnetmod/engine/io_context.hpp>
@@ -60,25 +61,25 @@ detached_task run_detached(task<T> t) {
 
 }  // namespace detail
 
-// Starts a coroutine that is itself detached (it returns
-// detail::detached_task, as the HTTP server's per-connection sessions do):
-// no wrapper frame, so long-lived per-connection work costs one frame less
-// than spawn(ctx, task). Runs at once on the context's own thread, else in a
-// later loop turn; an exception that escapes it is reported like spawn's.
+/// Starts a coroutine that is itself detached (it returns
+/// detail::detached_task, as the HTTP server's per-connection sessions do):
+/// no wrapper frame, so long-lived per-connection work costs one frame less
+/// than spawn(ctx, task). Runs at once on the context's own thread, else in a
+/// later loop turn; an exception that escapes it is reported like spawn's.
 void start_detached(io_context& ctx, detail::detached_task t,
                     std::source_location where = std::source_location::current());
 
-// Starts `t` on `ctx`. On the context's own thread the task runs at once until
-// its first suspension; from any other thread it starts in a later loop turn.
+/// Starts `t` on `ctx`. On the context's own thread the task runs at once until
+/// its first suspension; from any other thread it starts in a later loop turn.
 template <class T>
 void spawn(io_context& ctx, task<T> t, std::source_location where = std::source_location::current()) {
     start_detached(ctx, detail::run_detached(std::move(t)), where);
 }
 
-// Calls a coroutine lambda and keeps the lambda (its captures) alive in the
-// coroutine's frame until it finishes. `spawn(ctx, [&, i]() -> task<void> {...}())`
-// would leave the captures dangling once the temporary lambda is destroyed;
-// `spawn(ctx, co_invoke([&, i]() -> task<void> {...}))` does not.
+/// Calls a coroutine lambda and keeps the lambda (its captures) alive in the
+/// coroutine's frame until it finishes. `spawn(ctx, [&, i]() -> task<void> {...}())`
+/// would leave the captures dangling once the temporary lambda is destroyed;
+/// `spawn(ctx, co_invoke([&, i]() -> task<void> {...}))` does not.
 template <class F>
 auto co_invoke(F f) -> std::invoke_result_t<F&> {
     co_return co_await f();
@@ -93,8 +94,9 @@ template <>
 struct sync_wait_state<void> {};
 }  // namespace detail
 
-// Runs `ctx` on this thread until `t` completes. The context must not be
-// running already; it is stopped again when `t` completes.
+/// Runs `ctx` on this thread until `t` completes. The context must not be
+/// running already; it is stopped again when `t` completes.
+/// Throws what `t` threw, or std::logic_error when the context was stopped before `t` finished.
 template <class T>
 T sync_wait(io_context& ctx, task<T> t) {
     std::exception_ptr error;

@@ -1,13 +1,14 @@
-// task<T>: a lazy coroutine that starts when awaited. An exception thrown
-// in the body propagates to the awaiter. Frames come from the per-core
-// frame_allocator.
-//
-// Awaiting runs the task inline from await_suspend: if it finishes there,
-// await_suspend returns false and the awaiter simply continues, so a million
-// synchronous completions in a row use no stack at all, whether or not the
-// compiler turns symmetric transfer into tail calls (g++ does not at -O0 or
-// under AddressSanitizer). A task that suspends resumes its awaiter later by
-// symmetric transfer from final_suspend.
+/// @file
+/// task<T>: a lazy coroutine that starts when awaited. An exception thrown
+/// in the body propagates to the awaiter. Frames come from the per-core
+/// frame_allocator.
+///
+/// Awaiting runs the task inline from await_suspend: if it finishes there,
+/// await_suspend returns false and the awaiter simply continues, so a million
+/// synchronous completions in a row use no stack at all, whether or not the
+/// compiler turns symmetric transfer into tail calls (g++ does not at -O0 or
+/// under AddressSanitizer). A task that suspends resumes its awaiter later by
+/// symmetric transfer from final_suspend.
 #pragma once
 
 #include <coroutine>
@@ -105,14 +106,22 @@ struct task_promise<void> : task_promise_base {
 }  // namespace detail
 
 template <class T>
+/// A lazy coroutine returning T: it starts when co_awaited (once), and the awaiter gets its value or its exception.
+/// Move-only; destroying a task destroys its coroutine. Run one without an awaiter with spawn() or sync_wait().
 class [[nodiscard]] task {
 public:
+    /// The coroutine's promise (internal).
     using promise_type = detail::task_promise<T>;
+    /// What co_await gives.
     using value_type = T;
 
+    /// An empty task, holding no coroutine.
     task() noexcept = default;
+    /// Takes ownership of a coroutine (what the promise does).
     explicit task(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+    /// Takes over `other`'s coroutine; `other` is left empty.
     task(task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+    /// Destroys the coroutine held, if any, and takes over `other`'s.
     task& operator=(task&& other) noexcept {
         if (this != &other) {
             destroy();
@@ -122,10 +131,14 @@ public:
     }
     task(const task&) = delete;
     task& operator=(const task&) = delete;
+    /// Destroys the coroutine, if held.
     ~task() { destroy(); }
 
+    /// Whether this task holds a coroutine.
     bool valid() const noexcept { return static_cast<bool>(handle_); }
 
+    /// Runs the task and resumes the awaiter with its result: inline if it completes without suspending, else when it
+    /// finishes. Awaiting an empty or finished task does not run anything.
     auto operator co_await() && noexcept {
         struct awaiter {
             explicit awaiter(std::coroutine_handle<promise_type> handle) noexcept : h(handle) {}
@@ -145,9 +158,9 @@ public:
         return awaiter(handle_);
     }
 
-    // For runners: the coroutine, still owned by the task.
+    /// For runners: the coroutine, still owned by the task.
     std::coroutine_handle<promise_type> handle() const noexcept { return handle_; }
-    // For runners (spawn, sync_wait): hands over the coroutine.
+    /// For runners (spawn, sync_wait): hands over the coroutine.
     std::coroutine_handle<promise_type> release() noexcept { return std::exchange(handle_, {}); }
 
 private:

@@ -34,6 +34,7 @@ struct drain_wait {
         node.handle = h;
         s.add_writer(node);
         waiting = true;
+        if (node.threshold > 0) s.home().backpressure_counter().add();  // over a high-water mark, not a final drain
         if (d.is_set()) timer = s.home().arm_wait_timer(d, &drain_wait::on_timeout, this);
     }
     static void on_timeout(void* p) {

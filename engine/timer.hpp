@@ -1,7 +1,8 @@
-// Timers: async_sleep suspends a coroutine for a duration with one
-// IORING_OP_TIMEOUT. A stop_token cancels the sleep (IORING_OP_TIMEOUT_REMOVE),
-// which then throws std::system_error(ECANCELED). Timers that expire at the
-// same time complete in the order they were started.
+/// @file
+/// Timers: async_sleep suspends a coroutine for a duration with one
+/// IORING_OP_TIMEOUT. A stop_token cancels the sleep (IORING_OP_TIMEOUT_REMOVE),
+/// which then throws std::system_error(ECANCELED). Timers that expire at the
+/// same time complete in the order they were started.
 #pragma once
 
 #include <cnetmod/engine/deadline.hpp>
@@ -49,13 +50,14 @@ private:
 
 }  // namespace detail
 
-// Suspends for `d`. Throws std::system_error(ECANCELED) if `stop` is requested first.
+/// Suspends for `d`. Throws std::system_error(ECANCELED) if `stop` is requested first.
 template <class Rep, class Period>
 detail::sleep_operation async_sleep(io_context& ctx, std::chrono::duration<Rep, Period> d, std::stop_token stop = {}) {
     return detail::sleep_operation(ctx, std::chrono::duration_cast<std::chrono::nanoseconds>(d), std::move(stop));
 }
 
-// Suspends until `at`.
+/// Suspends until `at`.
+/// Throws std::system_error(ECANCELED) if `stop` is requested first.
 inline detail::sleep_operation async_sleep_until(io_context& ctx, deadline at, std::stop_token stop = {}) {
     return detail::sleep_operation(ctx, at, std::move(stop));
 }

@@ -1,6 +1,7 @@
-// A move-only, type-erased `void()` callable with inline storage for small
-// captures: what `post()` and `submit_to()` carry across threads and cores.
-// std::move_only_function is C++23 and absent from g++ 12's C++20 mode.
+/// @file
+/// A move-only, type-erased `void()` callable with inline storage for small
+/// captures: what `post()` and `submit_to()` carry across threads and cores.
+/// std::move_only_function is C++23 and absent from g++ 12's C++20 mode.
 #pragma once
 
 #include <cstddef>

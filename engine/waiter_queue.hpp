@@ -1,7 +1,8 @@
-// The FIFO of suspended coroutines behind mutex and semaphore. A waiter is a
-// node in its awaiter (no allocation); a waiter whose frame is destroyed
-// while queued unlinks itself. Woken waiters resume through the running
-// context's ready queue, never inside the caller that woke them.
+/// @file
+/// The FIFO of suspended coroutines behind mutex and semaphore. A waiter is a
+/// node in its awaiter (no allocation); a waiter whose frame is destroyed
+/// while queued unlinks itself. Woken waiters resume through the running
+/// context's ready queue, never inside the caller that woke them.
 #pragma once
 
 #include <cnetmod/engine/io_context.hpp>

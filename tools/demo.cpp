@@ -5,6 +5,7 @@
 //   WS   /chat?name=NAME    the chat room: "NAME joined", "NAME: message", "NAME left"
 //   WS   /ws                echo
 //   WS   /broadcast         every message sent here goes to every /broadcast connection
+//   GET  /metrics           every core's counters in Prometheus's text format (ws::metrics_route)
 //
 // Every core serves connections; the chat room and the fan-out are pub/sub
 // topics over all cores (ws::pubsub), and with --broker redis://... over
@@ -162,6 +163,7 @@ int main(int argc, char** argv) {
         srv.ws<demo::member>("/chat", d.chat());
         srv.ws("/ws", d.echo());
         srv.ws("/broadcast", d.fan_out());
+        srv.get("/metrics", ws::metrics_route(rt, d.topics.get()));
         srv.listen(port, address);
         const bool tls = !cert.empty();
         const std::string host = address == "0.0.0.0" || address == "127.0.0.1" ? "localhost" : address;

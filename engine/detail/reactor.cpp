@@ -69,6 +69,9 @@ int read_sysctl(const char* path) {
 namespace {
 // The context whose loop runs on this thread (io_context::current()).
 thread_local io_context* current_context = nullptr;
+// Its layer counters, or this thread's spare set when no loop runs here.
+thread_local core_counter spare_layer_counters[layer_counter_count];
+thread_local core_counter* current_layers = nullptr;
 }  // namespace
 
 reactor::reactor(io_context& ctx, io_context_options options)
@@ -242,14 +245,19 @@ void reactor::enable_on_this_thread() {
 void reactor::run() {
     enable_on_this_thread();
     io_context* previous = std::exchange(current_context, &ctx_);
+    core_counter* previous_layers = std::exchange(current_layers, layer_counters_);
+    busy_since_ = std::chrono::steady_clock::now();
     struct restore {
         io_context* previous;
+        core_counter* previous_layers;
         reactor* self;
         ~restore() {
             current_context = previous;
+            current_layers = previous_layers;
+            self->note_busy_until(std::chrono::steady_clock::now());
             self->stop_requested_.store(false, std::memory_order_relaxed);
         }
-    } guard{previous, this};
+    } guard{previous, previous_layers, this};
     while (!stop_requested_.load(std::memory_order_relaxed)) turn();
 }
 
@@ -266,14 +274,23 @@ void reactor::turn() {
     run_turn_hooks();
     const bool idle = ready_.empty() && local_posts_.empty() && !stop_requested_.load(std::memory_order_relaxed) &&
                       !options_.busy_poll;
-    const int rc = enter(idle);
-    ++enter_calls_;
+    // Busy time: all but the waits. Only a turn that may sleep reads the
+    // clock (twice); a turn with work ready counts into the next one's span.
+    int rc;
+    if (idle) {
+        note_busy_until(std::chrono::steady_clock::now());
+        rc = enter(true);
+        busy_since_ = std::chrono::steady_clock::now();
+    } else {
+        rc = enter(false);
+    }
+    enter_calls_.add();
     // Every SQE prepared so far is submitted: no SQE names an emptied slot now.
     if (!emptied_file_slots_.empty()) {
         free_file_slots_.insert(free_file_slots_.end(), emptied_file_slots_.begin(), emptied_file_slots_.end());
         emptied_file_slots_.clear();
     }
-    sqes_ += ring_->sq.sqe_tail - counted_tail_;  // every SQE taken since the last turn (the tail only grows)
+    sqes_.add(ring_->sq.sqe_tail - counted_tail_);  // every SQE taken since the last turn (the tail only grows)
     counted_tail_ = ring_->sq.sqe_tail;
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)
         throw std::system_error(-rc, std::system_category(), "cnetmod: io_uring_enter");
@@ -292,7 +309,7 @@ void reactor::turn() {
         if (n == 0) break;
         for (unsigned i = 0; i < n; ++i) entries[i] = {cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
         io_uring_cq_advance(ring_.get(), n);
-        completions_ += n;
+        completions_.add(n);
         for (unsigned i = 0; i < n; ++i) dispatch(entries[i].user_data, entries[i].result, entries[i].flags);
         if (n < batch) break;
     }
@@ -415,7 +432,29 @@ void reactor::bind(io_uring_sqe* sqe, completion* c, __kernel_timespec* link_tim
 }
 
 std::uint64_t reactor::sqes_prepared() const noexcept {
-    return sqes_ + (ring_->sq.sqe_tail - counted_tail_);
+    return sqes_.value() + (ring_->sq.sqe_tail - counted_tail_);
+}
+
+engine_metrics reactor::metrics() const noexcept {
+    // SQEs as of the last turn: the ring's tail is this thread's alone.
+    return {enter_calls_.value(),      completions_.value(),    sqes_.value(),
+            busy_ns_.value(),          bytes_received_.value(), bytes_sent_.value(),
+            send_queue_bytes_.value(), backpressure_.value()};
+}
+
+void reactor::note_busy_until(std::chrono::steady_clock::time_point now) noexcept {
+    if (now > busy_since_)
+        busy_ns_.add(static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(now - busy_since_).count()));
+    busy_since_ = now;
+}
+
+core_counter* current_layer_counters() noexcept {
+    return current_layers ? current_layers : spare_layer_counters;
+}
+
+const core_counter* layer_counters_of(const io_context& ctx) noexcept {
+    return reactor_of(const_cast<io_context&>(ctx)).layer_counters();
 }
 
 void reactor::cancel(const void* user_data) {

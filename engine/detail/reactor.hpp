@@ -13,6 +13,7 @@
 #include <cnetmod/engine/detail/completion.hpp>
 #include <cnetmod/engine/detail/timer_wheel.hpp>
 #include <cnetmod/engine/io_context.hpp>
+#include <cnetmod/engine/metrics.hpp>
 #include <cnetmod/engine/registered_buffer.hpp>
 #include <cnetmod/engine/spawn.hpp>
 #include <cnetmod/engine/unique_function.hpp>
@@ -168,9 +169,19 @@ public:
     void discard_pending_messages() noexcept;
 
     // ---- statistics ----
-    std::uint64_t enter_calls() const noexcept { return enter_calls_; }
-    std::uint64_t completions() const noexcept { return completions_; }
+    std::uint64_t enter_calls() const noexcept { return enter_calls_.value(); }
+    std::uint64_t completions() const noexcept { return completions_.value(); }
     std::uint64_t sqes_prepared() const noexcept;
+    // The figures io_context::metrics() reports; safe from any thread.
+    engine_metrics metrics() const noexcept;
+    // Counted by sockets on this core (their own thread).
+    core_counter& bytes_received_counter() noexcept { return bytes_received_; }
+    core_counter& bytes_sent_counter() noexcept { return bytes_sent_; }
+    core_counter& send_queue_bytes_counter() noexcept { return send_queue_bytes_; }
+    core_counter& backpressure_counter() noexcept { return backpressure_; }
+    // The layers' counters (engine/metrics.hpp: layer_counter_count of them).
+    core_counter* layer_counters() noexcept { return layer_counters_; }
+    const core_counter* layer_counters() const noexcept { return layer_counters_; }
 
 private:
     friend struct message_batch;
@@ -183,6 +194,7 @@ private:
     int enter_for_batch(__kernel_timespec* timeout);
     void run_ready();
     void run_turn_hooks();
+    void note_busy_until(std::chrono::steady_clock::time_point now) noexcept;
     void expire_deadlines();
     void dispatch(std::uint64_t user_data, int result, std::uint32_t flags);
     void arm_wake();
@@ -240,10 +252,18 @@ private:
     std::vector<message_batch*> outgoing_;
     context_hook message_hook_;
 
-    std::uint64_t enter_calls_ = 0;
-    std::uint64_t completions_ = 0;
-    std::uint64_t sqes_ = 0;
-    unsigned counted_tail_ = 0;  // the SQ tail as of the last count
+    // Statistics and metrics: written by this context's thread only, read by any.
+    core_counter enter_calls_;
+    core_counter completions_;
+    core_counter sqes_;
+    core_counter busy_ns_;
+    core_counter bytes_received_;
+    core_counter bytes_sent_;
+    core_counter send_queue_bytes_;
+    core_counter backpressure_;
+    core_counter layer_counters_[layer_counter_count];
+    std::chrono::steady_clock::time_point busy_since_{};  // the end of the last wait in the kernel
+    unsigned counted_tail_ = 0;                           // the SQ tail as of the last count
 };
 
 }  // namespace cnetmod::detail

@@ -31,7 +31,7 @@ std::span<std::byte> send_queue::append_space(std::size_t n) {
         queued_.back().size += n;
     else
         queued_.push_back(segment{{}, {}, nullptr, -1, offset, n});
-    bytes_ += n;
+    set_bytes(bytes_ + n);
     return bytes;
 }
 
@@ -39,19 +39,19 @@ void send_queue::append(shared_buffer buffer) {
     const std::size_t n = buffer.size();
     if (n == 0) return;
     queued_.push_back(segment{std::move(buffer), {}, nullptr, -1, 0, n});
-    bytes_ += n;
+    set_bytes(bytes_ + n);
 }
 
 void send_queue::append(registered_buffer buffer) {
     const std::size_t n = buffer.size();
     if (n == 0) return;
     queued_.push_back(segment{{}, std::move(buffer), nullptr, -1, 0, n});
-    bytes_ += n;
+    set_bytes(bytes_ + n);
 }
 
 void send_queue::append_received(const std::byte* data, std::size_t n, int buffer_id) {
     queued_.push_back(segment{{}, {}, data, buffer_id, 0, n});
-    bytes_ += n;
+    set_bytes(bytes_ + n);
 }
 
 void send_queue::start_batch() noexcept {
@@ -70,7 +70,7 @@ std::span<std::byte> send_queue::start_batch_of(std::size_t n) {
     inflight_.push_back(segment{{}, {}, nullptr, -1, 0, n});
     inflight_arena_ = out;
     inflight_index_ = inflight_offset_ = 0;
-    bytes_ += n;
+    set_bytes(bytes_ + n);
     return bytes;
 }
 
@@ -107,7 +107,7 @@ void send_queue::reset(std::size_t kept_capacity) noexcept {
     fill_ = 0;
     inflight_arena_ = 1;
     inflight_index_ = inflight_offset_ = 0;
-    bytes_ = 0;
+    set_bytes(0);
 }
 
 }  // namespace cnetmod::detail

@@ -6,6 +6,7 @@
 // asks it for the next send's iovecs and tells it how much the kernel took.
 #pragma once
 
+#include <cnetmod/engine/metrics.hpp>
 #include <cnetmod/engine/registered_buffer.hpp>
 #include <cnetmod/engine/shared_buffer.hpp>
 
@@ -84,6 +85,9 @@ public:
 
     // Bytes queued or in flight that the kernel has not taken.
     std::size_t bytes() const noexcept { return bytes_; }
+    // Also keeps `total` (a core's gauge of bytes in all its send queues)
+    // up to date with bytes(); nullptr stops it. Only while bytes() is 0.
+    void count_into(core_counter* total) noexcept { total_ = total; }
     bool has_queued() const noexcept { return !queued_.empty(); }
     bool in_batch() const noexcept { return !inflight_.empty(); }
     bool idle() const noexcept { return queued_.empty() && inflight_.empty(); }
@@ -101,7 +105,7 @@ public:
     // what they reference (`release(id)` for received bytes).
     template <class Release>
     void advance(std::size_t sent, Release&& release) noexcept {
-        bytes_ -= sent < bytes_ ? sent : bytes_;
+        set_bytes(bytes_ - (sent < bytes_ ? sent : bytes_));
         while (sent > 0 && inflight_index_ < inflight_.size()) {
             const std::size_t left = inflight_[inflight_index_].size - inflight_offset_;
             if (sent < left) {
@@ -136,7 +140,7 @@ public:
         }
         queued_.clear();
         arenas_[fill_].clear();
-        bytes_ -= n < bytes_ ? n : bytes_;
+        set_bytes(bytes_ - (n < bytes_ ? n : bytes_));
         return n;
     }
     // Drops everything; a batch the kernel may still be reading from is
@@ -144,7 +148,7 @@ public:
     template <class Release>
     void drop_all(bool batch_in_flight, Release&& release) noexcept {
         discard_queued(release);
-        bytes_ = 0;
+        set_bytes(0);
         if (!batch_in_flight) {
             for (std::size_t i = inflight_index_; i < inflight_.size(); ++i) release_segment(inflight_[i], release);
             end_batch();
@@ -174,6 +178,10 @@ public:
     void reset(std::size_t kept_capacity) noexcept;
 
 private:
+    void set_bytes(std::size_t b) noexcept {
+        if (total_ && b != bytes_) total_->add(b - bytes_);  // unsigned: a decrease wraps, and the sum comes out right
+        bytes_ = b;
+    }
     template <class Release>
     static void release_segment(segment& seg, Release& release) noexcept {
         seg.buffer.reset();
@@ -189,6 +197,7 @@ private:
     std::size_t inflight_index_ = 0;
     std::size_t inflight_offset_ = 0;
     std::size_t bytes_ = 0;
+    core_counter* total_ = nullptr;
     std::vector<iovec> iov_;
 };
 

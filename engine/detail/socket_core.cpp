@@ -180,6 +180,7 @@ send_side& socket_core::tx() {
     if (!tx_) {
         tx_ = send_sides.acquire();
         tx_->flush.core = this;
+        tx_->queue.count_into(&reactor_->send_queue_bytes_counter());
         send_arena_bytes -= std::min(send_arena_bytes, tx_->queue.capacity());
     }
     return *tx_;
@@ -201,6 +202,7 @@ void socket_core::return_tx_if_idle() noexcept {
     tx_->queue.reset(kept_arena_capacity);
     if (send_arena_bytes + tx_->queue.capacity() > send_pool_budget) tx_->queue.reset(0);
     send_arena_bytes += tx_->queue.capacity();
+    tx_->queue.count_into(nullptr);
     send_sides.release(std::exchange(tx_, nullptr));
     if (tls_) static_cast<tls_socket*>(this)->went_idle();
 }
@@ -397,6 +399,7 @@ void socket_core::on_recv(socket_core* s, int result, std::uint32_t flags) {
     if (flags & IORING_CQE_F_BUFFER) {
         const auto id = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
         s->reactor_->recv_buffers().taken(id);
+        if (result > 0) s->reactor_->bytes_received_counter().add(static_cast<std::uint64_t>(result));
         if (result > 0 && !s->released_)
             s->received<Tls>(s->reactor_->recv_buffers().data(id), static_cast<std::size_t>(result), id);
         else
@@ -429,9 +432,10 @@ void socket_core::on_fallback_recv(socket_core* s, int result) {
     s->fallback_armed_ = false;
     std::unique_ptr<std::byte[]> buffer = std::move(s->rx_->fallback);
     if (s->finish_operation() || s->released_) return;
-    if (result > 0)
+    if (result > 0) {
+        s->reactor_->bytes_received_counter().add(static_cast<std::uint64_t>(result));
         s->received<Tls>(buffer.release(), static_cast<std::size_t>(result), -1);
-    else if (result == 0)
+    } else if (result == 0)
         s->eof_ = true;
     else if (result != -ECANCELED)
         s->rx_error_ = static_cast<std::uint16_t>(-result);
@@ -555,6 +559,7 @@ void socket_core::on_send(socket_core* s, int result, std::uint32_t flags) {
         s->fail_send(result == -ECANCELED ? 0 : -result);
         return;
     }
+    s->reactor_->bytes_sent_counter().add(static_cast<std::uint64_t>(result));
     q.advance(static_cast<std::size_t>(result), s->buffer_releaser());
     if (!q.batch_sent() && s->fd_ >= 0) {
         s->submit_send();  // partial send: the rest goes before anything newer

@@ -41,6 +41,20 @@ using state_ptr = std::shared_ptr<server::shared_state>;
 
 std::atomic<std::uint64_t> write_timeouts{0}, refusals{0};
 
+// This layer's per-core counters (engine/metrics.hpp), by index.
+enum counter : std::size_t { accepted_n, open_n, requests_n, refused_n, counters_used };
+static_assert(cnetmod::detail::http_counters_first + counters_used <= cnetmod::detail::ws_counters_first);
+core_counter& count(counter c) noexcept {
+    return cnetmod::detail::current_layer_counters()[cnetmod::detail::http_counters_first + c];
+}
+// One connection in an HTTP session on this core, for the session's life.
+struct open_session {
+    open_session() noexcept { count(open_n).add(); }
+    ~open_session() { count(open_n).sub(); }
+    open_session(const open_session&) = delete;
+    open_session& operator=(const open_session&) = delete;
+};
+
 std::string error_body(status s, std::string_view reason) {
     std::string body = std::to_string(code(s));
     body += ' ';
@@ -56,6 +70,7 @@ std::string error_body(status s, std::string_view reason) {
 // Sends an error response and closes the connection.
 task<void> refuse(tcp_stream& s, const server_options& options, status st, std::string_view reason) {
     refusals.fetch_add(1, std::memory_order_relaxed);
+    count(refused_n).add();
     response resp;
     resp.set_status(st);
     resp.set_header("Server", options.server_name);
@@ -397,6 +412,7 @@ void handler_call::adopt(handler_awaiter& w) noexcept {
 // spawn wrapper frame), and ends once a handler has upgraded the
 // connection: the handler goes on alone (see handler_call).
 cnetmod::detail::detached_task session(state_ptr st, io_context& ctx, tcp_stream s) {
+    const open_session counted;
     for (;;) {
         // Until a request's first bytes arrive only this frame waits: the
         // request's storage and the coroutines that read it are made then
@@ -410,6 +426,7 @@ cnetmod::detail::detached_task session(state_ptr st, io_context& ctx, tcp_stream
         if (!arrived) break;
         auto ex = std::make_unique<exchange>();
         if (!co_await read_request(s, st->options, ex->req)) break;
+        count(requests_n).add();
         ex->resp.set_header("Server", st->options.server_name);
         const bool is_head = ex->req.method() == "HEAD";
         bool keep_alive = ex->req.keep_alive();
@@ -444,6 +461,7 @@ task<void> accept_loop(state_ptr st, io_context& ctx, tcp_listener listener, std
         } catch (const std::system_error&) {
             break;  // closed by stop()
         }
+        count(accepted_n).add();
         if (st->tls) {
             try {
                 s.start_tls(*st->tls, {}, timeout(st->options.tls_handshake_timeout));
@@ -510,6 +528,11 @@ void listen_on(const state_ptr& st, io_context& ctx, int fd, std::size_t slot) {
 }
 
 }  // namespace
+
+server_metrics metrics_of(const io_context& ctx) noexcept {
+    const core_counter* c = cnetmod::detail::layer_counters_of(ctx) + cnetmod::detail::http_counters_first;
+    return {c[accepted_n].value(), c[open_n].value(), c[requests_n].value(), c[refused_n].value()};
+}
 
 cutoff_counts cutoffs() noexcept {
     return {write_timeouts.load(std::memory_order_relaxed), refusals.load(std::memory_order_relaxed)};

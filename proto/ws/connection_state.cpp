@@ -6,6 +6,7 @@
 #include <cnetmod/engine/spawn.hpp>
 #include <cnetmod/engine/timer.hpp>
 #include <cnetmod/proto/ws/detail/connection_state.hpp>
+#include <cnetmod/proto/ws/detail/metrics.hpp>
 #include <cnetmod/proto/ws/prepared_message.hpp>
 #include <cnetmod/proto/ws/pubsub.hpp>
 
@@ -121,6 +122,7 @@ connection_state::connection_state(tcp_stream stream, role r, route_settings& se
         settings.release();
         throw;
     }
+    count(connections_open);
 }
 
 connection_state::connection_state(tcp_stream stream, role r, route_settings& settings, const deflate_agreement& agreed,
@@ -136,9 +138,11 @@ connection_state::connection_state(tcp_stream stream, role r, route_settings& se
         settings.release();
         throw;
     }
+    count(connections_open);
 }
 
 connection_state::~connection_state() {
+    counters()[connections_open].sub();
     if (subs_) release_subscriptions(*subs_);
     if (close_timer_) cnetmod::detail::reactor_of(context()).disarm_wait_timer(close_timer_);
     unlink();
@@ -254,6 +258,7 @@ void connection_state::put_frame(ws::opcode op, std::span<const std::byte> paylo
 void connection_state::queue_frame(ws::opcode op, std::span<const std::byte> payload, bool fin, bool rsv1) {
     admit();
     put_frame(op, payload, fin, rsv1);
+    if (!is_control(op)) count_data_frame(payload.size(), fin, rsv1);
 }
 
 void connection_state::queue_data(ws::opcode op, std::span<const std::byte> payload) {
@@ -292,9 +297,12 @@ void connection_state::queue_prepared(const prepared_message& m) {
     if (machine_.role() == role::server) {
         admit();
         stream_.queue(*frame);
+        count_message(messages_out, m.plain_payload().size(), compressed);
     } else {
         // A client masks each frame with its own key: a copy, masked here.
-        queue_frame(m.op(), body, true, compressed);
+        admit();
+        put_frame(m.op(), body, true, compressed);
+        count_message(messages_out, m.plain_payload().size(), compressed);
     }
     if (noted) machine_.note_shared_sent(m.plain_payload());
 }

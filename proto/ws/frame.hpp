@@ -1,9 +1,10 @@
-// The WebSocket frame header codec (RFC 6455 §5.2): pure functions over
-// bytes, no I/O. parse_frame_header checks what the header alone can tell —
-// reserved opcodes, control-frame rules, length encodings — and names the
-// close code for a violation; rules that depend on the connection (masking
-// direction, negotiated extensions, fragmentation state) are the
-// connection's.
+/// @file
+/// The WebSocket frame header codec (RFC 6455 §5.2): pure functions over
+/// bytes, no I/O. parse_frame_header checks what the header alone can tell —
+/// reserved opcodes, control-frame rules, length encodings — and names the
+/// close code for a violation; rules that depend on the connection (masking
+/// direction, negotiated extensions, fragmentation state) are the
+/// connection's.
 #pragma once
 
 #include <cstddef>
@@ -14,59 +15,74 @@
 
 namespace cnetmod::ws {
 
+/// A frame's opcode (RFC 6455 §5.2).
 enum class opcode : std::uint8_t {
-    continuation = 0x0,
-    text = 0x1,
-    binary = 0x2,
-    close = 0x8,
-    ping = 0x9,
-    pong = 0xA,
+    continuation = 0x0,  ///< a further fragment of a message
+    text = 0x1,          ///< a text message (UTF-8)
+    binary = 0x2,        ///< a binary message
+    close = 0x8,         ///< the close handshake
+    ping = 0x9,          ///< a ping, answered by a pong
+    pong = 0xA,          ///< a pong
 };
 
+/// Whether `op` is a control frame's (close, ping, pong).
 constexpr bool is_control(opcode op) noexcept {
     return (static_cast<std::uint8_t>(op) & 0x8) != 0;
 }
 
-// Close codes (RFC 6455 §7.4.1).
+/// Close codes (RFC 6455 §7.4.1).
 namespace close_code {
-inline constexpr std::uint16_t normal = 1000;
-inline constexpr std::uint16_t going_away = 1001;
-inline constexpr std::uint16_t protocol_error = 1002;
-inline constexpr std::uint16_t unsupported_data = 1003;
-inline constexpr std::uint16_t no_status = 1005;  // never sent: "the peer sent no code"
-inline constexpr std::uint16_t abnormal = 1006;   // never sent: "the connection dropped without a close"
-inline constexpr std::uint16_t invalid_payload = 1007;
-inline constexpr std::uint16_t policy_violation = 1008;
-inline constexpr std::uint16_t message_too_big = 1009;
-inline constexpr std::uint16_t mandatory_extension = 1010;
-inline constexpr std::uint16_t internal_error = 1011;
+inline constexpr std::uint16_t normal = 1000;  ///< the purpose was fulfilled
+inline constexpr std::uint16_t going_away =
+    1001;  ///< the endpoint goes away: a server shutting down, a page navigated away
+inline constexpr std::uint16_t protocol_error = 1002;    ///< the peer broke the protocol
+inline constexpr std::uint16_t unsupported_data = 1003;  ///< a kind of data the endpoint cannot accept
+inline constexpr std::uint16_t no_status = 1005;         ///< never sent: "the peer sent no code"
+inline constexpr std::uint16_t abnormal = 1006;          ///< never sent: "the connection dropped without a close"
+inline constexpr std::uint16_t invalid_payload =
+    1007;  ///< data inconsistent with the message type (text that is not UTF-8)
+inline constexpr std::uint16_t policy_violation =
+    1008;  ///< a message (or a peer's behaviour) that violates the endpoint's policy
+inline constexpr std::uint16_t message_too_big = 1009;      ///< a message too big to process
+inline constexpr std::uint16_t mandatory_extension = 1010;  ///< the client needed an extension the server did not agree
+inline constexpr std::uint16_t internal_error = 1011;       ///< the server met an unexpected condition
 }  // namespace close_code
 
-// Codes a peer may send in a close frame: 1000–1003, 1007–1011, 3000–4999.
+/// Codes a peer may send in a close frame: 1000–1003, 1007–1011, 3000–4999.
 constexpr bool is_valid_close_code(std::uint16_t code) noexcept {
     return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) || (code >= 3000 && code <= 4999);
 }
 
+/// A frame header, decoded (RFC 6455 §5.2).
 struct frame_header {
-    bool fin = true;
+    bool fin = true;  ///< the final fragment of its message
+    /// The reserved bits; RSV1 marks a compressed message (RFC 7692).
+    ///@{
     bool rsv1 = false, rsv2 = false, rsv3 = false;
-    opcode op = opcode::text;
-    bool masked = false;
-    std::uint8_t mask[4] = {0, 0, 0, 0};
-    std::uint64_t payload_length = 0;
+    ///@}
+    opcode op = opcode::text;             ///< the opcode
+    bool masked = false;                  ///< whether the payload is masked (every client-to-server frame)
+    std::uint8_t mask[4] = {0, 0, 0, 0};  ///< the masking key, when masked
+    std::uint64_t payload_length = 0;     ///< the payload's bytes
 };
 
+/// What parse_frame_header() found.
 struct header_parse_result {
-    enum class status { complete, incomplete, invalid } state;
-    std::size_t size = 0;  // complete: header bytes; incomplete: bytes needed in all
-    frame_header header{};
-    std::uint16_t close = 0;  // invalid: the close code to fail with
+    /// How far parsing got.
+    enum class status {
+        complete,             ///< a whole, valid header: `header` holds it
+        incomplete,           ///< more bytes are needed
+        invalid               ///< the header breaks a rule: `close` names the code
+    } state;                  ///< how far this parse got
+    std::size_t size = 0;     ///< complete: header bytes; incomplete: bytes needed in all
+    frame_header header{};    ///< complete: the header
+    std::uint16_t close = 0;  ///< invalid: the close code to fail with
 };
 
-// Parses a frame header from the start of `in` into `h`: complete (with
-// `size` the header's bytes), incomplete (`size` the bytes needed in all) or
-// invalid (`close` the code to fail with). Inline and writing in place: it
-// runs once per frame on the receive path.
+/// Parses a frame header from the start of `in` into `h`: complete (with
+/// `size` the header's bytes), incomplete (`size` the bytes needed in all) or
+/// invalid (`close` the code to fail with). Inline and writing in place: it
+/// runs once per frame on the receive path.
 inline header_parse_result::status parse_frame_header_into(std::span<const std::byte> in, frame_header& h,
                                                            std::size_t& size, std::uint16_t& close) noexcept {
     using st = header_parse_result::status;
@@ -115,17 +131,18 @@ inline header_parse_result::status parse_frame_header_into(std::span<const std::
     return st::complete;
 }
 
-// The same, returning the header in a result.
+/// The same, returning the header in a result.
 inline header_parse_result parse_frame_header(std::span<const std::byte> in) noexcept {
     header_parse_result r{header_parse_result::status::incomplete, 2};
     r.state = parse_frame_header_into(in, r.header, r.size, r.close);
     return r;
 }
 
-// Largest encoded header: 2 + 8 (64-bit length) + 4 (mask).
+/// Largest encoded header: 2 + 8 (64-bit length) + 4 (mask).
 inline constexpr std::size_t max_header_size = 14;
 
-// Writes a header to `out` (max_header_size bytes of room) and returns its size.
+/// Writes a header to `out` (max_header_size bytes of room) and returns its size.
+/// `fin` and `rsv1` set those bits; a `mask` (4 bytes) sets the mask bit and is written after the length.
 std::size_t encode_frame_header(std::byte* out, opcode op, std::uint64_t payload_length, bool fin = true,
                                 bool rsv1 = false, const std::uint8_t* mask = nullptr) noexcept;
 

@@ -1,4 +1,5 @@
 #include <cnetmod/proto/ws/detail/deflate_stream.hpp>
+#include <cnetmod/proto/ws/detail/metrics.hpp>
 #include <cnetmod/proto/ws/machine.hpp>
 #include <cnetmod/proto/ws/mask.hpp>
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
@@ -482,6 +483,8 @@ bool machine::stream_piece(std::span<std::byte> in, feed_result& r) {
         if (last && !utf8_.complete()) return fail(r, close_code::invalid_payload, "truncated UTF-8");
     }
     if (last) {
+        // A streamed message counts once, as a whole (streamed pieces are never compressed).
+        detail::count_message(detail::messages_in, (lent_ ? lent_->streamed : 0) + take, false);
         in_message_ = false;
         if (lent_) lent_->streamed = 0;
     } else {
@@ -547,7 +550,16 @@ bool machine::message_done(feed_result& r, std::span<const std::byte> payload, c
     return deliver(r, payload);
 }
 
+void machine::count_sent(std::size_t payload, bool compressed) noexcept {
+    detail::count_message(detail::messages_out, payload, compressed);
+}
+
+void machine::count_close_sent(std::uint16_t code) noexcept {
+    detail::count_close_sent(code);
+}
+
 bool machine::deliver(feed_result& r, std::span<const std::byte> payload) noexcept {
+    detail::count_message(detail::messages_in, payload.size(), compressed_);
     r.event.kind = event_kind::message;
     r.event.op = message_op_;
     r.event.payload = payload;
@@ -620,6 +632,7 @@ bool machine::close_done(feed_result& r, std::span<const std::byte> payload) {
         if (!is_valid_close_code(code)) return fail(r, close_code::protocol_error, "invalid close code");
         if (!is_valid_utf8(reason)) return fail(r, close_code::protocol_error, "close reason is not UTF-8");
     }
+    detail::count_close_received(code);
     close_received_ = true;
     close_owed_ = !close_sent_;
     state_ = state::closed;

@@ -1,7 +1,8 @@
-// Masking (RFC 6455 §5.3): payload byte i is XORed with mask[(i + phase) % 4].
-// apply_mask picks, once per process, the widest instruction set the CPU
-// has (AVX-512, AVX2, SSE2) and falls back to the scalar loop; every level
-// is exposed so a test can prove them equal.
+/// @file
+/// Masking (RFC 6455 §5.3): payload byte i is XORed with mask[(i + phase) % 4].
+/// apply_mask picks, once per process, the widest instruction set the CPU
+/// has (AVX-512, AVX2, SSE2) and falls back to the scalar loop; every level
+/// is exposed so a test can prove them equal.
 #pragma once
 
 #include <cstddef>
@@ -10,10 +11,17 @@
 
 namespace cnetmod::ws {
 
-enum class simd_level { scalar, sse2, avx2, avx512 };
+/// The instruction sets apply_mask can use, narrowest first.
+enum class simd_level {
+    scalar,  ///< plain C++, 8 bytes at a time
+    sse2,    ///< 16 bytes at a time
+    avx2,    ///< 32 bytes at a time
+    avx512   ///< 64 bytes at a time
+};
 
+/// "scalar", "sse2", "avx2", "avx512".
 std::string_view to_string(simd_level level) noexcept;
-// The widest level this CPU runs.
+/// The widest level this CPU runs.
 simd_level detected_simd_level() noexcept;
 
 namespace detail {
@@ -21,10 +29,10 @@ namespace detail {
 void apply_mask_wide(std::byte* data, std::size_t n, const std::uint8_t mask[4], std::size_t phase) noexcept;
 }  // namespace detail
 
-// XORs `n` bytes at `data` with the 4-byte `mask`, starting at mask byte `phase`
-// (the payload offset modulo 4, when a payload arrives in pieces). Short
-// payloads (chat messages, control frames) are done inline, 8 bytes at a
-// time; from 64 bytes on the widest SIMD level takes over.
+/// XORs `n` bytes at `data` with the 4-byte `mask`, starting at mask byte `phase`
+/// (the payload offset modulo 4, when a payload arrives in pieces). Short
+/// payloads (chat messages, control frames) are done inline, 8 bytes at a
+/// time; from 64 bytes on the widest SIMD level takes over.
 inline void apply_mask(std::byte* data, std::size_t n, const std::uint8_t mask[4], std::size_t phase = 0) noexcept {
     if (n >= 64) {
         detail::apply_mask_wide(data, n, mask, phase);

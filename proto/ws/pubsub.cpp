@@ -1,6 +1,7 @@
 #include <cnetmod/engine/spawn.hpp>
 #include <cnetmod/engine/timer.hpp>
 #include <cnetmod/proto/ws/detail/broker.hpp>
+#include <cnetmod/proto/ws/detail/metrics.hpp>
 #include <cnetmod/proto/ws/pubsub.hpp>
 
 #include <functional>
@@ -117,6 +118,7 @@ public:
             }
             try {
                 queue_prepared(c, m);
+                detail::count(detail::pubsub_deliveries);
             } catch (const std::exception&) {
                 // the stream failed under it: the connection's reader ends it
             }
@@ -128,6 +130,7 @@ public:
 
 private:
     void on_slow(connection_state& c) noexcept {
+        detail::count(detail::pubsub_drops);
         if (options_.policy == slow_subscriber_policy::drop) {
             dropped_.store(dropped_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
             return;

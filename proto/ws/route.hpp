@@ -1,6 +1,7 @@
-// The settings a WebSocket connection consults after its handshake, held
-// once per route (or per distinct ws::options) and shared by its
-// connections: a connection points to them instead of carrying a copy.
+/// @file
+/// The settings a WebSocket connection consults after its handshake, held
+/// once per route (or per distinct ws::options) and shared by its
+/// connections: a connection points to them instead of carrying a copy.
 #pragma once
 
 #include <cnetmod/proto/ws/machine.hpp>

@@ -7,6 +7,7 @@
 #include <cnetmod/engine/spawn.hpp>
 #include <cnetmod/proto/http/server.hpp>
 #include <cnetmod/proto/ws/detail/connection_state.hpp>
+#include <cnetmod/proto/ws/detail/metrics.hpp>
 #include <cnetmod/proto/ws/detail/server_handshake.hpp>
 #include <cnetmod/proto/ws/socket.hpp>
 
@@ -351,6 +352,7 @@ task<void> upgrade_route(http::request_context& rc, route_base& route) {
             user_made = true;
         }
         if (route.upgrade && !route.upgrade(route, rc, user)) {
+            count(handshake_refused);
             if (rc.resp().get_status() == http::status::ok) rc.resp().set_status(http::status::forbidden);
             throw http::request_rejected("cnetmod: the route's upgrade handler refused the WebSocket handshake");
         }

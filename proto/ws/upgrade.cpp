@@ -3,6 +3,7 @@
 // and its entry in HTTP's registry of upgraded connections, which a
 // server's graceful shutdown walks (1001 to each, RFC 6455 §7.4.1).
 #include <cnetmod/proto/ws/detail/deflate_stream.hpp>
+#include <cnetmod/proto/ws/detail/metrics.hpp>
 #include <cnetmod/proto/ws/detail/server_handshake.hpp>
 #include <cnetmod/proto/ws/handshake.hpp>
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
@@ -70,12 +71,14 @@ void require_handshake(http::request_context& rc) {
     using namespace http;
     if (rc.is_websocket_upgrade()) return;
     if (rc.is_websocket_version_mismatch()) {
+        count(handshake_bad_version);
         // §4.4: name the versions this server speaks.
         rc.resp().set_status(status::upgrade_required);
         rc.resp().set_header("Sec-WebSocket-Version", "13");
         rc.resp().set_body("426 Upgrade Required: WebSocket version 13 only\n");
         throw request_rejected("cnetmod: WebSocket handshake of an unsupported version");
     }
+    count(handshake_not_websocket);
     rc.resp().set_status(status::bad_request);
     rc.resp().set_body("400 Bad Request: not a WebSocket handshake\n");
     throw request_rejected("cnetmod: not a WebSocket handshake");
@@ -126,6 +129,7 @@ handshake_answer answer_handshake(http::request_context& rc, const options& opts
 }
 
 void handed_over(http::request_context& rc, bool moved) noexcept {
+    count(moved ? handshakes_ok : handshake_failed);
     rc.mark_upgraded();
     if (moved) rc.release_request();  // the request and response are not needed for the life of the socket
 }

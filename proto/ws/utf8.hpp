@@ -1,11 +1,12 @@
-// UTF-8 validation (RFC 3629), incremental: a text message is checked as its
-// bytes arrive, across frame and buffer boundaries, and fails at the first
-// byte that cannot be part of valid UTF-8 — not only at the end (RFC 6455
-// §8.1: fail fast). Whole characters go to simdjson's SIMD validator (its
-// best kernel for this CPU, chosen at run time); the at most 3 bytes of a
-// character cut by a chunk's end go through the scalar state machine, whose
-// state is all a validator keeps between chunks (one byte). The scalar
-// machine sits beside the SIMD path as the reference and tests prove them equal.
+/// @file
+/// UTF-8 validation (RFC 3629), incremental: a text message is checked as its
+/// bytes arrive, across frame and buffer boundaries, and fails at the first
+/// byte that cannot be part of valid UTF-8 — not only at the end (RFC 6455
+/// §8.1: fail fast). Whole characters go to simdjson's SIMD validator (its
+/// best kernel for this CPU, chosen at run time); the at most 3 bytes of a
+/// character cut by a chunk's end go through the scalar state machine, whose
+/// state is all a validator keeps between chunks (one byte). The scalar
+/// machine sits beside the SIMD path as the reference and tests prove them equal.
 #pragma once
 
 #include <cnetmod/proto/ws/mask.hpp>
@@ -17,25 +18,34 @@
 
 namespace cnetmod::ws {
 
+/// An incremental UTF-8 validator (RFC 3629): fed a message in pieces, it fails at the first byte that cannot be part
+/// of valid UTF-8. Its state is one byte.
 class utf8_validator {
 public:
-    // Feeds the next bytes; false once the input can no longer be valid UTF-8.
+    /// Feeds the next bytes; false once the input can no longer be valid UTF-8.
     bool feed(std::span<const std::byte> bytes) noexcept;
+    /// The same with `text`'s bytes.
     bool feed(std::string_view text) noexcept { return feed(std::as_bytes(std::span(text.data(), text.size()))); }
-    // True when everything fed so far is valid and ends on a character boundary.
+    /// True when everything fed so far is valid and ends on a character boundary.
     bool complete() const noexcept { return state_ == accept; }
+    /// Whether the input can no longer be valid UTF-8.
     bool failed() const noexcept { return state_ == reject; }
+    /// Starts over, for a new message.
     void reset() noexcept { state_ = accept; }
 
-    // The state-machine step, exposed for the scalar reference path.
+    /// The state machine's states, exposed for the scalar reference path: accept (at a character boundary, all
+    /// valid) and reject (invalid).
+    ///@{
     static constexpr std::uint8_t accept = 0, reject = 12;
+    ///@}
 
 private:
     std::uint8_t state_ = accept;
 };
 
-// Whole-buffer validation.
+/// Whether `bytes` are all valid UTF-8 (whole-buffer validation).
 bool is_valid_utf8(std::span<const std::byte> bytes) noexcept;
+/// The same for `text`'s bytes.
 inline bool is_valid_utf8(std::string_view text) noexcept {
     return is_valid_utf8(std::as_bytes(std::span(text.data(), text.size())));
 }

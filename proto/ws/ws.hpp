@@ -1,4 +1,5 @@
-// Everything of the WebSocket layer, with the HTTP server it upgrades from.
+/// @file
+/// Everything of the WebSocket layer, with the HTTP server it upgrades from.
 #pragma once
 
 #include <cnetmod/proto/http/server.hpp>
@@ -8,6 +9,7 @@
 #include <cnetmod/proto/ws/handshake.hpp>
 #include <cnetmod/proto/ws/machine.hpp>
 #include <cnetmod/proto/ws/mask.hpp>
+#include <cnetmod/proto/ws/metrics.hpp>
 #include <cnetmod/proto/ws/options.hpp>
 #include <cnetmod/proto/ws/permessage_deflate.hpp>
 #include <cnetmod/proto/ws/prepared_message.hpp>
