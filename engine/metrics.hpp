@@ -47,13 +47,13 @@ private:
 /// Every field is a count since the context was made, except the gauges
 /// (marked), which say how much there is now.
 struct engine_metrics {
-    std::uint64_t loop_turns = 0;           ///< Loop turns, each one io_uring_enter that submits and waits.
-    std::uint64_t completions = 0;          ///< Completions (CQEs) handled.
-    std::uint64_t sqes = 0;                 ///< Submissions (SQEs) prepared.
-    std::uint64_t busy_ns = 0;              ///< Nanoseconds the loop ran, not counting its waits in the kernel.
-    std::uint64_t bytes_received = 0;       ///< Bytes sockets received (for TLS: the encrypted records).
-    std::uint64_t bytes_sent = 0;           ///< Bytes the kernel took from sockets' send queues.
-    std::uint64_t send_queue_bytes = 0;     ///< Gauge: bytes queued to send that the kernel has not taken yet.
+    std::uint64_t loop_turns = 0;        ///< Loop turns, each one io_uring_enter that submits and waits.
+    std::uint64_t completions = 0;       ///< Completions (CQEs) handled.
+    std::uint64_t sqes = 0;              ///< Submissions (SQEs) prepared.
+    std::uint64_t busy_ns = 0;           ///< CPU time (user and kernel) the core's thread used running the loop, in ns.
+    std::uint64_t bytes_received = 0;    ///< Bytes sockets received (for TLS: the encrypted records).
+    std::uint64_t bytes_sent = 0;        ///< Bytes the kernel took from sockets' send queues.
+    std::uint64_t send_queue_bytes = 0;  ///< Gauge: bytes queued to send that the kernel has not taken yet.
     std::uint64_t backpressure_events = 0;  ///< Times a writer waited for a send queue to drain.
 };
 
@@ -67,10 +67,16 @@ inline constexpr std::size_t layer_counter_count = 64;
 inline constexpr std::size_t http_counters_first = 0;
 /// The first index of the WebSocket layer's counters.
 inline constexpr std::size_t ws_counters_first = 8;
-/// The layer counters of the context whose loop runs on this thread, or a
-/// per-thread spare set when none runs (counts made off a loop are kept
-/// there and read by nobody).
-core_counter* current_layer_counters() noexcept;
+/// The layer counters of the context whose loop runs on this thread
+/// (nullptr when none runs). Inline so that counting costs no call.
+extern thread_local constinit core_counter* current_layers;
+/// This thread's spare set, for counts made off a loop (kept, read by nobody).
+core_counter* spare_layer_counters() noexcept;
+/// The layer counters of the context whose loop runs on this thread, or the spare set.
+inline core_counter* current_layer_counters() noexcept {
+    core_counter* c = current_layers;
+    return c ? c : spare_layer_counters();
+}
 /// The layer counters of `ctx`, to read them from any thread while `ctx` lives.
 const core_counter* layer_counters_of(const io_context& ctx) noexcept;
 }  // namespace detail

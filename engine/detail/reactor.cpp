@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <system_error>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -69,9 +70,8 @@ int read_sysctl(const char* path) {
 namespace {
 // The context whose loop runs on this thread (io_context::current()).
 thread_local io_context* current_context = nullptr;
-// Its layer counters, or this thread's spare set when no loop runs here.
-thread_local core_counter spare_layer_counters[layer_counter_count];
-thread_local core_counter* current_layers = nullptr;
+// This thread's spare layer counters, for counts made when no loop runs here.
+thread_local core_counter spare_layers[layer_counter_count];
 }  // namespace
 
 reactor::reactor(io_context& ctx, io_context_options options)
@@ -246,7 +246,10 @@ void reactor::run() {
     enable_on_this_thread();
     io_context* previous = std::exchange(current_context, &ctx_);
     core_counter* previous_layers = std::exchange(current_layers, layer_counters_);
-    busy_since_ = std::chrono::steady_clock::now();
+    // Busy time is this thread's CPU time while it runs the loop: read from
+    // the kernel when asked (metrics()), so no turn reads a clock for it.
+    busy_start_ns_.store(thread_cpu_ns(), std::memory_order_relaxed);
+    loop_tid_.store(static_cast<int>(::gettid()), std::memory_order_release);
     struct restore {
         io_context* previous;
         core_counter* previous_layers;
@@ -254,7 +257,8 @@ void reactor::run() {
         ~restore() {
             current_context = previous;
             current_layers = previous_layers;
-            self->note_busy_until(std::chrono::steady_clock::now());
+            self->loop_tid_.store(0, std::memory_order_release);
+            self->busy_ns_.add(thread_cpu_ns() - self->busy_start_ns_.load(std::memory_order_relaxed));
             self->stop_requested_.store(false, std::memory_order_relaxed);
         }
     } guard{previous, previous_layers, this};
@@ -274,16 +278,7 @@ void reactor::turn() {
     run_turn_hooks();
     const bool idle = ready_.empty() && local_posts_.empty() && !stop_requested_.load(std::memory_order_relaxed) &&
                       !options_.busy_poll;
-    // Busy time: all but the waits. Only a turn that may sleep reads the
-    // clock (twice); a turn with work ready counts into the next one's span.
-    int rc;
-    if (idle) {
-        note_busy_until(std::chrono::steady_clock::now());
-        rc = enter(true);
-        busy_since_ = std::chrono::steady_clock::now();
-    } else {
-        rc = enter(false);
-    }
+    const int rc = enter(idle);
     enter_calls_.add();
     // Every SQE prepared so far is submitted: no SQE names an emptied slot now.
     if (!emptied_file_slots_.empty()) {
@@ -435,22 +430,41 @@ std::uint64_t reactor::sqes_prepared() const noexcept {
     return sqes_.value() + (ring_->sq.sqe_tail - counted_tail_);
 }
 
+namespace {
+// CPU time (user and kernel) of the calling thread, or of thread `tid` (the
+// clock id glibc's pthread_getcpuclockid makes; a thread that is gone reads 0).
+std::uint64_t cpu_ns(clockid_t clock) noexcept {
+    timespec ts{};
+    if (::clock_gettime(clock, &ts) != 0) return 0;
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+}  // namespace
+
+std::uint64_t reactor::thread_cpu_ns() noexcept {
+    return cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+}
+
+std::uint64_t reactor::busy_ns() const noexcept {
+    std::uint64_t busy = busy_ns_.value();
+    if (const int tid = loop_tid_.load(std::memory_order_acquire)) {
+        const auto clock =
+            static_cast<clockid_t>((~static_cast<unsigned>(tid) << 3) | 6);  // per thread, CPUCLOCK_SCHED
+        const std::uint64_t now = cpu_ns(clock), start = busy_start_ns_.load(std::memory_order_relaxed);
+        if (now > start) busy += now - start;
+    }
+    return busy;
+}
+
 engine_metrics reactor::metrics() const noexcept {
     // SQEs as of the last turn: the ring's tail is this thread's alone.
-    return {enter_calls_.value(),      completions_.value(),    sqes_.value(),
-            busy_ns_.value(),          bytes_received_.value(), bytes_sent_.value(),
-            send_queue_bytes_.value(), backpressure_.value()};
+    return {enter_calls_.value(), completions_.value(),      sqes_.value(),        busy_ns(), bytes_received_.value(),
+            bytes_sent_.value(),  send_queue_bytes_.value(), backpressure_.value()};
 }
 
-void reactor::note_busy_until(std::chrono::steady_clock::time_point now) noexcept {
-    if (now > busy_since_)
-        busy_ns_.add(static_cast<std::uint64_t>(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(now - busy_since_).count()));
-    busy_since_ = now;
-}
+thread_local constinit core_counter* current_layers = nullptr;
 
-core_counter* current_layer_counters() noexcept {
-    return current_layers ? current_layers : spare_layer_counters;
+core_counter* spare_layer_counters() noexcept {
+    return spare_layers;
 }
 
 const core_counter* layer_counters_of(const io_context& ctx) noexcept {

@@ -194,7 +194,8 @@ private:
     int enter_for_batch(__kernel_timespec* timeout);
     void run_ready();
     void run_turn_hooks();
-    void note_busy_until(std::chrono::steady_clock::time_point now) noexcept;
+    static std::uint64_t thread_cpu_ns() noexcept;
+    std::uint64_t busy_ns() const noexcept;
     void expire_deadlines();
     void dispatch(std::uint64_t user_data, int result, std::uint32_t flags);
     void arm_wake();
@@ -262,8 +263,9 @@ private:
     core_counter send_queue_bytes_;
     core_counter backpressure_;
     core_counter layer_counters_[layer_counter_count];
-    std::chrono::steady_clock::time_point busy_since_{};  // the end of the last wait in the kernel
-    unsigned counted_tail_ = 0;                           // the SQ tail as of the last count
+    std::atomic<int> loop_tid_{0};                 // the thread running the loop now, 0 when none
+    std::atomic<std::uint64_t> busy_start_ns_{0};  // its CPU time when run() began
+    unsigned counted_tail_ = 0;                    // the SQ tail as of the last count
 };
 
 }  // namespace cnetmod::detail

@@ -223,7 +223,7 @@ std::string to_prometheus(const metrics_snapshot& s) {
              [](const core_metrics& c) { return c.engine.completions; });
     e.family("cnetmod_sqes_total", "counter", "Submissions (SQEs) prepared.",
              [](const core_metrics& c) { return c.engine.sqes; });
-    e.seconds("cnetmod_busy_seconds_total", "Time the loop ran, not counting its waits in the kernel.",
+    e.seconds("cnetmod_busy_seconds_total", "CPU time (user and kernel) the core's thread used running the loop.",
               [](const core_metrics& c) { return c.engine.busy_ns; });
     e.family("cnetmod_socket_received_bytes_total", "counter", "Bytes sockets received (TLS: encrypted).",
              [](const core_metrics& c) { return c.engine.bytes_received; });
