@@ -10,7 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libfmt-dev nlohmann-json3-dev
   libboost-dev gnuplot-nox linux-perf
   python3-websockets node-ws nodejs clang libclang-rt-14-dev chromium
-  libhiredis-dev redis-server redis-tools
+  libhiredis-dev redis-server redis-tools cmake prometheus doxygen
 )
 missing=()
 for p in "${packages[@]}"; do

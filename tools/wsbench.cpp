@@ -15,8 +15,10 @@
 // turn's frames leave in one system call per socket. Nothing is allocated
 // per message and the clock is read once per loop turn. wsbench measures
 // its own CPU share and says when it was the bottleneck; with --server-pid
-// it reports the server's CPU per message.
+// it reports the server's CPU per message, and with --metrics-url the
+// change in the server's Prometheus counters over the run.
 #include "wsbench/frame_reader.hpp"
+#include "wsbench/server_metrics.hpp"
 #include <cnetmod/engine/engine.hpp>
 #include <cnetmod/proto/ws/mask.hpp>
 #include <cnetmod/proto/ws/ws.hpp>
@@ -38,6 +40,7 @@
 #include <cstring>
 #include <fstream>
 #include <latch>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -249,6 +252,7 @@ struct config {
     bool insecure = false;                       // wss://: do not verify the server's certificate
     unsigned publishers = 1;
     int server_pid = 0;
+    std::string metrics_url;  // the server's Prometheus metrics, read before and after the run
     bool spin = false;
     bool json = false;
     bool quiet = false;
@@ -1120,6 +1124,111 @@ std::string plain_message(const std::exception& e) {
     return what;
 }
 
+// ---------------------------------------------------------------- server metrics
+
+// Each of --metrics-url's two reads, outside the measured window.
+constexpr std::chrono::milliseconds metrics_timeout{5000};
+
+// --metrics-url's report: the run's change in every counter the server
+// exposes, summed over cores, and figures from cnetmod's own families
+// (null for a server without them).
+struct server_report {
+    wsbench::metrics_delta delta;
+
+    static server_report of(wsbench::metrics_delta d) { return server_report{std::move(d)}; }
+
+    std::optional<double> family(std::string_view name) const { return delta.family(name); }
+    std::optional<double> series(const std::string& key) const {
+        const auto it = delta.counters.find(key);
+        return it == delta.counters.end() ? std::nullopt : std::optional<double>(it->second);
+    }
+    static std::optional<double> ratio(std::optional<double> a, std::optional<double> b, double scale = 1) {
+        if (!a || !b || *b == 0) return std::nullopt;
+        return *a * scale / *b;
+    }
+    std::optional<double> completions_per_turn() const {
+        return ratio(family("cnetmod_completions_total"), family("cnetmod_loop_turns_total"));
+    }
+    std::optional<double> sqes_per_turn() const {
+        return ratio(family("cnetmod_sqes_total"), family("cnetmod_loop_turns_total"));
+    }
+    // Per data message the server sent: per echo, per delivery in broadcast mode.
+    std::optional<double> busy_us_per_message() const {
+        return ratio(family("cnetmod_busy_seconds_total"), family("cnetmod_ws_messages_sent_total"), 1e6);
+    }
+
+    // Counts as JSON integers, other values (seconds, ratios) as numbers.
+    static nlohmann::json number(double v) {
+        if (v == std::floor(v) && std::abs(v) < 9e15) return nlohmann::json(static_cast<std::int64_t>(v));
+        return nlohmann::json(v);
+    }
+
+    nlohmann::json json() const {
+        const auto value = [](std::optional<double> v) { return v ? number(*v) : nlohmann::json(nullptr); };
+        const auto all = [](const std::map<std::string, double>& m) {
+            nlohmann::json j = nlohmann::json::object();
+            for (const auto& [key, v] : m) j[key] = number(v);
+            return j;
+        };
+        nlohmann::json j;
+        j["messages_received"] = value(family("cnetmod_ws_messages_received_total"));
+        j["messages_sent"] = value(family("cnetmod_ws_messages_sent_total"));
+        j["message_bytes_received"] = value(family("cnetmod_ws_message_bytes_received_total"));
+        j["message_bytes_sent"] = value(family("cnetmod_ws_message_bytes_sent_total"));
+        j["compressed_messages_received"] = value(family("cnetmod_ws_compressed_messages_received_total"));
+        j["compressed_messages_sent"] = value(family("cnetmod_ws_compressed_messages_sent_total"));
+        j["socket_bytes_received"] = value(family("cnetmod_socket_received_bytes_total"));
+        j["socket_bytes_sent"] = value(family("cnetmod_socket_sent_bytes_total"));
+        j["handshakes_ok"] = value(series("cnetmod_ws_handshakes_total{result=\"ok\"}"));
+        j["connections_accepted"] = value(family("cnetmod_http_connections_accepted_total"));
+        j["loop_turns"] = value(family("cnetmod_loop_turns_total"));
+        j["completions"] = value(family("cnetmod_completions_total"));
+        j["sqes"] = value(family("cnetmod_sqes_total"));
+        j["completions_per_turn"] = value(completions_per_turn());
+        j["sqes_per_turn"] = value(sqes_per_turn());
+        j["busy_seconds"] = value(family("cnetmod_busy_seconds_total"));
+        j["busy_us_per_message"] = value(busy_us_per_message());
+        j["backpressure_events"] = value(family("cnetmod_backpressure_events_total"));
+        j["pubsub_deliveries"] = value(family("cnetmod_pubsub_deliveries_total"));
+        j["pubsub_drops"] = value(family("cnetmod_pubsub_drops_total"));
+        j["counters"] = all(delta.counters);
+        j["gauges"] = all(delta.gauges);
+        return j;
+    }
+
+    void print(const std::string& url) const {
+        const auto count = [](std::optional<double> v) {
+            return v ? with_commas(static_cast<std::uint64_t>(std::llround(std::max(*v, 0.0)))) : std::string("-");
+        };
+        const auto number = [](std::optional<double> v, const char* format) {
+            return v ? fmt::format(fmt::runtime(format), *v) : std::string("-");
+        };
+        if (!family("cnetmod_loop_turns_total")) {
+            fmt::print("  server       {} counters changed by {} (no cnetmod families; --json lists them)\n",
+                       delta.counters.size(), url);
+            return;
+        }
+        fmt::print("  server       the run's change at {}, summed over cores:\n", url);
+        fmt::print("    messages   {} received, {} sent ({} B in, {} B out; compressed {} in, {} out)\n",
+                   count(family("cnetmod_ws_messages_received_total")), count(family("cnetmod_ws_messages_sent_total")),
+                   count(family("cnetmod_ws_message_bytes_received_total")),
+                   count(family("cnetmod_ws_message_bytes_sent_total")),
+                   count(family("cnetmod_ws_compressed_messages_received_total")),
+                   count(family("cnetmod_ws_compressed_messages_sent_total")));
+        fmt::print("    loop       {} turns, {} completions and {} SQEs per turn, busy {} s ({} µs per message sent)\n",
+                   count(family("cnetmod_loop_turns_total")), number(completions_per_turn(), "{:.2f}"),
+                   number(sqes_per_turn(), "{:.2f}"), number(family("cnetmod_busy_seconds_total"), "{:.3f}"),
+                   number(busy_us_per_message(), "{:.2f}"));
+        fmt::print(
+            "    other      {} handshakes, {} connections accepted, {} backpressure events, {} pub/sub "
+            "deliveries, {} drops\n",
+            count(series("cnetmod_ws_handshakes_total{result=\"ok\"}")),
+            count(family("cnetmod_http_connections_accepted_total")),
+            count(family("cnetmod_backpressure_events_total")), count(family("cnetmod_pubsub_deliveries_total")),
+            count(family("cnetmod_pubsub_drops_total")));
+    }
+};
+
 // One quick connection before the run, so that a bad URL, a refused
 // connection, an unreachable host or a refused handshake is one clear line.
 // It also finds whether the server accepts permessage-deflate.
@@ -1214,6 +1323,9 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--server-pid", cfg.server_pid,
                    "sample this process's CPU time: server CPU per message, user and system apart");
+    app.add_option("--metrics-url", cfg.metrics_url,
+                   "http://host:port/metrics: read the server's Prometheus counters before and after the run and "
+                   "report their change, summed over cores");
     app.add_flag("--spin", cfg.spin, "busy-poll instead of sleeping in the kernel (latency runs; costs whole cores)");
     app.add_flag("--json", cfg.json, "print the results as JSON on stdout");
     app.add_flag("-q,--quiet", cfg.quiet, "no progress line");
@@ -1242,6 +1354,15 @@ int main(int argc, char** argv) {
             }
         } catch (const std::exception& e) {
             fmt::print(stderr, "wsbench: bad --publish-url \"{}\": {}\n", cfg.publish_url, plain_message(e));
+            return 2;
+        }
+    }
+    std::optional<wsbench::http_url> metrics_url;
+    if (!cfg.metrics_url.empty()) {
+        try {
+            metrics_url = wsbench::parse_http_url(cfg.metrics_url);
+        } catch (const std::exception& e) {
+            fmt::print(stderr, "wsbench: bad --metrics-url \"{}\": {}\n", cfg.metrics_url, e.what());
             return 2;
         }
     }
@@ -1286,6 +1407,17 @@ int main(int argc, char** argv) {
     }
     if (cfg.deflate && !cfg.deflate_negotiated && !cfg.quiet)
         fmt::print(stderr, "wsbench: the server declined permessage-deflate: messages go uncompressed\n");
+
+    // The server's counters before the load connections open (after the probe's).
+    std::optional<wsbench::exposition> metrics_before;
+    if (metrics_url) {
+        try {
+            metrics_before = wsbench::parse_exposition(wsbench::http_get(*metrics_url, metrics_timeout));
+        } catch (const std::exception& e) {
+            fmt::print(stderr, "wsbench: --metrics-url {}: {}\n", cfg.metrics_url, e.what());
+            return 1;
+        }
+    }
 
     std::signal(SIGINT, [](int) { interrupted.store(true); });
     std::signal(SIGTERM, [](int) { interrupted.store(true); });
@@ -1373,6 +1505,18 @@ int main(int argc, char** argv) {
     (void)window_errors;
     run.sending.store(false);
     for (auto& t : threads) t.join();
+    // And after they closed: the delta covers the whole run, handshakes and drain included.
+    std::optional<server_report> server_metrics;
+    std::string metrics_error;
+    if (metrics_before) {
+        try {
+            server_metrics = server_report::of(wsbench::difference(
+                *metrics_before, wsbench::parse_exposition(wsbench::http_get(*metrics_url, metrics_timeout))));
+        } catch (const std::exception& e) {
+            metrics_error = e.what();
+            fmt::print(stderr, "wsbench: --metrics-url {} after the run: {}\n", cfg.metrics_url, metrics_error);
+        }
+    }
 
     // ---- results ----
     const double seconds = static_cast<double>(end - start) / 1e9;
@@ -1508,6 +1652,12 @@ int main(int argc, char** argv) {
         j["server_user_us_per_message"] = server_user_us ? nlohmann::json(*server_user_us) : nlohmann::json(nullptr);
         j["server_system_us_per_message"] =
             server_system_us ? nlohmann::json(*server_system_us) : nlohmann::json(nullptr);
+        if (server_metrics) {
+            j["server_metrics"] = server_metrics->json();
+            j["server_metrics"]["url"] = cfg.metrics_url;
+        } else if (!metrics_error.empty()) {
+            j["server_metrics"] = {{"url", cfg.metrics_url}, {"error", metrics_error}};
+        }
         fmt::print("{}\n", j.dump(2));
     } else {
         const std::string shape =
@@ -1564,6 +1714,8 @@ int main(int argc, char** argv) {
                        : cfg.mode == "broadcast" ? "delivery"
                                                  : "message",
                        *server_user_us, *server_system_us, *server_share * 100, cfg.server_pid);
+        if (server_metrics) server_metrics->print(cfg.metrics_url);
     }
+    if (!metrics_error.empty()) return 1;
     return total_errors == 0 ? 0 : 1;
 }

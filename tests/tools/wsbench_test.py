@@ -2,22 +2,26 @@
 """wsbench against the echo and broadcast examples, in short bounded runs:
 what it sends comes back, nothing is counted as an error, the JSON has its
 documented fields, and each bad input gives its message and exit code.
+--metrics-url against cnetmod-demo: the server's counters changed by what
+wsbench sent; against a stand-in server: the text format's corners.
 
-  wsbench_test.py WSBENCH ECHO_SERVER BROADCAST_SERVER CONNECTION_LIMIT
+  wsbench_test.py WSBENCH ECHO_SERVER BROADCAST_SERVER CONNECTION_LIMIT CNETMOD_DEMO
 """
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 import ws_examples_test as examples  # noqa: E402  (Server, free_port)
 
 free_port = examples.free_port
 
-WSBENCH, ECHO, BROADCAST, LIMIT = sys.argv[1:5]
+WSBENCH, ECHO, BROADCAST, LIMIT, DEMO = sys.argv[1:6]
 failures = []
 
 
@@ -176,6 +180,118 @@ with Server(LIMIT, "--max", "3") as limited:
     rc, j, err = run_json(limited.url, "-c", "6", "-d", "1", "--connect-timeout", "1")
     check(rc == 1 and j and j["connect_failures"] == 3 and j["received"] > 0,
           f"failed connects make the run fail, the others still run (rc {rc}, {j and j['connect_failures']})")
+
+# --metrics-url: the demo's /metrics read before and after the run.
+with Server(DEMO, "--cores", "2", "--quiet") as demo:
+    metrics = f"http://127.0.0.1:{demo.port}/metrics"
+    rc, j, err = run_json(f"ws://127.0.0.1:{demo.port}/ws", "-c", "8", "-i", "4", "-n", "3000", "-s", "100",
+                          "--metrics-url", metrics)
+    check(rc == 0 and j and "server_metrics" in j, f"echo run with --metrics-url (rc {rc}, {err})")
+    if j and "server_metrics" in j:
+        m = j["server_metrics"]
+        check(m["url"] == metrics, "server_metrics names its URL")
+        check(m["messages_received"] == j["sent"] == 3000,
+              f"the server received what wsbench sent ({m['messages_received']}, {j['sent']})")
+        check(m["messages_sent"] == j["received"], f"and sent what wsbench received ({m['messages_sent']})")
+        check(m["message_bytes_received"] == 3000 * 100 and m["message_bytes_sent"] == 3000 * 100,
+              f"payload bytes each way ({m['message_bytes_received']}, {m['message_bytes_sent']})")
+        check(m["handshakes_ok"] == 8, f"8 handshakes in the run, the probe's before it ({m['handshakes_ok']})")
+        # The connection of the second read is accepted inside the run.
+        check(m["connections_accepted"] == 9, f"connections accepted ({m['connections_accepted']})")
+        check(m["loop_turns"] > 0 and m["completions"] >= m["loop_turns"] and m["sqes"] > 0,
+              f"loop turns, completions, SQEs ({m['loop_turns']}, {m['completions']}, {m['sqes']})")
+        check(abs(m["completions_per_turn"] - m["completions"] / m["loop_turns"]) < 1e-9, "completions per turn")
+        check(abs(m["sqes_per_turn"] - m["sqes"] / m["loop_turns"]) < 1e-9, "SQEs per turn")
+        check(m["busy_seconds"] > 0 and abs(m["busy_us_per_message"] - m["busy_seconds"] * 1e6 / 3000) < 1e-6,
+              f"busy time, per message sent ({m['busy_seconds']}, {m['busy_us_per_message']})")
+        check(m["backpressure_events"] == 0 and m["pubsub_deliveries"] == 0, "no backpressure, no pub/sub")
+        check(m["counters"].get('cnetmod_ws_handshakes_total{result="ok"}') == 8,
+              "counters keyed by family and labels, summed over the core label")
+        check(m["counters"].get("cnetmod_ws_messages_received_total") == 3000, "a family without other labels")
+        check(not any('core="' in k for k in list(m["counters"]) + list(m["gauges"])), "no core label left")
+        check(m["gauges"].get("cnetmod_ws_connections_open") == 0, "gauges as after the run: nothing open")
+        closes = m["counters"].get('cnetmod_ws_closes_received_total{code="1000"}')
+        check(closes == 8, f"every connection closed with 1000 ({closes})")
+    # Broadcast: one publish in, a delivery to every /broadcast connection (the publisher's too).
+    rc, j, err = run_json(f"ws://127.0.0.1:{demo.port}/broadcast", "-m", "broadcast", "-c", "6", "-p", "1", "-r",
+                          "200", "-d", "1", "--metrics-url", metrics)
+    check(rc == 0 and j and "server_metrics" in j, f"broadcast run with --metrics-url (rc {rc}, {err})")
+    if j and "server_metrics" in j:
+        m = j["server_metrics"]
+        check(m["messages_received"] == j["published"] > 0,
+              f"the server received every publish ({m['messages_received']}, {j['published']})")
+        check(m["pubsub_deliveries"] == m["messages_sent"] == j["published"] * 6,
+              f"and delivered each to all 6 ({m['pubsub_deliveries']}, {m['messages_sent']}, {j['published']})")
+    rc, out, err = wsbench(f"ws://127.0.0.1:{demo.port}/ws", "-c", "2", "-n", "200", "--metrics-url", metrics)
+    check(rc == 0 and "the run's change at " + metrics in out and "200 received, 200 sent" in out and
+          "per turn" in out, f"the table shows the server's change ({out})")
+    rc, _, err = wsbench(f"ws://127.0.0.1:{demo.port}/ws", "-n", "10", "--metrics-url", "https://127.0.0.1/metrics")
+    check(rc == 2 and "--metrics-url" in err and "http://" in err,
+          f"an https:// --metrics-url (rc {rc}: {err.strip()})")
+    rc, _, err = wsbench(f"ws://127.0.0.1:{demo.port}/ws", "-n", "10", "--metrics-url",
+                         f"http://127.0.0.1:{free_port()}/metrics")
+    check(rc == 1 and "--metrics-url" in err and "refused" in err, f"nothing at --metrics-url (rc {rc}: {err.strip()})")
+    rc, _, err = wsbench(f"ws://127.0.0.1:{demo.port}/ws", "-n", "10", "--metrics-url",
+                         f"http://127.0.0.1:{demo.port}/nowhere")
+    check(rc == 1 and "404" in err, f"a --metrics-url that answers 404 (rc {rc}: {err.strip()})")
+
+
+class StandIn(http.server.BaseHTTPRequestHandler):
+    """Another server's exposition, chunked: escaped label values, a timestamp, a reset counter, OpenMetrics-style
+    counter names, a histogram; every read advances the counters."""
+    protocol_version = "HTTP/1.1"
+    reads = 0
+
+    def do_GET(self):
+        n = StandIn.reads
+        StandIn.reads += 1
+        text = "\n".join([
+            "# HELP requests_total Requests.", "# TYPE requests_total counter",
+            f'requests_total{{path="/a\\"b}}",core="0"}} {10 + 5 * n} 1700000000000',
+            f'requests_total{{core="1",path="/a\\"b}}"}} {20 + 5 * n}',
+            f'requests_total{{path="/c"}} {1 + n}',
+            "# TYPE events counter", f"events_total {100 * n}",
+            "# TYPE resets counter", f"resets_total {7 if n == 0 else 3}",
+            "# TYPE latency_seconds histogram", f'latency_seconds_bucket{{le="+Inf"}} {4 * n}',
+            f"latency_seconds_sum {0.5 * n}", f"latency_seconds_count {4 * n}",
+            "# TYPE temperature gauge", f"temperature {n + 0.25}", "", "   ", "untyped_thing NaN",
+        ]) + "\n"
+        body = text.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i in range(0, len(body), 50):
+            piece = body[i:i + 50]
+            self.wfile.write(b"%x;ext=1\r\n%s\r\n" % (len(piece), piece))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, *args):
+        pass
+
+
+stand_in = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
+threading.Thread(target=stand_in.serve_forever, daemon=True).start()
+try:
+    with Server(ECHO, "--quiet") as echo:
+        rc, j, err = run_json(echo.url, "-c", "2", "-n", "100", "--metrics-url",
+                              f"http://127.0.0.1:{stand_in.server_address[1]}/metrics")
+        check(rc == 0 and j and "server_metrics" in j, f"--metrics-url at a stand-in (rc {rc}, {err})")
+        if j and "server_metrics" in j:
+            m = j["server_metrics"]
+            want = {'requests_total{path="/a\\"b}"}': 10, 'requests_total{path="/c"}': 1, "events_total": 100,
+                    "resets_total": 3, 'latency_seconds_bucket{le="+Inf"}': 4, "latency_seconds_sum": 0.5,
+                    "latency_seconds_count": 4}
+            check(m["counters"] == want, f"the counters' change: {m['counters']}")
+            check(m["gauges"].get("temperature") == 1.25 and "untyped_thing" in m["gauges"],
+                  f"gauges as after the run: {m['gauges']}")
+            check(m["messages_received"] is None and m["loop_turns"] is None,
+                  "no cnetmod figures from a server without them")
+        rc, out, err = wsbench(echo.url, "-c", "2", "-n", "100", "--metrics-url",
+                               f"http://127.0.0.1:{stand_in.server_address[1]}/metrics")
+        check(rc == 0 and "counters changed" in out, f"the table says what changed ({out})")
+finally:
+    stand_in.shutdown()
 
 if failures:
     print(f"{len(failures)} checks failed")
