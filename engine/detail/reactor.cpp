@@ -70,8 +70,6 @@ int read_sysctl(const char* path) {
 namespace {
 // The context whose loop runs on this thread (io_context::current()).
 thread_local io_context* current_context = nullptr;
-// This thread's spare layer counters, for counts made when no loop runs here.
-thread_local core_counter spare_layers[layer_counter_count];
 }  // namespace
 
 reactor::reactor(io_context& ctx, io_context_options options)
@@ -459,12 +457,6 @@ engine_metrics reactor::metrics() const noexcept {
     // SQEs as of the last turn: the ring's tail is this thread's alone.
     return {enter_calls_.value(), completions_.value(),      sqes_.value(),        busy_ns(), bytes_received_.value(),
             bytes_sent_.value(),  send_queue_bytes_.value(), backpressure_.value()};
-}
-
-thread_local constinit core_counter* current_layers = nullptr;
-
-core_counter* spare_layer_counters() noexcept {
-    return spare_layers;
 }
 
 const core_counter* layer_counters_of(const io_context& ctx) noexcept {

@@ -23,6 +23,9 @@ for src in machine frame mask utf8 permessage_deflate deflate_stream; do
   clang++ "${object_flags[@]}" -c -o "$out/ws_$src.o" "$root/proto/ws/$src.cpp"
   machine_objs+=("$out/ws_$src.o")
 done
+# The machine counts into the engine's per-thread counters (engine/metrics.cpp).
+clang++ "${object_flags[@]}" -c -o "$out/engine_metrics.o" "$root/engine/metrics.cpp"
+machine_objs+=("$out/engine_metrics.o")
 for name in ws_machine_fuzz ws_machine_diff_fuzz; do
   # shellcheck disable=SC2046
   clang++ "${flags[@]}" -o "$out/$name" "$here/$name.cpp" "${machine_objs[@]}" -ldeflate -lz $(pkg-config --libs simdjson)
