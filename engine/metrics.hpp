@@ -58,15 +58,10 @@ struct engine_metrics {
 };
 
 namespace detail {
-/// Counters each core keeps for the layers above the engine (HTTP,
-/// WebSocket), by index: the engine names none of them. Indices are given
-/// out in proto/http (from http_counters_first) and proto/ws (from
-/// ws_counters_first).
+/// Counters each core keeps for the layers above the engine, by index:
+/// the engine names none of them. Each layer takes the indices after those
+/// of the layers below it (HTTP from 0, its own header saying where it ends).
 inline constexpr std::size_t layer_counter_count = 64;
-/// The first index of HTTP's counters.
-inline constexpr std::size_t http_counters_first = 0;
-/// The first index of the WebSocket layer's counters.
-inline constexpr std::size_t ws_counters_first = 8;
 /// The layer counters of the context whose loop runs on this thread
 /// (nullptr when none runs). Inline so that counting costs no call.
 extern thread_local constinit core_counter* current_layers;

@@ -43,9 +43,9 @@ std::atomic<std::uint64_t> write_timeouts{0}, refusals{0};
 
 // This layer's per-core counters (engine/metrics.hpp), by index.
 enum counter : std::size_t { accepted_n, open_n, requests_n, refused_n, counters_used };
-static_assert(cnetmod::detail::http_counters_first + counters_used <= cnetmod::detail::ws_counters_first);
+static_assert(counters_used <= detail::layer_counters_end);
 core_counter& count(counter c) noexcept {
-    return cnetmod::detail::current_layer_counters()[cnetmod::detail::http_counters_first + c];
+    return cnetmod::detail::current_layer_counters()[c];
 }
 // One connection in an HTTP session on this core, for the session's life.
 struct open_session {
@@ -530,7 +530,7 @@ void listen_on(const state_ptr& st, io_context& ctx, int fd, std::size_t slot) {
 }  // namespace
 
 server_metrics metrics_of(const io_context& ctx) noexcept {
-    const core_counter* c = cnetmod::detail::layer_counters_of(ctx) + cnetmod::detail::http_counters_first;
+    const core_counter* c = cnetmod::detail::layer_counters_of(ctx);
     return {c[accepted_n].value(), c[open_n].value(), c[requests_n].value(), c[refused_n].value()};
 }
 

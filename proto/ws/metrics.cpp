@@ -10,7 +10,7 @@ namespace cnetmod::ws {
 
 ws_metrics metrics_of(const io_context& ctx) noexcept {
     using namespace detail;
-    const core_counter* c = cnetmod::detail::layer_counters_of(ctx) + cnetmod::detail::ws_counters_first;
+    const core_counter* c = cnetmod::detail::layer_counters_of(ctx) + detail::first_counter;
     ws_metrics m;
     m.connections_open = c[connections_open].value();
     m.handshakes_ok = c[handshakes_ok].value();

@@ -4,13 +4,14 @@
 #pragma once
 
 #include <cnetmod/engine/metrics.hpp>
+#include <cnetmod/proto/http/server.hpp>
 
 #include <cstddef>
 #include <cstdint>
 
 namespace cnetmod::ws::detail {
 
-// Indices past ws_counters_first.
+// Indices past first_counter, where HTTP's end.
 enum counter : std::size_t {
     connections_open,  // a gauge
     handshakes_ok,
@@ -32,7 +33,8 @@ enum counter : std::size_t {
 };
 // Close codes 1000..1015 each have a slot; every other code shares the last.
 inline constexpr std::size_t close_code_slots = 17;
-static_assert(cnetmod::detail::ws_counters_first + counters_used <= cnetmod::detail::layer_counter_count);
+inline constexpr std::size_t first_counter = http::detail::layer_counters_end;
+static_assert(first_counter + counters_used <= cnetmod::detail::layer_counter_count);
 
 inline constexpr std::size_t close_slot(std::uint16_t code) noexcept {
     return code >= 1000 && code <= 1015 ? code - 1000u : close_code_slots - 1;
@@ -40,7 +42,7 @@ inline constexpr std::size_t close_slot(std::uint16_t code) noexcept {
 
 // This thread's core's counters (a spare set off a loop).
 inline core_counter* counters() noexcept {
-    return cnetmod::detail::current_layer_counters() + cnetmod::detail::ws_counters_first;
+    return cnetmod::detail::current_layer_counters() + first_counter;
 }
 inline void count(counter c, std::uint64_t n = 1) noexcept {
     counters()[c].add(n);
