@@ -2,6 +2,7 @@
 #include <cnetmod/engine/log.hpp>
 #include <cnetmod/engine/spawn.hpp>
 #include <cnetmod/engine/timer.hpp>
+#include <cnetmod/proto/http/detail/counters.hpp>
 #include <cnetmod/proto/http/server.hpp>
 
 #include <system_error>

@@ -86,12 +86,6 @@ struct server_metrics {
 /// The HTTP figures of `ctx`'s core; safe from any thread while `ctx` lives.
 server_metrics metrics_of(const io_context& ctx) noexcept;
 
-namespace detail {
-/// The engine's per-core layer counters (engine/metrics.hpp) that HTTP
-/// uses: indices 0 up to this; the layers above start here.
-inline constexpr std::size_t layer_counters_end = 8;
-}  // namespace detail
-
 /// An HTTP/1.1 server with keep-alive and pipelining, routing by exact path and method, on one io_context or on every
 /// core of a runtime. Register routes before listen().
 class server {

@@ -4,7 +4,7 @@
 #pragma once
 
 #include <cnetmod/engine/metrics.hpp>
-#include <cnetmod/proto/http/server.hpp>
+#include <cnetmod/proto/http/detail/counters.hpp>
 
 #include <cstddef>
 #include <cstdint>
