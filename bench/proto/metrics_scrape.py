@@ -34,18 +34,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def start_demo():
-    port = compare.free_port()
-    proc = subprocess.Popen(["taskset", "-c", "0", DEMO, "--port", str(port), "--cores", "1", "--quiet",
-                             "--address", "127.0.0.1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the demo did not start")
+    return compare.Server("cnetmod-demo", 0, lambda port: [DEMO, "--port", str(port), "--cores", "1", "--quiet",
+                                                           "--address", "127.0.0.1"])
 
 
 def get_metrics(port):
@@ -72,7 +62,8 @@ def scraper(port, interval, stop, count):
 
 
 def run_once(args, scraped):
-    proc, port = start_demo()
+    demo = start_demo()
+    port = demo.port
     try:
         stop, count = threading.Event(), [0]
         t = None
@@ -81,7 +72,7 @@ def run_once(args, scraped):
             t.start()
         r = subprocess.run(["taskset", "-c", "1", WSBENCH, f"ws://127.0.0.1:{port}/ws", "--json", "--quiet",
                             "--binary", "-c", "100", "-s", "32", "-r", str(args.rate), "-d", str(args.duration),
-                            "--server-pid", str(proc.pid)],
+                            "--server-pid", str(demo.proc.pid)],
                            capture_output=True, text=True, timeout=args.duration + 60)
         stop.set()
         if t:
@@ -90,24 +81,23 @@ def run_once(args, scraped):
         j["scrapes"] = count[0]
         return j
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        demo.stop()
 
 
 def scrape_cost(args):
-    proc, port = start_demo()
+    demo = start_demo()
+    port, pid = demo.port, demo.proc.pid
     try:
         get_metrics(port)
         size = get_metrics(port)
-        c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        c0, t0 = cpu_seconds(pid), time.monotonic()
         for _ in range(args.scrapes):
             get_metrics(port)
-        c1, t1 = cpu_seconds(proc.pid), time.monotonic()
+        c1, t1 = cpu_seconds(pid), time.monotonic()
         return {"scrapes": args.scrapes, "answer_bytes": size, "server_cpu_us_per_scrape": (c1 - c0) * 1e6 / args.scrapes,
                 "wall_us_per_scrape": (t1 - t0) * 1e6 / args.scrapes}
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        demo.stop()
 
 
 def main():
